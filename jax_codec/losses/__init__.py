@@ -1,0 +1,40 @@
+"""Training losses: spectral (mel, STFT), music-aware (CQT, onsets), adversarial, balancer.
+
+All are pure, jit-able JAX functions of mono waveforms `[B, T]` (B batch, T samples).
+"""
+
+from jax_codec.losses.adversarial import (
+    ADVERSARIAL_KINDS,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adv_loss,
+)
+from jax_codec.losses.balancer import BalancerState, balance_gradients, init_balancer_state
+from jax_codec.losses.music import cqt, cqt_kernel, cqt_loss, onset_weighted_loss, onset_weights
+from jax_codec.losses.spectral import (
+    mel_filterbank,
+    mel_spectrogram,
+    multi_resolution_mel_loss,
+    multi_scale_stft_loss,
+    stft,
+)
+
+__all__ = [
+    "ADVERSARIAL_KINDS",
+    "BalancerState",
+    "balance_gradients",
+    "cqt",
+    "cqt_kernel",
+    "cqt_loss",
+    "discriminator_loss",
+    "feature_matching_loss",
+    "generator_adv_loss",
+    "init_balancer_state",
+    "mel_filterbank",
+    "mel_spectrogram",
+    "multi_resolution_mel_loss",
+    "multi_scale_stft_loss",
+    "onset_weighted_loss",
+    "onset_weights",
+    "stft",
+]

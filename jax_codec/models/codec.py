@@ -1,0 +1,191 @@
+"""The codec: encoder -> hierarchical residual VQ -> decoder.
+
+`Codec.__call__` is the training forward pass; `encode` / `decode` are the inference path and
+give exactly the forward output for the same number of quantizers (no dropout).
+Audio is `[B, T, 1]` inside the model (stereo is folded into B at the public API).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jax_codec.models.decoder import Decoder
+from jax_codec.models.encoder import Encoder
+from jax_codec.models.quantizer import HierarchicalRVQ
+
+Array = jax.Array
+
+
+@flax.struct.dataclass
+class CodecOutput:
+    """Forward-pass result.
+
+    audio: `[B, T, 1]` reconstruction, same length as the input.
+    codes: one int32 `[B, F / strides[i]]` per level (levels beyond `n_quantizers` included).
+    n_quantizers: `[B]` levels used per example.
+    latents: `[B, F, D]` encoder output; quantized: `[B, F, D]` sum of the used levels.
+    losses: `{'commitment', 'codebook'}` scalars. stats: per-level codebook usage.
+    """
+
+    audio: Array
+    codes: tuple[Array, ...]
+    n_quantizers: Array
+    latents: Array
+    quantized: Array
+    losses: dict
+    stats: dict
+
+
+class Codec(nn.Module):
+    """Causal (streamable) or centred convolutional codec with hierarchical residual VQ."""
+
+    sample_rate: int = 44100
+    encoder_width: int = 24
+    encoder_strides: Sequence[int] = (2, 4, 8, 8)
+    latent_dim: int = 512
+    decoder_width: int = 512
+    decoder_strides: Sequence[int] = (8, 8, 4, 2)
+    dilations: Sequence[int] = (1, 3, 9)
+    vq_strides: Sequence[int] = (4, 2, 1, 1, 1, 1, 1, 1)
+    codebook_size: int = 1024
+    codebook_dim: int = 8
+    quantizer_dropout: float = 0.5
+    causal: bool = True
+    dtype: Any = jnp.float32
+
+    def setup(self):
+        self.encoder = Encoder(
+            self.encoder_width,
+            tuple(self.encoder_strides),
+            self.latent_dim,
+            tuple(self.dilations),
+            self.causal,
+            self.dtype,
+        )
+        self.quantizer = HierarchicalRVQ(
+            self.latent_dim,
+            tuple(self.vq_strides),
+            self.codebook_size,
+            self.codebook_dim,
+            self.quantizer_dropout,
+        )
+        self.decoder = Decoder(
+            self.decoder_width,
+            tuple(self.decoder_strides),
+            1,
+            tuple(self.dilations),
+            self.causal,
+            self.dtype,
+        )
+
+    # ---- static facts derived from the architecture (usable on an unbound module) ----
+    @property
+    def hop_length(self) -> int:
+        """Samples per full-rate latent frame."""
+        return math.prod(self.encoder_strides)
+
+    @property
+    def num_quantizers(self) -> int:
+        return len(self.vq_strides)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    @property
+    def frame_rates(self) -> tuple[float, ...]:
+        """Code frame rate (Hz) of each level."""
+        return tuple(self.frame_rate / s for s in self.vq_strides)
+
+    @property
+    def length_multiple(self) -> int:
+        """Inputs are right-padded with zeros to a multiple of this many samples."""
+        return self.hop_length * math.lcm(*self.vq_strides)
+
+    @property
+    def latency_samples(self) -> int | None:
+        """Algorithmic latency of the causal model, `None` if not causal.
+
+        A full-rate frame needs its `hop` samples; a level of stride s waits for s frames before
+        its code exists; causal transposed convs add no lookahead. So output sample t depends on
+        inputs up to t + max(s) * hop - 1, and a stream emits it max(s) * hop samples late.
+        """
+        return self.hop_length * max(self.vq_strides) if self.causal else None
+
+    @property
+    def latency_ms(self) -> float | None:
+        lat = self.latency_samples
+        return None if lat is None else 1000.0 * lat / self.sample_rate
+
+    def bitrate_kbps(self, n_quantizers: int | None = None) -> float:
+        """Bitrate (kbps) when using the first `n_quantizers` levels, before entropy coding."""
+        n = self.num_quantizers if n_quantizers is None else n_quantizers
+        bits = math.log2(self.codebook_size)
+        return sum(self.frame_rates[:n]) * bits / 1000.0
+
+    def _pad(self, audio: Array) -> Array:
+        if audio.ndim != 3 or audio.shape[-1] != 1:
+            raise ValueError(
+                f"Codec expects mono audio shaped [batch, samples, 1], got {audio.shape}; "
+                "fold channels into the batch first."
+            )
+        t = audio.shape[1]
+        m = self.length_multiple
+        padded = -(-t // m) * m
+        return jnp.pad(audio, ((0, 0), (0, padded - t), (0, 0)))
+
+    # ---- forward / inference ----
+    def __call__(
+        self, audio: Array, n_quantizers: int | None = None, train: bool = False
+    ) -> CodecOutput:
+        """`audio [B, T, 1]` -> CodecOutput. Training draws the 'dropout' RNG stream."""
+        t = audio.shape[1]
+        z = self.encoder(self._pad(audio))
+        q = self.quantizer(z, n_quantizers, train)
+        y = self.decoder(q.quantized)[:, :t]
+        return CodecOutput(
+            audio=y,
+            codes=q.codes,
+            n_quantizers=q.n_quantizers,
+            latents=z,
+            quantized=q.quantized,
+            losses={"commitment": q.commitment, "codebook": q.codebook},
+            stats=q.stats,
+        )
+
+    def encode(self, audio: Array, n_quantizers: int | None = None) -> tuple[Array, ...]:
+        """`audio [B, T, 1]` -> codes of the first `n_quantizers` levels, `[B, F / s_i]` each."""
+        return self.quantizer.encode(self.encoder(self._pad(audio)), n_quantizers)
+
+    def decode(self, codes: Sequence[Array], length: int | None = None) -> Array:
+        """Codes (the first `len(codes)` levels) -> `[B, T, 1]`, cut to `length` if given."""
+        y = self.decoder(self.quantizer.decode(codes))
+        return y if length is None else y[:, :length]
+
+
+def build_codec(model_config: ml_collections.ConfigDict, dtype: Any = None) -> Codec:
+    """Codec from a `config.model` section (see configs/base.py)."""
+    c = model_config
+    return Codec(
+        sample_rate=c.sample_rate,
+        encoder_width=c.encoder_width,
+        encoder_strides=tuple(c.encoder_strides),
+        latent_dim=c.latent_dim,
+        decoder_width=c.decoder_width,
+        decoder_strides=tuple(c.decoder_strides),
+        dilations=tuple(c.dilations),
+        vq_strides=tuple(c.vq_strides),
+        codebook_size=c.codebook_size,
+        codebook_dim=c.codebook_dim,
+        quantizer_dropout=c.quantizer_dropout,
+        causal=c.causal,
+        dtype=jnp.dtype(dtype or c.dtype),
+    )

@@ -1,0 +1,57 @@
+"""DAC-style convolutional encoder: waveform `[B, T, 1]` -> latents `[B, T // hop, D]`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jax_codec.models.layers import ResidualUnit, Snake, WNConv1d
+
+Array = jax.Array
+
+
+class EncoderBlock(nn.Module):
+    """Residual units (dilations 1, 3, 9) then a strided conv (kernel 2*stride) to `features`."""
+
+    features: int
+    stride: int
+    dilations: Sequence[int] = (1, 3, 9)
+    causal: bool = True
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        for d in self.dilations:
+            x = ResidualUnit(d, causal=self.causal, dtype=self.dtype)(x)
+        x = Snake(self.dtype)(x)
+        return WNConv1d(
+            self.features, 2 * self.stride, stride=self.stride, causal=self.causal, dtype=self.dtype
+        )(x)
+
+
+class Encoder(nn.Module):
+    """Conv(k=7) to `width`, then one block per stride doubling channels, then conv to `latent_dim`.
+
+    `[B, T, 1] -> [B, T / prod(strides), latent_dim]`; T must be a multiple of prod(strides).
+    """
+
+    width: int = 32
+    strides: Sequence[int] = (2, 4, 8, 8)
+    latent_dim: int = 512
+    dilations: Sequence[int] = (1, 3, 9)
+    causal: bool = True
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        x = WNConv1d(self.width, 7, causal=self.causal, dtype=self.dtype)(x)
+        channels = self.width
+        for s in self.strides:
+            channels *= 2
+            x = EncoderBlock(channels, s, self.dilations, self.causal, self.dtype)(x)
+        x = Snake(self.dtype)(x)
+        return WNConv1d(self.latent_dim, 3, causal=self.causal, dtype=self.dtype)(x)

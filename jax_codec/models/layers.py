@@ -1,0 +1,176 @@
+"""Building blocks: weight-normed 1D convolutions (causal or centred), Snake, residual units.
+
+Shape key used across jax_codec: B batch, T samples, F frames, C channels, K codebooks, D dims.
+All arrays are channels-last `[B, T, C]`.
+
+Padding conventions (these define the algorithmic latency, see `Codec.latency_samples`):
+- causal conv: all padding on the left, so output `i` sees inputs `<= i * stride + stride - 1`;
+- causal transposed conv: the surplus `kernel - stride` outputs are trimmed on the right, so
+  output sample `i` sees input frames `<= i // stride`;
+- non-causal ("centred") modes split the padding as DAC does, which keeps DAC-compatible shapes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+Dtype = Any
+
+_DIMS = ("NWC", "WIO", "NWC")
+
+
+def conv_padding(kernel_size: int, stride: int, dilation: int, causal: bool) -> tuple[int, int]:
+    """(left, right) input padding so that a conv maps T samples to T / stride outputs."""
+    total = (kernel_size - 1) * dilation + 1 - stride
+    if total < 0:
+        raise ValueError(
+            f"kernel_size={kernel_size} (dilation {dilation}) is smaller than stride={stride}: "
+            "inputs would be skipped; use kernel_size >= stride."
+        )
+    if causal:
+        return total, 0
+    left = math.ceil(total / 2)
+    return left, total - left
+
+
+def transpose_trim(kernel_size: int, stride: int, causal: bool) -> tuple[int, int]:
+    """(left, right) samples to drop from a full transposed conv so it maps F frames to F*stride."""
+    total = kernel_size - stride
+    if total < 0:
+        raise ValueError(f"transposed conv kernel_size={kernel_size} < stride={stride}")
+    if causal:
+        return 0, total
+    left = math.ceil(total / 2)
+    return left, total - left
+
+
+def _weight_norm(v: Array, g: Array) -> Array:
+    # Norm over every axis but the output-channel one (last), as torch's weight_norm(dim=0).
+    norm = jnp.sqrt(jnp.sum(jnp.square(v), axis=tuple(range(v.ndim - 1)), keepdims=True))
+    return v * (g / jnp.maximum(norm, 1e-12))
+
+
+class WNConv1d(nn.Module):
+    """Weight-normalized 1D convolution, `[B, T, Cin] -> [B, T // stride, features]`.
+
+    Parameters `weight_v` `[kernel, Cin, features]`, `weight_g` `[features]` (w = g v / |v|),
+    and `bias`. We keep v and g explicitly (rather than flax's `nn.WeightNorm`) because the
+    PyTorch checkpoints we import store exactly these two tensors.
+    """
+
+    features: int
+    kernel_size: int
+    stride: int = 1
+    dilation: int = 1
+    causal: bool = True
+    use_bias: bool = True
+    groups: int = 1
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        cin = x.shape[-1]
+        if cin % self.groups:
+            raise ValueError(f"input channels {cin} not divisible by groups={self.groups}")
+        v = self.param(
+            "weight_v",
+            nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal"),
+            (self.kernel_size, cin // self.groups, self.features),
+        )
+        g = self.param("weight_g", lambda _, v_: jnp.sqrt(jnp.sum(v_**2, axis=(0, 1))), v)
+        w = _weight_norm(v, g)
+        pad = conv_padding(self.kernel_size, self.stride, self.dilation, self.causal)
+        y = jax.lax.conv_general_dilated(
+            x.astype(self.dtype),
+            w.astype(self.dtype),
+            window_strides=(self.stride,),
+            padding=(pad,),
+            rhs_dilation=(self.dilation,),
+            dimension_numbers=_DIMS,
+            feature_group_count=self.groups,
+        )
+        if self.use_bias:
+            b = self.param("bias", nn.initializers.zeros, (self.features,))
+            y = y + b.astype(self.dtype)
+        return y
+
+
+class WNConvTranspose1d(nn.Module):
+    """Weight-normalized transposed 1D convolution, `[B, F, Cin] -> [B, F * stride, features]`.
+
+    Same arithmetic as torch's ConvTranspose1d (the gradient of a strided conv), computed as a
+    conv over the input dilated by `stride` with a flipped kernel; the trim from
+    `transpose_trim` is folded into the padding so no discarded outputs are computed.
+    Kernel `weight_v` is `[kernel, Cin, features]`.
+    """
+
+    features: int
+    kernel_size: int
+    stride: int
+    causal: bool = True
+    use_bias: bool = True
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        cin = x.shape[-1]
+        v = self.param(
+            "weight_v",
+            nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal"),
+            (self.kernel_size, cin, self.features),
+        )
+        g = self.param("weight_g", lambda _, v_: jnp.sqrt(jnp.sum(v_**2, axis=(0, 1))), v)
+        w = _weight_norm(v, g)[::-1]
+        k = self.kernel_size
+        left, right = transpose_trim(k, self.stride, self.causal)
+        y = jax.lax.conv_general_dilated(
+            x.astype(self.dtype),
+            w.astype(self.dtype),
+            window_strides=(1,),
+            padding=((k - 1 - left, k - 1 - right),),
+            lhs_dilation=(self.stride,),
+            dimension_numbers=_DIMS,
+        )
+        if self.use_bias:
+            b = self.param("bias", nn.initializers.zeros, (self.features,))
+            y = y + b.astype(self.dtype)
+        return y
+
+
+class Snake(nn.Module):
+    """Snake activation x + sin^2(alpha x) / alpha with a learned per-channel alpha (DAC, BigVGAN).
+
+    Periodic inductive bias that suits pitched audio; alpha is `[C]`, initialised to 1.
+    """
+
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        alpha = self.param("alpha", nn.initializers.ones, (x.shape[-1],)).astype(self.dtype)
+        x = x.astype(self.dtype)
+        return x + jnp.square(jnp.sin(alpha * x)) / (alpha + 1e-9)
+
+
+class ResidualUnit(nn.Module):
+    """Snake -> dilated conv(k=7) -> Snake -> conv(k=1), plus skip. `[B, T, C] -> [B, T, C]`."""
+
+    dilation: int
+    kernel_size: int = 7
+    causal: bool = True
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        c = x.shape[-1]
+        y = Snake(self.dtype)(x)
+        y = WNConv1d(c, self.kernel_size, dilation=self.dilation, causal=self.causal, dtype=self.dtype)(y)
+        y = Snake(self.dtype)(y)
+        y = WNConv1d(c, 1, causal=self.causal, dtype=self.dtype)(y)
+        return x.astype(self.dtype) + y

@@ -1,0 +1,218 @@
+"""Vector quantizers: factorized L2-normalized VQ, and a hierarchical (multi-scale) residual VQ.
+
+One *level* is one codebook applied at its own frame rate: level `i` average-pools the residual
+over `strides[i]` frames, quantizes it, and repeats the result back to the full frame rate.
+`strides=(1,) * K` is DAC's residual VQ; `strides=(8, 4, 2, 1)` is SNAC's multi-scale VQ; the
+default mixes both: a few coarse levels, then full-rate residual levels.
+
+Causality: a pooled frame covers `[k s, (k+1) s)` and is used for exactly those frames, so a
+level of stride `s` adds a wait of `s` frames, the "coarse-level wait" counted in
+`Codec.latency_samples`. Neither pooling nor upsampling reads past its own block.
+
+Shapes: B batch, F frames at the full latent rate, D latent dims, d codebook dims, N codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from jax_codec.models.layers import WNConv1d
+
+Array = jax.Array
+
+
+def _l2_normalize(x: Array, eps: float = 1e-12) -> Array:
+    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps))
+
+
+def pool(x: Array, stride: int) -> Array:
+    """Mean over non-overlapping blocks of `stride` frames: `[B, F, D] -> [B, F / stride, D]`."""
+    if stride == 1:
+        return x
+    b, f, d = x.shape
+    return x.reshape(b, f // stride, stride, d).mean(axis=2)
+
+
+def upsample(x: Array, stride: int) -> Array:
+    """Repeat each frame `stride` times: `[B, F', D] -> [B, F' * stride, D]`."""
+    return x if stride == 1 else jnp.repeat(x, stride, axis=1)
+
+
+class FactorizedVQ(nn.Module):
+    """DAC's factorized VQ: project to `codebook_dim`, cosine nearest neighbour, project back.
+
+    `__call__(z [B, F, D]) -> (z_q [B, F, D], codes [B, F], commitment [B], codebook [B])`,
+    with a straight-through estimator so gradients reach the encoder through `z_q`.
+    """
+
+    input_dim: int
+    codebook_size: int = 1024
+    codebook_dim: int = 8
+
+    def setup(self):
+        self.in_proj = WNConv1d(self.codebook_dim, 1)
+        self.out_proj = WNConv1d(self.input_dim, 1)
+        self.codebook = self.param(
+            "codebook", nn.initializers.normal(1.0), (self.codebook_size, self.codebook_dim)
+        )
+
+    def nearest(self, z_e: Array) -> Array:
+        """Codes `[B, F]` of the codebook vectors nearest in cosine distance to `z_e [B, F, d]`."""
+        sims = jnp.einsum(
+            "bfd,nd->bfn",
+            _l2_normalize(z_e.astype(jnp.float32)),
+            _l2_normalize(self.codebook.astype(jnp.float32)),
+            precision=jax.lax.Precision.HIGHEST,
+        )
+        return jnp.argmax(sims, axis=-1).astype(jnp.int32)
+
+    def decode_codes(self, codes: Array) -> Array:
+        """Codes `[B, F]` -> projected vectors `[B, F, D]`."""
+        return self.out_proj(jnp.take(self.codebook, codes, axis=0))
+
+    def __call__(self, z: Array) -> tuple[Array, Array, Array, Array]:
+        z_e = self.in_proj(z.astype(jnp.float32))
+        codes = self.nearest(z_e)
+        z_q = jnp.take(self.codebook, codes, axis=0)
+        commitment = jnp.mean(jnp.square(z_e - jax.lax.stop_gradient(z_q)), axis=(1, 2))
+        codebook = jnp.mean(jnp.square(jax.lax.stop_gradient(z_e) - z_q), axis=(1, 2))
+        # Straight-through, written so the value is exactly z_q (z_e - sg(z_e) == 0 bit for bit):
+        # the forward pass then matches decode() exactly, and d z_q / d z_e is the identity.
+        z_q = z_q + (z_e - jax.lax.stop_gradient(z_e))
+        return self.out_proj(z_q), codes, commitment, codebook
+
+
+@flax.struct.dataclass
+class QuantizerOutput:
+    """Result of `HierarchicalRVQ.__call__`.
+
+    quantized: `[B, F, D]` sum of the used levels (straight-through).
+    codes: one `[B, F / strides[i]]` int32 array per level (all levels, used or not).
+    n_quantizers: `[B]` number of levels used per example (quantizer dropout).
+    commitment, codebook: scalar losses, averaged over the used levels and the batch.
+    stats: `level{i}/perplexity`, `level{i}/dead_fraction`, `level{i}/counts` `[N]`.
+    """
+
+    quantized: Array
+    codes: tuple[Array, ...]
+    n_quantizers: Array
+    commitment: Array
+    codebook: Array
+    stats: dict
+
+
+class HierarchicalRVQ(nn.Module):
+    """Residual VQ whose levels run at their own frame rates (coarse to fine), with dropout.
+
+    `strides[i]` is level i's pooling factor; F must be a multiple of lcm(strides).
+    `dropout_prob`: in training, that fraction of examples uses a random number of levels
+    in [1, K] (DAC's quantizer dropout), so one model serves every bitrate.
+    """
+
+    input_dim: int
+    strides: Sequence[int] = (4, 2, 1, 1, 1, 1, 1, 1)
+    codebook_size: int = 1024
+    codebook_dim: int = 8
+    dropout_prob: float = 0.5
+
+    def setup(self):
+        self.levels = [
+            FactorizedVQ(self.input_dim, self.codebook_size, self.codebook_dim, name=f"level{i}")
+            for i in range(len(self.strides))
+        ]
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.strides)
+
+    def _level_counts(self, n_quantizers: int | None) -> int:
+        n = self.num_levels if n_quantizers is None else int(n_quantizers)
+        if not 1 <= n <= self.num_levels:
+            raise ValueError(f"n_quantizers={n_quantizers} must be in [1, {self.num_levels}]")
+        return n
+
+    def __call__(
+        self, z: Array, n_quantizers: int | None = None, train: bool = False
+    ) -> QuantizerOutput:
+        """`z [B, F, D]` -> QuantizerOutput. Draws from the 'dropout' RNG when training."""
+        b = z.shape[0]
+        k = self.num_levels
+        if train and self.dropout_prob > 0 and n_quantizers is None:
+            key_use, key_n = jax.random.split(self.make_rng("dropout"))
+            random_n = jax.random.randint(key_n, (b,), 1, k + 1)
+            use_dropout = jax.random.uniform(key_use, (b,)) < self.dropout_prob
+            n_used = jnp.where(use_dropout, random_n, k)
+        else:
+            n_used = jnp.full((b,), self._level_counts(n_quantizers), jnp.int32)
+
+        residual = z.astype(jnp.float32)
+        quantized = jnp.zeros_like(residual)
+        codes, stats = [], {}
+        commitment = codebook = jnp.zeros((), jnp.float32)
+        for i, (vq, s) in enumerate(zip(self.levels, self.strides, strict=True)):
+            mask = (i < n_used).astype(jnp.float32)  # [B]
+            q, c, commit_i, cb_i = vq(pool(residual, s))
+            q = upsample(q, s) * mask[:, None, None]
+            residual = residual - q
+            quantized = quantized + q
+            codes.append(c)
+            commitment = commitment + jnp.sum(commit_i * mask)
+            codebook = codebook + jnp.sum(cb_i * mask)
+            counts = jnp.zeros((self.codebook_size,), jnp.float32).at[c].add(
+                jnp.broadcast_to(mask[:, None], c.shape)
+            )
+            probs = counts / jnp.maximum(counts.sum(), 1.0)
+            entropy = -jnp.sum(jnp.where(probs > 0, probs * jnp.log(probs), 0.0))
+            stats[f"level{i}/perplexity"] = jnp.exp(entropy)
+            stats[f"level{i}/dead_fraction"] = jnp.mean(counts == 0)
+            stats[f"level{i}/counts"] = counts
+        n_total = jnp.maximum(jnp.sum(n_used), 1).astype(jnp.float32)
+        return QuantizerOutput(
+            quantized=quantized,
+            codes=tuple(codes),
+            n_quantizers=n_used,
+            commitment=commitment / n_total,
+            codebook=codebook / n_total,
+            stats=stats,
+        )
+
+    def encode(self, z: Array, n_quantizers: int | None = None) -> tuple[Array, ...]:
+        """`z [B, F, D]` -> codes of the first `n_quantizers` levels, each `[B, F / s_i]`."""
+        n = self._level_counts(n_quantizers)
+        residual = z.astype(jnp.float32)
+        codes = []
+        for vq, s in zip(self.levels[:n], self.strides[:n], strict=True):
+            q, c, _, _ = vq(pool(residual, s))
+            residual = residual - upsample(q, s)
+            codes.append(c)
+        return tuple(codes)
+
+    def decode(self, codes: Sequence[Array]) -> Array:
+        """Codes of the first `len(codes)` levels -> quantized latents `[B, F, D]`."""
+        n = self._level_counts(len(codes))
+        out = None
+        for vq, s, c in zip(self.levels[:n], self.strides[:n], codes, strict=True):
+            q = upsample(vq.decode_codes(c), s)
+            out = q if out is None else out + q
+        return out
+
+
+def restart_dead_codes(
+    codebook: Array, usage: Array, candidates: Array, key: Array, threshold: float = 1e-3
+) -> tuple[Array, Array]:
+    """Replace rarely used codes by random recent encoder outputs (EnCodec's dead-code expiry).
+
+    codebook `[N, d]`; usage `[N]` an EMA of per-code usage probability; candidates `[M, d]`
+    projected encoder outputs (e.g. a level's `in_proj` output for the current batch).
+    Returns (new codebook, boolean `[N]` mask of restarted codes). Pure and jit-able, so a train
+    step can call it every few hundred steps on the codebook leaf of the params.
+    """
+    dead = usage < threshold
+    picks = jax.random.randint(key, (codebook.shape[0],), 0, candidates.shape[0])
+    new = jnp.where(dead[:, None], candidates[picks].astype(codebook.dtype), codebook)
+    return new, dead

@@ -1,0 +1,219 @@
+"""Model tests: layer arithmetic, shapes, causality, quantizer properties, encode/decode."""
+
+import glob
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jax_codec.config import load_config
+from jax_codec.models.codec import build_codec
+from jax_codec.models.layers import WNConv1d, WNConvTranspose1d
+from jax_codec.models.quantizer import HierarchicalRVQ, restart_dead_codes
+
+
+def _init(codec, t, batch=1, seed=0):
+    x = jax.random.normal(jax.random.key(seed + 1), (batch, t, 1)) * 0.1
+    params = jax.jit(codec.init)(jax.random.key(seed), x)
+    return params, x
+
+
+@pytest.fixture(scope="module")
+def runlocal():
+    codec = build_codec(load_config("configs/base.py:runlocal").model)
+    params, _ = _init(codec, 4096)
+    return codec, params
+
+
+def _np_conv_transpose(x, w, stride):
+    """Reference transposed conv (scatter-add form, as torch): x [F, Cin], w [k, Cin, Cout]."""
+    f, _ = x.shape
+    k = w.shape[0]
+    y = np.zeros(((f - 1) * stride + k, w.shape[2]))
+    for j in range(f):
+        for i in range(k):
+            y[j * stride + i] += x[j] @ w[i]
+    return y
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("stride", [2, 3, 4])
+def test_conv_transpose_matches_scatter_add_reference(causal, stride):
+    k = 2 * stride
+    layer = WNConvTranspose1d(5, k, stride, causal=causal, use_bias=False)
+    x = jax.random.normal(jax.random.key(0), (1, 7, 3))
+    params = layer.init(jax.random.key(1), x)
+    v, g = params["params"]["weight_v"], params["params"]["weight_g"]
+    w = np.asarray(v) * np.asarray(g) / np.linalg.norm(np.asarray(v), axis=(0, 1))
+    full = _np_conv_transpose(np.asarray(x[0]), w, stride)
+    trim = k - stride
+    left = 0 if causal else -(-trim // 2)
+    expected = full[left : left + 7 * stride]
+    got = np.asarray(layer.apply(params, x))[0]
+    assert got.shape == (7 * stride, 5)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_conv_lengths_and_causal_padding(causal):
+    layer = WNConv1d(4, 8, stride=4, causal=causal)
+    x = jax.random.normal(jax.random.key(0), (2, 64, 3))
+    params = layer.init(jax.random.key(1), x)
+    y = layer.apply(params, x)
+    assert y.shape == (2, 16, 4)
+    x2 = x.at[:, 40:].set(0.0)  # change the future of output frame 9 (inputs <= 39)
+    y2 = layer.apply(params, x2)
+    same = np.allclose(y[:, :10], y2[:, :10], atol=1e-6)
+    assert same == causal
+
+
+@pytest.mark.parametrize(
+    "spec,t", [("configs/base.py", 5000), ("configs/base.py:runlocal", 3000), ("configs/base.py:noncausal,runlocal", 3001)]
+)
+def test_forward_shapes(spec, t):
+    config = load_config(spec)
+    codec = build_codec(config.model)
+    params, x = _init(codec, t, batch=2)
+    out = jax.jit(codec.apply)(params, x)
+    f = -(-t // codec.length_multiple) * codec.length_multiple // codec.hop_length
+    assert out.audio.shape == (2, t, 1)
+    assert len(out.codes) == len(config.model.vq_strides)
+    for c, s in zip(out.codes, config.model.vq_strides):
+        assert c.shape == (2, f // s) and c.dtype == jnp.int32
+    assert out.latents.shape == (2, f, config.model.latent_dim)
+    assert np.isfinite(np.asarray(out.audio)).all()
+    assert float(jnp.max(jnp.abs(out.audio))) <= 1.0
+
+
+def test_causality(runlocal):
+    codec, params = runlocal
+    lat = codec.latency_samples
+    assert lat == 2048
+    t_total, t = 8 * 2048, 9000
+    x = jax.random.normal(jax.random.key(3), (1, t_total, 1)) * 0.3
+    x2 = x.at[:, t:].set(jax.random.normal(jax.random.key(4), (1, t_total - t, 1)))
+    fwd = jax.jit(codec.apply)
+    a, b = fwd(params, x), fwd(params, x2)
+    cut = t - lat
+    np.testing.assert_array_equal(np.asarray(a.audio[:, :cut]), np.asarray(b.audio[:, :cut]))
+    assert not np.allclose(a.audio[:, t:], b.audio[:, t:])  # the change is visible after t
+    for c1, c2, s in zip(a.codes, b.codes, codec.vq_strides):
+        block = s * codec.hop_length  # code j of this level starts at sample j * block
+        n_before = max(0, (cut) // block)
+        np.testing.assert_array_equal(np.asarray(c1[:, :n_before]), np.asarray(c2[:, :n_before]))
+
+
+def test_noncausal_model_sees_the_future():
+    # The negative control of test_causality: the same check must fail for a centred model.
+    codec = build_codec(load_config("configs/base.py:runlocal,noncausal").model)
+    params, _ = _init(codec, 4096)
+    x = jax.random.normal(jax.random.key(3), (1, 8 * 2048, 1)) * 0.3
+    x2 = x.at[:, 9000:].set(0.0)
+    fwd = jax.jit(codec.apply)
+    a, b = fwd(params, x), fwd(params, x2)
+    assert not np.allclose(a.audio[:, : 9000 - 2048], b.audio[:, : 9000 - 2048], atol=1e-7)
+
+
+def test_codes_in_range_and_decode_matches_forward(runlocal):
+    codec, params = runlocal
+    x = jax.random.normal(jax.random.key(5), (2, 7000, 1)) * 0.2
+    fwd = jax.jit(codec.apply, static_argnums=2)
+    enc = jax.jit(lambda p, a, n: codec.apply(p, a, n, method=codec.encode), static_argnums=2)
+    dec = jax.jit(lambda p, c: codec.apply(p, c, 7000, method=codec.decode))
+    for n in (1, codec.num_quantizers):
+        out = fwd(params, x, n)
+        codes = enc(params, x, n)
+        assert len(codes) == n
+        for c_enc, c_fwd in zip(codes, out.codes[:n]):
+            np.testing.assert_array_equal(np.asarray(c_enc), np.asarray(c_fwd))
+            assert int(c_enc.min()) >= 0 and int(c_enc.max()) < codec.codebook_size
+        y = dec(params, codes)
+        np.testing.assert_allclose(np.asarray(y), np.asarray(out.audio), atol=1e-5)
+    full = fwd(params, x, None).audio
+    one = fwd(params, x, 1).audio
+    assert not np.allclose(full, one, atol=1e-4)
+
+
+def test_straight_through_gradient_reaches_encoder(runlocal):
+    codec, params = runlocal
+    x = jax.random.normal(jax.random.key(6), (1, 4096, 1)) * 0.2
+
+    def recon(p):  # reconstruction only: no commitment term that would reach the encoder anyway
+        return jnp.mean((codec.apply(p, x).audio - x) ** 2)
+
+    grads = jax.jit(jax.grad(recon))(params)["params"]
+    enc_norm = np.sqrt(sum(float(jnp.sum(g**2)) for g in jax.tree.leaves(grads["encoder"])))
+    assert np.isfinite(enc_norm) and enc_norm > 1e-8
+    # Codebook vectors get no gradient from reconstruction except via the straight-through path.
+    vq_in = grads["quantizer"]["level0"]["in_proj"]["weight_v"]
+    assert float(jnp.abs(vq_in).sum()) > 0
+
+
+def test_quantizer_dropout_varies_levels():
+    k = 6
+    rvq = HierarchicalRVQ(16, strides=(2, 1, 1, 1, 1, 1), codebook_size=32, codebook_dim=4, dropout_prob=1.0)
+    z = jax.random.normal(jax.random.key(0), (32, 8, 16))
+    params = rvq.init({"params": jax.random.key(1), "dropout": jax.random.key(2)}, z, train=True)
+    out = jax.jit(lambda p: rvq.apply(p, z, train=True, rngs={"dropout": jax.random.key(3)}))(params)
+    n = np.asarray(out.n_quantizers)
+    assert n.min() >= 1 and n.max() <= k and len(set(n.tolist())) > 2
+    # counts per level equal the number of frames of the examples that use that level
+    for i, s in enumerate(rvq.strides):
+        expected = np.sum(n > i) * (8 // s)
+        assert float(out.stats[f"level{i}/counts"].sum()) == expected
+    # examples using fewer levels reconstruct from fewer codebooks
+    full = rvq.apply(params, z)
+    assert np.all(np.asarray(full.n_quantizers) == k)
+    one = np.where(n == 1)[0]
+    if len(one):
+        q1 = rvq.apply(params, z[one], n_quantizers=1).quantized
+        np.testing.assert_allclose(np.asarray(out.quantized[one]), np.asarray(q1), atol=1e-5)
+    eval_out = rvq.apply(params, z, train=False)
+    assert np.all(np.asarray(eval_out.n_quantizers) == k)
+
+
+def test_rvq_levels_reduce_error():
+    rvq = HierarchicalRVQ(16, strides=(1, 1, 1, 1), codebook_size=64, codebook_dim=16, dropout_prob=0.0)
+    z = jax.random.normal(jax.random.key(0), (4, 16, 16))
+    params = rvq.init(jax.random.key(1), z)
+    usage = rvq.apply(params, z).stats
+    assert 1.0 <= float(usage["level0/perplexity"]) <= 64.0
+    assert 0.0 <= float(usage["level0/dead_fraction"]) < 1.0
+    with pytest.raises(ValueError, match="n_quantizers"):
+        rvq.apply(params, z, n_quantizers=5)
+
+
+def test_restart_dead_codes():
+    codebook = jnp.zeros((8, 2))
+    usage = jnp.array([0.5, 0.0, 0.2, 0.0, 0.1, 0.1, 0.1, 0.0])
+    candidates = jnp.arange(10.0).reshape(5, 2) + 1.0
+    new, dead = restart_dead_codes(codebook, usage, candidates, jax.random.key(0))
+    assert np.asarray(dead).tolist() == [False, True, False, True, False, False, False, True]
+    new = np.asarray(new)
+    assert np.all(new[~np.asarray(dead)] == 0)
+    cand = {tuple(r) for r in np.asarray(candidates)}
+    assert all(tuple(r) in cand for r in new[np.asarray(dead)])
+
+
+def _config_specs():
+    import importlib.util
+
+    for path in sorted(glob.glob("configs/*.py")):
+        spec = importlib.util.spec_from_file_location("cfg", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        yield path
+        for v in getattr(mod, "VARIANTS", ()):
+            yield f"{path}:{v}"
+
+
+@pytest.mark.parametrize("spec", list(_config_specs()))
+def test_every_config_builds_abstractly(spec):
+    config = load_config(spec)
+    codec = build_codec(config.model)
+    x = jax.ShapeDtypeStruct((2, codec.length_multiple, 1), jnp.float32)
+    params = jax.eval_shape(lambda a: codec.init(jax.random.key(0), a), x)
+    out = jax.eval_shape(lambda p, a: codec.apply(p, a), params, x)
+    assert out.audio.shape == x.shape
+    assert sum(p.size for p in jax.tree.leaves(params)) > 0
