@@ -1,6 +1,6 @@
 """`python -m jax_codec COMMAND ...`: command-line tools.
 
-  info --config=configs/base.py[:variant] [--json]   architecture summary of a config
+info --config=configs/base.py[:variant] [--json]   architecture summary of a config
 """
 
 from __future__ import annotations
@@ -28,8 +28,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jax_codec", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m jax_codec",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="summary of a codec config")
     info.add_argument("--config", help="configs/FILE.py[:variant,...]")

@@ -97,4 +97,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     try:
         jnp.dtype(m.dtype)
     except TypeError as e:
-        raise ConfigError(f"model.dtype={m.dtype!r} is not a dtype (use float32 or bfloat16)") from e
+        raise ConfigError(
+            f"model.dtype={m.dtype!r} is not a dtype (use float32 or bfloat16)"
+        ) from e

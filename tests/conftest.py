@@ -4,3 +4,23 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def runlocal_codec():
+    """(codec, params) of configs/base.py:runlocal, initialised once per test session.
+
+    Compiling `init` costs far more than `apply` on CPU, so tests share these weights. The
+    non-causal variant has the same parameter tree, so it can reuse them.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from jax_codec.config import load_config
+    from jax_codec.models.codec import build_codec
+
+    codec = build_codec(load_config("configs/base.py:runlocal").model)
+    params = jax.jit(codec.init)(jax.random.key(0), jnp.zeros((1, 4096, 1)))
+    return codec, params

@@ -36,15 +36,28 @@ def test_unknown_variant_and_bad_values_fail():
 def test_info_json(capsys):
     assert main(["info", "--config=configs/base.py", "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
-    for key in ("params", "bitrate_kbps", "frame_rates_hz", "latency_ms", "gflops_per_audio_second"):
+    for key in (
+        "params",
+        "bitrate_kbps",
+        "frame_rates_hz",
+        "latency_ms",
+        "gflops_per_audio_second",
+    ):
         assert key in s
-    assert s["frame_rates_hz"][:3] == pytest.approx([44100 / 2048, 44100 / 1024, 44100 / 512], rel=1e-4)
+    assert s["frame_rates_hz"][:3] == pytest.approx(
+        [44100 / 2048, 44100 / 1024, 44100 / 512], rel=1e-4
+    )
     # 2 levels at 21.5/43 Hz + 6 at 86 Hz, 10 bits each
-    assert s["bitrate_kbps"] == pytest.approx((44100 / 2048 + 44100 / 1024 + 6 * 44100 / 512) * 10 / 1000, rel=1e-4)
+    assert s["bitrate_kbps"] == pytest.approx(
+        (44100 / 2048 + 44100 / 1024 + 6 * 44100 / 512) * 10 / 1000, rel=1e-4
+    )
     assert 1.0 <= s["bitrate_kbps"] <= 6.0
     assert s["latency_ms"] == pytest.approx(2048 / 44.1, rel=1e-4) and s["latency_ms"] <= 50
     assert 5 < s["gflops_per_audio_second"] <= 30
-    assert s["params"]["total"] == s["params"]["encoder"] + s["params"]["quantizer"] + s["params"]["decoder"]
+    assert (
+        s["params"]["total"]
+        == s["params"]["encoder"] + s["params"]["quantizer"] + s["params"]["decoder"]
+    )
 
 
 def test_info_text_and_errors(capsys):

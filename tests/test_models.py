@@ -19,11 +19,9 @@ def _init(codec, t, batch=1, seed=0):
     return params, x
 
 
-@pytest.fixture(scope="module")
-def runlocal():
-    codec = build_codec(load_config("configs/base.py:runlocal").model)
-    params, _ = _init(codec, 4096)
-    return codec, params
+@pytest.fixture()
+def runlocal(runlocal_codec):
+    return runlocal_codec
 
 
 def _np_conv_transpose(x, w, stride):
@@ -69,12 +67,21 @@ def test_conv_lengths_and_causal_padding(causal):
 
 
 @pytest.mark.parametrize(
-    "spec,t", [("configs/base.py", 5000), ("configs/base.py:runlocal", 3000), ("configs/base.py:noncausal,runlocal", 3001)]
+    "spec,t",
+    [
+        ("configs/base.py", 5000),
+        ("configs/base.py:runlocal", 3000),
+        ("configs/base.py:noncausal,runlocal", 3001),
+    ],
 )
-def test_forward_shapes(spec, t):
+def test_forward_shapes(spec, t, runlocal_codec):
     config = load_config(spec)
     codec = build_codec(config.model)
-    params, x = _init(codec, t, batch=2)
+    if "runlocal" in spec:  # same parameter tree for causal and non-causal: reuse the weights
+        params = runlocal_codec[1]
+        x = jax.random.normal(jax.random.key(1), (2, t, 1)) * 0.1
+    else:
+        params, x = _init(codec, t, batch=2)
     out = jax.jit(codec.apply)(params, x)
     f = -(-t // codec.length_multiple) * codec.length_multiple // codec.hop_length
     assert out.audio.shape == (2, t, 1)
@@ -104,10 +111,10 @@ def test_causality(runlocal):
         np.testing.assert_array_equal(np.asarray(c1[:, :n_before]), np.asarray(c2[:, :n_before]))
 
 
-def test_noncausal_model_sees_the_future():
+def test_noncausal_model_sees_the_future(runlocal_codec):
     # The negative control of test_causality: the same check must fail for a centred model.
     codec = build_codec(load_config("configs/base.py:runlocal,noncausal").model)
-    params, _ = _init(codec, 4096)
+    params = runlocal_codec[1]
     x = jax.random.normal(jax.random.key(3), (1, 8 * 2048, 1)) * 0.3
     x2 = x.at[:, 9000:].set(0.0)
     fwd = jax.jit(codec.apply)
@@ -152,10 +159,14 @@ def test_straight_through_gradient_reaches_encoder(runlocal):
 
 def test_quantizer_dropout_varies_levels():
     k = 6
-    rvq = HierarchicalRVQ(16, strides=(2, 1, 1, 1, 1, 1), codebook_size=32, codebook_dim=4, dropout_prob=1.0)
+    rvq = HierarchicalRVQ(
+        16, strides=(2, 1, 1, 1, 1, 1), codebook_size=32, codebook_dim=4, dropout_prob=1.0
+    )
     z = jax.random.normal(jax.random.key(0), (32, 8, 16))
     params = rvq.init({"params": jax.random.key(1), "dropout": jax.random.key(2)}, z, train=True)
-    out = jax.jit(lambda p: rvq.apply(p, z, train=True, rngs={"dropout": jax.random.key(3)}))(params)
+    out = jax.jit(lambda p: rvq.apply(p, z, train=True, rngs={"dropout": jax.random.key(3)}))(
+        params
+    )
     n = np.asarray(out.n_quantizers)
     assert n.min() >= 1 and n.max() <= k and len(set(n.tolist())) > 2
     # counts per level equal the number of frames of the examples that use that level
@@ -174,7 +185,9 @@ def test_quantizer_dropout_varies_levels():
 
 
 def test_rvq_levels_reduce_error():
-    rvq = HierarchicalRVQ(16, strides=(1, 1, 1, 1), codebook_size=64, codebook_dim=16, dropout_prob=0.0)
+    rvq = HierarchicalRVQ(
+        16, strides=(1, 1, 1, 1), codebook_size=64, codebook_dim=16, dropout_prob=0.0
+    )
     z = jax.random.normal(jax.random.key(0), (4, 16, 16))
     params = rvq.init(jax.random.key(1), z)
     usage = rvq.apply(params, z).stats

@@ -1,6 +1,7 @@
 """Training losses: spectral (mel, STFT), music-aware (CQT, onsets), adversarial, balancer.
 
-All are pure, jit-able JAX functions of mono waveforms `[B, T]` (B batch, T samples).
+All are pure, jit-able JAX functions of mono waveforms `[B, T]` (B batch, T samples);
+sample rates and sizes are Python numbers (static under `jit`).
 """
 
 from jax_codec.losses.adversarial import (
@@ -10,7 +11,14 @@ from jax_codec.losses.adversarial import (
     generator_adv_loss,
 )
 from jax_codec.losses.balancer import BalancerState, balance_gradients, init_balancer_state
-from jax_codec.losses.music import cqt, cqt_kernel, cqt_loss, onset_weighted_loss, onset_weights
+from jax_codec.losses.music import (
+    CQTKernel,
+    cqt,
+    cqt_kernel,
+    cqt_loss,
+    onset_weighted_loss,
+    onset_weights,
+)
 from jax_codec.losses.spectral import (
     mel_filterbank,
     mel_spectrogram,
@@ -22,6 +30,7 @@ from jax_codec.losses.spectral import (
 __all__ = [
     "ADVERSARIAL_KINDS",
     "BalancerState",
+    "CQTKernel",
     "balance_gradients",
     "cqt",
     "cqt_kernel",

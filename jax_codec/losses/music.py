@@ -20,21 +20,27 @@ Why these help music (on top of the multi-resolution mel loss):
 
 CQT implementation (Brown & Puckette's frequency-domain kernel, as librosa's `cqt` builds it):
 librosa's `filters.wavelet` gives the time-domain constant-Q filters (Hann-windowed complex
-sinusoids, lengths ~Q * sr / f, centred in a power-of-2 buffer of `n_fft` samples); their FFTs,
-restricted to the FFT bins where any filter has energy, form a `[n_used, n_bins]` complex
-matrix. Each frame's rectangular-window `rfft` (frames centred on `f * hop`, zero padding) times
-that matrix equals the inner product of the frame with every filter (Parseval), i.e. the exact
-CQT at the hop grid: each bin keeps its own window length. Two approximations against librosa's
-`cqt`: (1) librosa filters lower octaves on a downsampled signal while we use one FFT at the full
-rate (more FLOPs, no resampling error); (2) FFT bins where every filter is below `rel_tol`
-(default 1e-3, -60 dB) of its peak are dropped. The cost is dominated by one `n_fft`-point rfft
-per frame, where `n_fft` is set by the lowest bin (32768 at 44.1 kHz for fmin = 32.7 Hz); raise
-`fmin`, lower `filter_scale`, or use `gamma > 0` (variable-Q: shorter bass windows) to shrink it.
+sinusoids, lengths ~Q * sr / f, centred in a power-of-2 buffer of `n_fft` samples). Each frame's
+rectangular-window `rfft` (frames centred on `f * hop`, zero padding) times the filters' FFTs
+equals the inner product of the frame with every filter (Parseval), i.e. the exact CQT on the
+hop grid with each bin keeping its own window length. Two savings, both exact up to the filters'
+energy below `rel_tol` (default 1e-3 = -60 dB of each filter's peak):
+  1. Band-limited decimation: the filters are negligible above ~1.4x the top bin, so the signal
+     is low-passed and decimated by the largest power of 2 `D` that keeps that band (one FFT of
+     the whole clip, truncated, inverse FFT), and frames/FFTs are D times shorter (D = 4 at
+     44.1 kHz with the default 84 bins up to B7). librosa instead halves the rate per octave
+     with a resampling filter; we keep one rate, so there is no resampling error.
+  2. Per-octave blocks: each octave's filters only touch a band of FFT bins, so the kernel is a
+     few `[band, bins_per_octave]` matmuls instead of one dense `[n_fft // 2 + 1, n_bins]` one.
+The frame length is set by the lowest bin (n_fft = 32768 at 44.1 kHz for fmin = 32.7 Hz, 8192
+after decimation); raise `fmin`, lower `filter_scale`, or use `gamma > 0` (variable-Q: shorter
+bass windows) to make it cheaper.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +50,19 @@ import numpy as np
 from jax_codec.losses.spectral import _PRECISION, frame, magnitude, mel_spectrogram
 
 Array = jax.Array
+
+
+class CQTKernel(NamedTuple):
+    """A frequency-domain CQT kernel for frames of `n_fft` samples at `sample_rate / decimation`.
+
+    Bins `starts[i] : starts[i] + blocks[i].shape[0]` of each frame's rfft, times the complex64
+    `blocks[i]` `[band, bins]`, give the next `bins` CQT bins (one block per octave).
+    """
+
+    blocks: tuple[np.ndarray, ...]
+    starts: tuple[int, ...]
+    n_fft: int
+    decimation: int
 
 
 @functools.lru_cache(maxsize=16)
@@ -56,13 +75,12 @@ def cqt_kernel(
     filter_scale: float = 1.0,
     gamma: float = 0.0,
     rel_tol: float = 1e-3,
-) -> tuple[np.ndarray, int, int]:
-    """Frequency-domain CQT/VQT kernel, built once on the host with librosa.
+    decimate: bool = True,
+) -> CQTKernel:
+    """Frequency-domain CQT/VQT kernel, built once on the host from librosa's wavelet filters.
 
-    Returns:
-      (kernel, n_fft, first_bin): complex64 `kernel` `[n_used, n_bins]` to multiply with rfft
-      bins `first_bin : first_bin + n_used` of `n_fft`-sample frames. Scaled as librosa's
-      `cqt(..., scale=True)`.
+    Scaled as librosa's `cqt(..., scale=True)`. With `decimate`, the kernel is for the signal
+    decimated by the largest power of 2 that divides `hop_length` and keeps every filter's band.
     """
     freqs = librosa.cqt_frequencies(n_bins=n_bins, fmin=fmin, bins_per_octave=bins_per_octave)
     _, cutoff = librosa.filters.wavelet_lengths(
@@ -88,15 +106,48 @@ def cqt_kernel(
     # Centre-pad (librosa pads at the end here, which would shift the filters off-centre).
     extra = n_fft - basis.shape[1]
     basis = np.pad(basis, [(0, 0), (extra // 2, extra - extra // 2)])
-    # librosa: basis * lengths / n_fft before the FFT, then / sqrt(lengths) for scale=True.
-    spectra = np.fft.fft(basis, axis=1)[:, : n_fft // 2 + 1]
-    spectra = spectra * (np.sqrt(lengths) / n_fft)[:, None]
-    peak = np.abs(spectra).max(axis=1, keepdims=True)
-    used = np.nonzero((np.abs(spectra) >= rel_tol * peak).any(axis=0))[0]
-    first, last = int(used[0]), int(used[-1]) + 1
-    kernel = np.ascontiguousarray(spectra[:, first:last].T).astype(np.complex64)
-    kernel.setflags(write=False)  # shared through the cache
-    return kernel, n_fft, first
+    # librosa scales the basis by lengths / n_fft before the FFT and the output by
+    # 1 / sqrt(lengths) (scale=True).
+    scale = (np.sqrt(lengths) / n_fft)[:, None]
+    spectra = np.fft.fft(basis, axis=1)[:, : n_fft // 2 + 1] * scale
+    mag = np.abs(spectra)
+    support = mag >= rel_tol * mag.max(axis=1, keepdims=True)  # [n_bins, n_fft // 2 + 1]
+    top = int(np.nonzero(support.any(axis=0))[0][-1])  # highest FFT bin any filter needs
+
+    decimation = 1
+    while (
+        decimate
+        and hop_length % (2 * decimation) == 0
+        and top < n_fft // (4 * decimation)  # strictly below the decimated Nyquist bin
+    ):
+        decimation *= 2
+    if decimation > 1:
+        # Sampling a band-limited filter every D samples keeps its inner products with the
+        # (equally band-limited) decimated signal, up to a factor D: sum_n a[n] b[n] =
+        # D * sum_m a[mD] b[mD]. The FFT bins below the new Nyquist are unchanged in Hz.
+        n_fft //= decimation
+        spectra = np.fft.fft(basis[:, ::decimation], axis=1)[:, : n_fft // 2 + 1]
+        spectra = spectra * scale * decimation**2
+        support = support[:, : n_fft // 2 + 1]
+
+    blocks, starts = [], []
+    for lo_bin in range(0, n_bins, bins_per_octave):
+        rows = slice(lo_bin, min(n_bins, lo_bin + bins_per_octave))
+        used = np.nonzero(support[rows].any(axis=0))[0]
+        first, last = int(used[0]), int(used[-1]) + 1
+        block = np.ascontiguousarray(spectra[rows, first:last].T).astype(np.complex64)
+        block.setflags(write=False)  # shared through the cache
+        blocks.append(block)
+        starts.append(first)
+    return CQTKernel(tuple(blocks), tuple(starts), n_fft, decimation)
+
+
+def _decimate(x: Array, factor: int) -> Array:
+    """Ideal (FFT brick-wall) low-pass and keep every `factor`-th sample; `T % factor == 0`."""
+    length = x.shape[-1]
+    spec = jnp.fft.rfft(x, axis=-1)[..., : length // (2 * factor)]
+    spec = jnp.pad(spec, [(0, 0)] * (x.ndim - 1) + [(0, 1)])  # zero new Nyquist bin
+    return jnp.fft.irfft(spec, n=length // factor, axis=-1) / factor
 
 
 def cqt(
@@ -108,14 +159,16 @@ def cqt(
     hop_length: int = 512,
     filter_scale: float = 1.0,
     gamma: float = 0.0,
+    decimate: bool = True,
 ) -> Array:
     """Constant-Q (variable-Q if `gamma > 0`) transform: `[B, T] -> complex64 [B, F, n_bins]`.
 
     F = 1 + T // hop_length; frame f is centred on sample `f * hop_length` (zero padding, as
     librosa's default). Bin k is centred at `fmin * 2 ** (k / bins_per_octave)` Hz; values match
-    `librosa.cqt(..., scale=True)` up to librosa's resampling error.
+    `librosa.cqt(..., scale=True)` up to librosa's resampling error. `decimate=False` runs every
+    FFT at the full rate (same values up to the kernel's -60 dB truncation, slower).
     """
-    kernel, n_fft, first = cqt_kernel(
+    kernel = cqt_kernel(
         int(sample_rate),
         float(fmin),
         int(n_bins),
@@ -123,12 +176,24 @@ def cqt(
         int(hop_length),
         float(filter_scale),
         float(gamma),
+        decimate=bool(decimate),
     )
-    pad = [(0, 0)] * (x.ndim - 1) + [(n_fft // 2, n_fft // 2)]
+    factor = kernel.decimation
+    n_frames = 1 + x.shape[-1] // hop_length
+    full_fft = kernel.n_fft * factor
+    # Centre the frames, and round the length up to a multiple of the decimation factor.
+    right = full_fft // 2 + (-x.shape[-1]) % factor
+    x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(full_fft // 2, right)])
+    if factor > 1:
+        x = _decimate(x, factor)
     # No analysis window: each filter in the kernel carries its own (shorter) Hann window.
-    frames = frame(jnp.pad(x, pad), n_fft, hop_length)
-    spec = jnp.fft.rfft(frames, axis=-1)[..., first : first + kernel.shape[0]]
-    return jnp.matmul(spec, jnp.asarray(kernel), precision=_PRECISION)
+    frames = frame(x, kernel.n_fft, hop_length // factor)[..., :n_frames, :]
+    spec = jnp.fft.rfft(frames, axis=-1)
+    outputs = [
+        jnp.matmul(spec[..., s : s + b.shape[0]], jnp.asarray(b), precision=_PRECISION)
+        for s, b in zip(kernel.starts, kernel.blocks, strict=True)
+    ]
+    return jnp.concatenate(outputs, axis=-1)
 
 
 def cqt_loss(

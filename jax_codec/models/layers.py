@@ -80,7 +80,7 @@ class WNConv1d(nn.Module):
             raise ValueError(f"input channels {cin} not divisible by groups={self.groups}")
         v = self.param(
             "weight_v",
-            nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal"),
+            nn.initializers.variance_scaling(1.0, "fan_in", "normal"),
             (self.kernel_size, cin // self.groups, self.features),
         )
         g = self.param("weight_g", lambda _, v_: jnp.sqrt(jnp.sum(v_**2, axis=(0, 1))), v)
@@ -122,7 +122,7 @@ class WNConvTranspose1d(nn.Module):
         cin = x.shape[-1]
         v = self.param(
             "weight_v",
-            nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal"),
+            nn.initializers.variance_scaling(1.0, "fan_in", "normal"),
             (self.kernel_size, cin, self.features),
         )
         g = self.param("weight_g", lambda _, v_: jnp.sqrt(jnp.sum(v_**2, axis=(0, 1))), v)
@@ -170,7 +170,9 @@ class ResidualUnit(nn.Module):
     def __call__(self, x: Array) -> Array:
         c = x.shape[-1]
         y = Snake(self.dtype)(x)
-        y = WNConv1d(c, self.kernel_size, dilation=self.dilation, causal=self.causal, dtype=self.dtype)(y)
+        y = WNConv1d(
+            c, self.kernel_size, dilation=self.dilation, causal=self.causal, dtype=self.dtype
+        )(y)
         y = Snake(self.dtype)(y)
         y = WNConv1d(c, 1, causal=self.causal, dtype=self.dtype)(y)
         return x.astype(self.dtype) + y

@@ -163,8 +163,10 @@ class HierarchicalRVQ(nn.Module):
             codes.append(c)
             commitment = commitment + jnp.sum(commit_i * mask)
             codebook = codebook + jnp.sum(cb_i * mask)
-            counts = jnp.zeros((self.codebook_size,), jnp.float32).at[c].add(
-                jnp.broadcast_to(mask[:, None], c.shape)
+            counts = (
+                jnp.zeros((self.codebook_size,), jnp.float32)
+                .at[c]
+                .add(jnp.broadcast_to(mask[:, None], c.shape))
             )
             probs = counts / jnp.maximum(counts.sum(), 1.0)
             entropy = -jnp.sum(jnp.where(probs > 0, probs * jnp.log(probs), 0.0))
