@@ -50,8 +50,93 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     model.codebook_dim = 8
     # Fraction of training examples that use a random number of levels (one model, all rates).
     model.quantizer_dropout = 0.5
-    # Compute dtype of the encoder/decoder; parameters are always float32.
-    model.dtype = "float32"
+    # Compute dtype of encoder/decoder/discriminators: "auto" is bfloat16 on GPU/TPU and
+    # float32 on CPU. Parameters, losses and the quantizer always stay float32.
+    model.dtype = "auto"
+
+    disc = config.discriminator = ml_collections.ConfigDict()
+    # Which discriminators to use, any subset of ("mpd", "msd", "mrd").
+    disc.kinds = ("mpd", "msd", "mrd")
+    # MPD periods in samples.
+    disc.periods = (2, 3, 5, 7, 11)
+    # MSD downsampling factors (1 = the raw waveform).
+    disc.msd_rates = (1, 2, 4)
+    # MRD STFT window lengths in samples, one sub-discriminator each.
+    disc.mrd_window_lengths = (2048, 1024, 512)
+    # MRD hop as a fraction of the window.
+    disc.mrd_hop_factor = 0.25
+    # MRD frequency bands as fractions of the bins up to Nyquist.
+    disc.mrd_bands = ((0.0, 0.1), (0.1, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
+    # Width base: 32 gives DAC's widths.
+    disc.channels = 32
+    # Remove DC and peak-normalise each input, as DAC does.
+    disc.normalize_input = True
+
+    loss = config.loss = ml_collections.ConfigDict()
+    # Multi-resolution log-mel L1 (DAC's definition, summed over resolutions) and its weight.
+    loss.mel_weight = 15.0
+    # Mel STFT window lengths (hop = window / 4) and mel bands per resolution.
+    loss.mel_window_lengths = (32, 64, 128, 256, 512, 1024, 2048)
+    loss.mel_n_mels = (5, 10, 20, 40, 80, 160, 320)
+    # Magnitude exponent before the log (DAC trains with 1).
+    loss.mel_power = 1.0
+    # Multi-scale STFT log-magnitude loss weight (0 disables).
+    loss.stft_weight = 1.0
+    # Constant-Q log-magnitude loss: pitch resolution in the bass and mids (0 disables).
+    loss.cqt_weight = 1.0
+    # Spectral-flux weighted log-mel loss: emphasises attacks/transients (0 disables).
+    loss.onset_weight = 1.0
+    # Generator adversarial loss weight.
+    loss.adv_weight = 1.0
+    # Discriminator feature-matching L1 weight.
+    loss.fm_weight = 2.0
+    # VQ commitment (encoder -> codes) and codebook (codes -> encoder) loss weights.
+    loss.commitment_weight = 0.25
+    loss.codebook_weight = 1.0
+    # "lsgan" or "hinge".
+    loss.adversarial = "lsgan"
+    # EnCodec-style gradient balancer over the audio losses (weights become gradient shares).
+    loss.balancer = False
+
+    optim = config.optim = ml_collections.ConfigDict()
+    # Peak learning rates of generator and discriminators (AdamW).
+    optim.learning_rate = 1e-4
+    optim.disc_learning_rate = 1e-4
+    # AdamW betas and weight decay.
+    optim.b1 = 0.8
+    optim.b2 = 0.99
+    optim.weight_decay = 0.01
+    # Linear warmup steps, then exponential decay by `decay_rate` per step.
+    optim.warmup_steps = 1000
+    optim.decay_rate = 0.999996
+    # Global-norm gradient clipping of generator and discriminators.
+    optim.clip_norm = 1000.0
+    optim.disc_clip_norm = 10.0
+
+    train = config.train = ml_collections.ConfigDict()
+    # Total optimizer steps.
+    train.num_steps = 400_000
+    # Global batch size (all devices of all hosts); must divide evenly over the devices.
+    train.batch_size = 16
+    # Training crop length in seconds (rounded down to a multiple of the codec's block).
+    train.segment_seconds = 0.38
+    # Steps between scalar logs, evaluations and checkpoints.
+    train.log_every = 50
+    train.eval_every = 2000
+    train.checkpoint_every = 2000
+    # Base seed for parameters, dropout and data order.
+    train.seed = 0
+    # Decay of an exponential moving average of generator params (0 disables).
+    train.ema_decay = 0.0
+
+    mesh = config.mesh = ml_collections.ConfigDict()
+    # Device mesh: data-parallel size (-1 = all remaining devices) and FSDP size.
+    mesh.data = -1
+    mesh.fsdp = 1
+
+    data = config.data = ml_collections.ConfigDict()
+    # Training audio: "synthetic" (built-in procedural music).
+    data.source = "synthetic"
 
     if "noncausal" in variants:
         model.causal = False
@@ -61,6 +146,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         model.decoder_width = 96
         model.vq_strides = (4, 2, 1, 1)
         model.codebook_size = 256
+        disc.kinds = ("mpd", "mrd")
+        disc.periods = (2, 3, 5)
+        disc.mrd_window_lengths = (1024, 512)
+        disc.channels = 8
+        loss.mel_window_lengths = (64, 256, 1024)
+        loss.mel_n_mels = (10, 40, 160)
+        loss.cqt_weight = 0.0
+        optim.learning_rate = 1e-3
+        optim.disc_learning_rate = 1e-3
+        optim.warmup_steps = 50
+        train.num_steps = 2000
+        train.batch_size = 4
+        train.segment_seconds = 0.2
+        train.log_every = 10
+        train.eval_every = 200
+        train.checkpoint_every = 200
 
     config.lock()
     return config

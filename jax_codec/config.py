@@ -95,8 +95,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     )
     need(0.0 <= m.quantizer_dropout <= 1.0, "model.quantizer_dropout must be in [0, 1]")
     try:
-        jnp.dtype(m.dtype)
+        m.dtype == "auto" or jnp.dtype(m.dtype)
     except TypeError as e:
         raise ConfigError(
-            f"model.dtype={m.dtype!r} is not a dtype (use float32 or bfloat16)"
+            f"model.dtype={m.dtype!r} is not a dtype (use auto, float32 or bfloat16)"
         ) from e

@@ -104,7 +104,8 @@ def test_causality(runlocal):
     a, b = fwd(params, x), fwd(params, x2)
     cut = t - lat
     np.testing.assert_array_equal(np.asarray(a.audio[:, :cut]), np.asarray(b.audio[:, :cut]))
-    assert not np.allclose(a.audio[:, t:], b.audio[:, t:])  # the change is visible after t
+    after_a, after_b = np.asarray(a.audio[:, t:]), np.asarray(b.audio[:, t:])
+    assert np.abs(after_a - after_b).max() > 1e-3 * np.abs(after_a).max()  # visible after t
     for c1, c2, s in zip(a.codes, b.codes, codec.vq_strides):
         block = s * codec.hop_length  # code j of this level starts at sample j * block
         n_before = max(0, (cut) // block)
@@ -119,7 +120,8 @@ def test_noncausal_model_sees_the_future(runlocal_codec):
     x2 = x.at[:, 9000:].set(0.0)
     fwd = jax.jit(codec.apply)
     a, b = fwd(params, x), fwd(params, x2)
-    assert not np.allclose(a.audio[:, : 9000 - 2048], b.audio[:, : 9000 - 2048], atol=1e-7)
+    early_a, early_b = np.asarray(a.audio[:, : 9000 - 2048]), np.asarray(b.audio[:, : 9000 - 2048])
+    assert np.abs(early_a - early_b).max() > 1e-3 * np.abs(early_a).max()
 
 
 def test_codes_in_range_and_decode_matches_forward(runlocal):
@@ -139,7 +141,7 @@ def test_codes_in_range_and_decode_matches_forward(runlocal):
         np.testing.assert_allclose(np.asarray(y), np.asarray(out.audio), atol=1e-5)
     full = fwd(params, x, None).audio
     one = fwd(params, x, 1).audio
-    assert not np.allclose(full, one, atol=1e-4)
+    assert np.abs(np.asarray(full) - np.asarray(one)).max() > 1e-3 * np.abs(np.asarray(full)).max()
 
 
 def test_straight_through_gradient_reaches_encoder(runlocal):
@@ -151,7 +153,8 @@ def test_straight_through_gradient_reaches_encoder(runlocal):
 
     grads = jax.jit(jax.grad(recon))(params)["params"]
     enc_norm = np.sqrt(sum(float(jnp.sum(g**2)) for g in jax.tree.leaves(grads["encoder"])))
-    assert np.isfinite(enc_norm) and enc_norm > 1e-8
+    # Without the straight-through estimator this is exactly 0 (argmax has no gradient).
+    assert np.isfinite(enc_norm) and enc_norm > 0
     # Codebook vectors get no gradient from reconstruction except via the straight-through path.
     vq_in = grads["quantizer"]["level0"]["in_proj"]["weight_v"]
     assert float(jnp.abs(vq_in).sum()) > 0

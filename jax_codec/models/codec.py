@@ -171,6 +171,13 @@ class Codec(nn.Module):
         return y if length is None else y[:, :length]
 
 
+def resolve_dtype(name: str) -> Any:
+    """ "auto" -> bfloat16 on GPU/TPU, float32 on CPU; otherwise `jnp.dtype(name)`."""
+    if name == "auto":
+        return jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
+    return jnp.dtype(name)
+
+
 def build_codec(model_config: ml_collections.ConfigDict, dtype: Any = None) -> Codec:
     """Codec from a `config.model` section (see configs/base.py)."""
     c = model_config
@@ -187,5 +194,5 @@ def build_codec(model_config: ml_collections.ConfigDict, dtype: Any = None) -> C
         codebook_dim=c.codebook_dim,
         quantizer_dropout=c.quantizer_dropout,
         causal=c.causal,
-        dtype=jnp.dtype(dtype or c.dtype),
+        dtype=resolve_dtype(dtype or c.dtype),
     )

@@ -80,7 +80,7 @@ class WNConv1d(nn.Module):
             raise ValueError(f"input channels {cin} not divisible by groups={self.groups}")
         v = self.param(
             "weight_v",
-            nn.initializers.variance_scaling(1.0, "fan_in", "normal"),
+            nn.initializers.truncated_normal(0.02),
             (self.kernel_size, cin // self.groups, self.features),
         )
         g = self.param("weight_g", lambda _, v_: jnp.sqrt(jnp.sum(v_**2, axis=(0, 1))), v)
@@ -122,7 +122,7 @@ class WNConvTranspose1d(nn.Module):
         cin = x.shape[-1]
         v = self.param(
             "weight_v",
-            nn.initializers.variance_scaling(1.0, "fan_in", "normal"),
+            nn.initializers.truncated_normal(0.02),
             (self.kernel_size, cin, self.features),
         )
         g = self.param("weight_g", lambda _, v_: jnp.sqrt(jnp.sum(v_**2, axis=(0, 1))), v)

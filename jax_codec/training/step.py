@@ -1,0 +1,316 @@
+"""One compiled train step: discriminator update, then generator update, metrics, NaN guard.
+
+The generator runs forward once (`jax.vjp`); its output feeds the discriminator update (with the
+gradient stopped) and then, through the *updated* discriminators, the generator losses, whose
+gradient w.r.t. the audio is pulled back through the saved vjp. This is DAC's order of updates
+at the cost of one generator forward pass.
+
+Shapes: B batch, T samples. Batches are `[B, T]` float32 mono audio.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from jax_codec import losses as L
+from jax_codec.config import ConfigError
+from jax_codec.models.codec import Codec, build_codec, resolve_dtype
+from jax_codec.models.discriminators import build_discriminators
+from jax_codec.training import sharding as sh
+from jax_codec.training.state import TrainState
+
+Array = jax.Array
+
+AUDIO_LOSSES = ("mel", "stft", "cqt", "onset", "adv_g", "fm")
+
+
+def segment_samples(config: ml_collections.ConfigDict, codec: Codec) -> int:
+    """Training crop length in samples: `train.segment_seconds`, rounded down to the block."""
+    m = codec.length_multiple
+    n = int(config.train.segment_seconds * codec.sample_rate) // m * m
+    if n == 0:
+        raise ConfigError(
+            f"train.segment_seconds={config.train.segment_seconds} is shorter than one codec "
+            f"block ({m} samples = {m / codec.sample_rate:.3f} s); set it to at least that"
+        )
+    return n
+
+
+def make_schedule(peak: float, warmup: int, decay_rate: float) -> optax.Schedule:
+    """Linear warmup to `peak`, then exponential decay by `decay_rate` per step."""
+    decay = optax.exponential_decay(peak, transition_steps=1, decay_rate=decay_rate)
+    if warmup <= 0:
+        return decay
+    return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
+
+
+def make_optimizer(
+    lr: float, clip: float, optim: ml_collections.ConfigDict
+) -> optax.GradientTransformation:
+    schedule = make_schedule(lr, optim.warmup_steps, optim.decay_rate)
+    return optax.chain(
+        optax.clip_by_global_norm(clip),
+        optax.adamw(schedule, b1=optim.b1, b2=optim.b2, weight_decay=optim.weight_decay),
+    )
+
+
+def _where(cond: Array, new: Any, old: Any) -> Any:
+    return jax.tree.map(lambda n, o: jnp.where(cond, n, o), new, old)
+
+
+class Trainer:
+    """Builds models, optimizers and the (un-jitted) step functions from a config."""
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+        dtype = resolve_dtype(config.model.dtype)
+        self.codec = build_codec(config.model, dtype=config.model.dtype)
+        self.disc = build_discriminators(config.discriminator, dtype=dtype)
+        self.gen_tx = make_optimizer(
+            config.optim.learning_rate, config.optim.clip_norm, config.optim
+        )
+        self.disc_tx = make_optimizer(
+            config.optim.disc_learning_rate, config.optim.disc_clip_norm, config.optim
+        )
+        self.gen_schedule = make_schedule(
+            config.optim.learning_rate, config.optim.warmup_steps, config.optim.decay_rate
+        )
+        self.segment = segment_samples(config, self.codec)
+        lc = config.loss
+        if lc.adversarial not in L.ADVERSARIAL_KINDS:
+            raise ConfigError(
+                f"loss.adversarial={lc.adversarial!r}; use one of {L.ADVERSARIAL_KINDS}"
+            )
+        self.weights = {
+            "mel": lc.mel_weight,
+            "stft": lc.stft_weight,
+            "cqt": lc.cqt_weight,
+            "onset": lc.onset_weight,
+            "adv_g": lc.adv_weight,
+            "fm": lc.fm_weight,
+        }
+
+    # ---- state ----
+    def init_state(self, key: Array) -> TrainState:
+        """Fresh state (use under `jax.jit(..., out_shardings=...)` to create it sharded)."""
+        k_gen, k_disc, k_drop = jax.random.split(key, 3)
+        x = jnp.zeros((1, self.segment, 1), jnp.float32)
+        gen_params = self.codec.init({"params": k_gen, "dropout": k_drop}, x)
+        disc_params = self.disc.init(k_disc, x)
+        use_balancer = self.config.loss.balancer
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            gen_params=gen_params,
+            disc_params=disc_params,
+            gen_opt_state=self.gen_tx.init(gen_params),
+            disc_opt_state=self.disc_tx.init(disc_params),
+            ema_params=gen_params if self.config.train.ema_decay > 0 else None,
+            balancer_state=L.init_balancer_state(self._active_losses()) if use_balancer else None,
+            nonfinite_steps=jnp.zeros((), jnp.int32),
+        )
+
+    def _active_losses(self) -> list[str]:
+        return [k for k in AUDIO_LOSSES if self.weights[k] > 0]
+
+    # ---- losses ----
+    def reconstruction_losses(self, y: Array, x: Array) -> dict[str, Array]:
+        """Spectral/music losses of `y` against `x`, both `[B, T]` float32 (unweighted)."""
+        lc, sr = self.config.loss, self.codec.sample_rate
+        out = {}
+        if self.weights["mel"] > 0:
+            out["mel"] = L.multi_resolution_mel_loss(
+                y, x, sr, tuple(lc.mel_window_lengths), tuple(lc.mel_n_mels), power=lc.mel_power
+            )
+        if self.weights["stft"] > 0:
+            out["stft"] = L.multi_scale_stft_loss(y, x)
+        if self.weights["cqt"] > 0:
+            out["cqt"] = L.cqt_loss(y, x, sr)
+        if self.weights["onset"] > 0:
+            out["onset"] = L.onset_weighted_loss(y, x, sr)
+        return out
+
+    def _adv_losses(self, disc_params: Any, y: Array, x: Array) -> dict[str, Array]:
+        out = {}
+        if self.weights["adv_g"] <= 0 and self.weights["fm"] <= 0:
+            return out
+        b = x.shape[0]
+        both = self.disc.apply(disc_params, jnp.concatenate([x, y], axis=0))
+        real = [(lg[:b], [f[:b] for f in fs]) for lg, fs in both]
+        fake = [(lg[b:], [f[b:] for f in fs]) for lg, fs in both]
+        f32 = lambda a: a.astype(jnp.float32)
+        out["adv_g"] = L.generator_adv_loss(
+            [f32(lg) for lg, _ in fake], self.config.loss.adversarial
+        )
+        out["fm"] = L.feature_matching_loss(
+            [[f32(f) for f in fs] for _, fs in real], [[f32(f) for f in fs] for _, fs in fake]
+        )
+        return out
+
+    # ---- the step ----
+    def train_step(
+        self, state: TrainState, batch: Array, base_key: Array
+    ) -> tuple[TrainState, dict]:
+        """One D update then one G update. `batch [B, T]`. Returns (new state, metrics)."""
+        cfg = self.config
+        key = jax.random.fold_in(base_key, state.step)
+        x = batch.astype(jnp.float32)[..., None]
+
+        def generator(gen_params):
+            out = self.codec.apply(gen_params, x, train=True, rngs={"dropout": key})
+            vq = (
+                cfg.loss.commitment_weight * out.losses["commitment"]
+                + cfg.loss.codebook_weight * out.losses["codebook"]
+            )
+            return (out.audio, vq), out
+
+        (y, vq_loss), gen_vjp, out = jax.vjp(generator, state.gen_params, has_aux=True)
+
+        # Discriminator update on the detached reconstruction.
+        y_sg = jax.lax.stop_gradient(y)
+
+        def disc_loss_fn(dp):
+            b = x.shape[0]
+            logits = [
+                lg.astype(jnp.float32) for lg, _ in self.disc.apply(dp, jnp.concatenate([x, y_sg]))
+            ]
+            return L.discriminator_loss(
+                [lg[:b] for lg in logits], [lg[b:] for lg in logits], cfg.loss.adversarial
+            )
+
+        loss_d, d_grads = jax.value_and_grad(disc_loss_fn)(state.disc_params)
+        d_updates, disc_opt_state = self.disc_tx.update(
+            d_grads, state.disc_opt_state, state.disc_params
+        )
+        disc_params = optax.apply_updates(state.disc_params, d_updates)
+
+        # Generator losses through the updated discriminators; gradient w.r.t. the audio first.
+        def audio_losses(y_):
+            parts = self.reconstruction_losses(y_[..., 0].astype(jnp.float32), x[..., 0])
+            parts.update(self._adv_losses(disc_params, y_, x))
+            return parts
+
+        balancer_state = state.balancer_state
+        metrics = {}
+        if cfg.loss.balancer:
+            fns = {k: (lambda y_, k=k: audio_losses(y_)[k]) for k in self._active_losses()}
+            g_y, balancer_state, bal_metrics = L.balance_gradients(
+                fns, {k: self.weights[k] for k in fns}, y, state.balancer_state
+            )
+            parts = audio_losses(y)
+            metrics.update({k: v for k, v in bal_metrics.items() if k.startswith("balancer/")})
+        else:
+
+            def weighted(y_):
+                parts = audio_losses(y_)
+                return sum(self.weights[k] * v for k, v in parts.items()), parts
+
+            (_, parts), g_y = jax.value_and_grad(weighted, has_aux=True)(y)
+        (g_grads,) = gen_vjp((g_y.astype(y.dtype), jnp.ones_like(vq_loss)))
+        g_updates, gen_opt_state = self.gen_tx.update(
+            g_grads, state.gen_opt_state, state.gen_params
+        )
+        gen_params = optax.apply_updates(state.gen_params, g_updates)
+
+        loss_g = sum(self.weights[k] * v for k, v in parts.items()) + vq_loss
+        grad_g, grad_d = optax.tree.norm(g_grads), optax.tree.norm(d_grads)
+        finite = (
+            jnp.isfinite(loss_g)
+            & jnp.isfinite(loss_d)
+            & jnp.isfinite(grad_g)
+            & jnp.isfinite(grad_d)
+        )
+        ema = state.ema_params
+        if ema is not None:
+            decay = cfg.train.ema_decay
+            ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, gen_params)
+        new = state.replace(
+            step=state.step + 1,
+            gen_params=gen_params,
+            disc_params=disc_params,
+            gen_opt_state=gen_opt_state,
+            disc_opt_state=disc_opt_state,
+            ema_params=ema,
+            balancer_state=balancer_state,
+        )
+        # Non-finite guard: keep every parameter and optimizer moment, count the skipped step.
+        new = _where(finite, new, state.replace(step=state.step + 1))
+        new = new.replace(nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32))
+
+        metrics.update({f"loss/{k}": v for k, v in parts.items()})
+        metrics.update(
+            {
+                "loss/adv_d": loss_d,
+                "loss/total_g": loss_g,
+                "vq/commitment": out.losses["commitment"],
+                "vq/codebook": out.losses["codebook"],
+                "vq/n_quantizers": jnp.mean(out.n_quantizers.astype(jnp.float32)),
+                "norm/grad_g": grad_g,
+                "norm/grad_d": grad_d,
+                "norm/update_g": optax.tree.norm(g_updates),
+                "norm/params_g": optax.tree.norm(gen_params),
+                "norm/params_d": optax.tree.norm(disc_params),
+                "train/lr": self.gen_schedule(state.step),
+                "train/nonfinite_steps": new.nonfinite_steps,
+                "train/step_finite": finite.astype(jnp.float32),
+            }
+        )
+        for k, v in out.stats.items():
+            if not k.endswith("/counts"):
+                metrics[f"vq/{k}"] = v
+        return new, metrics
+
+    def eval_step(self, gen_params: Any, batch: Array, n_quantizers: int | None) -> dict:
+        """Held-out metrics at one bitrate: mel distance and SI-SDR, averaged over `batch [B, T]`."""
+        x = batch.astype(jnp.float32)
+        y = (
+            self.codec.apply(gen_params, x[..., None], n_quantizers)
+            .audio[..., 0]
+            .astype(jnp.float32)
+        )
+        lc = self.config.loss
+        mel = L.multi_resolution_mel_loss(
+            y,
+            x,
+            self.codec.sample_rate,
+            tuple(lc.mel_window_lengths),
+            tuple(lc.mel_n_mels),
+            power=lc.mel_power,
+        )
+        return {"mel": mel, "si_sdr": jnp.mean(si_sdr(y, x))}
+
+
+def si_sdr(estimate: Array, reference: Array, eps: float = 1e-8) -> Array:
+    """Scale-invariant SDR in dB per example, `[B, T]` -> `[B]` (zero-mean signals, as DAC)."""
+    estimate = estimate - jnp.mean(estimate, axis=-1, keepdims=True)
+    reference = reference - jnp.mean(reference, axis=-1, keepdims=True)
+    scale = jnp.sum(estimate * reference, -1, keepdims=True) / (
+        jnp.sum(reference**2, -1, keepdims=True) + eps
+    )
+    target = scale * reference
+    noise = estimate - target
+    return 10 * jnp.log10((jnp.sum(target**2, -1) + eps) / (jnp.sum(noise**2, -1) + eps))
+
+
+def compile_train_step(trainer: Trainer, mesh: jax.sharding.Mesh, state_sharding: Any) -> Any:
+    """`jax.jit` of the step over the mesh: state sharded as given (donated), batch split on B."""
+    return jax.jit(
+        trainer.train_step,
+        in_shardings=(state_sharding, sh.batch_sharding(mesh), sh.replicated(mesh)),
+        out_shardings=(state_sharding, sh.replicated(mesh)),
+        donate_argnums=(0,),
+    )
+
+
+def create_train_state(
+    trainer: Trainer, mesh: jax.sharding.Mesh, key: Array
+) -> tuple[TrainState, Any]:
+    """Initialise the state directly in its sharding (no host copy, no replicated detour)."""
+    abstract = jax.eval_shape(trainer.init_state, key)
+    shardings = sh.state_shardings(abstract, mesh)
+    state = jax.jit(trainer.init_state, out_shardings=shardings)(key)
+    return state, shardings

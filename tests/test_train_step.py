@@ -1,0 +1,139 @@
+"""The compiled train step: sharding equivalence, no retracing, NaN guard, overfitting."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jax_codec.config import apply_overrides, load_config
+from jax_codec.data.synthetic import SyntheticMusic
+from jax_codec.training.sharding import make_mesh, state_shardings
+from jax_codec.training.step import Trainer, compile_train_step, create_train_state
+
+BATCH = 8
+
+
+def small_config(**overrides):
+    config = load_config("configs/base.py:runlocal")
+    base = {
+        "discriminator.periods": "(2, 3)",
+        "discriminator.channels": "4",
+        "train.batch_size": str(BATCH),
+        "train.segment_seconds": "0.1",
+        "optim.warmup_steps": "0",
+    }
+    base.update(overrides)
+    apply_overrides(config, base)
+    return config
+
+
+def music_batch(trainer, n=BATCH, seed=0):
+    src = SyntheticMusic(
+        trainer.codec.sample_rate, trainer.segment / trainer.codec.sample_rate, seed=seed
+    )
+    return jnp.asarray(np.stack([src[i][: trainer.segment] for i in range(n)]))
+
+
+@pytest.fixture(scope="module")
+def single_device():
+    config = small_config()
+    trainer = Trainer(config)
+    mesh = make_mesh(config.mesh, jax.devices()[:1])
+    state, shardings = create_train_state(trainer, mesh, jax.random.key(0))
+    initial = jax.device_get(state)
+    batch = music_batch(trainer)
+    traced_step = chex.assert_max_traces(trainer.train_step, n=1)
+    step = jax.jit(traced_step, donate_argnums=0)
+    key = jax.random.key(7)
+    metrics, states = [], []
+    for _ in range(3):
+        state, m = step(state, batch, key)
+        metrics.append(jax.device_get(m))
+        states.append(jax.device_get(state))
+    return trainer, initial, batch, states, metrics, (step, shardings)
+
+
+def test_step_runs_without_retracing(single_device):
+    trainer, _, _, states, metrics, _ = single_device
+    state = states[-1]
+    assert int(state.step) == 3 and int(state.nonfinite_steps) == 0
+    for key in (
+        "loss/mel",
+        "loss/adv_g",
+        "loss/adv_d",
+        "loss/fm",
+        "vq/commitment",
+        "vq/level0/perplexity",
+        "norm/grad_g",
+        "norm/update_g",
+        "norm/params_g",
+    ):
+        assert key in metrics[-1] and np.isfinite(metrics[-1][key]), key
+    assert all(m["train/step_finite"] == 1.0 for m in metrics)
+
+
+@pytest.mark.parametrize("mesh_shape", [(8, 1), (2, 4)], ids=["data8", "data2_fsdp4"])
+def test_sharded_step_matches_single_device(single_device, mesh_shape):
+    trainer, initial, batch, states, expected_metrics, _ = single_device
+    expected = states[0]
+    config = trainer.config
+    with config.unlocked():
+        config.mesh.data, config.mesh.fsdp = mesh_shape
+    mesh = make_mesh(config.mesh)
+    abstract = jax.eval_shape(lambda: initial)
+    shardings = state_shardings(abstract, mesh)
+    if mesh_shape[1] > 1:  # FSDP really splits the big kernels
+        specs = [s.spec for s in jax.tree.leaves(shardings)]
+        assert any("fsdp" in tuple(s) for s in specs)
+    state = jax.device_put(initial, shardings)
+    step = compile_train_step(trainer, mesh, shardings)
+    key = jax.random.key(7)
+    state, m = step(state, batch, key)
+    got = jax.device_get(state)
+    for k in ("loss/mel", "loss/adv_d", "loss/adv_g", "loss/fm", "vq/commitment"):
+        np.testing.assert_allclose(m[k], expected_metrics[0][k], rtol=1e-4, err_msg=k)
+    # The untrained generator's gradient norm is ~5e4: fp32 summation order shows at 1e-4.
+    np.testing.assert_allclose(m["norm/grad_g"], expected_metrics[0]["norm/grad_g"], rtol=2e-3)
+    # One Adam step moves each weight by ~lr; reduction order differs across devices, so
+    # compare the movement, not the bits.
+    moved = jax.tree.map(
+        lambda a, b: np.abs(np.asarray(a) - np.asarray(b)), expected.gen_params, initial.gen_params
+    )
+    diff = jax.tree.map(
+        lambda a, b: np.abs(np.asarray(a) - np.asarray(b)), got.gen_params, expected.gen_params
+    )
+    total_moved = sum(float(x.sum()) for x in jax.tree.leaves(moved))
+    total_diff = sum(float(x.sum()) for x in jax.tree.leaves(diff))
+    assert total_moved > 0
+    assert total_diff < 1e-2 * total_moved, (total_diff, total_moved)
+    for a, b in zip(jax.tree.leaves(got.disc_params), jax.tree.leaves(expected.disc_params)):
+        np.testing.assert_allclose(a, b, atol=5e-5)
+
+
+def test_nonfinite_batch_leaves_state_unchanged(single_device):
+    trainer, initial, batch, _, _, (step, shardings) = single_device
+    state = jax.device_put(initial, shardings)
+    bad = batch.at[0, 100].set(jnp.nan)
+    new, m = step(state, bad, jax.random.key(7))
+    new = jax.device_get(new)
+    assert int(new.nonfinite_steps) == 1 and int(new.step) == 1
+    assert float(m["train/step_finite"]) == 0.0
+    for a, b in zip(jax.tree.leaves(new.gen_params), jax.tree.leaves(initial.gen_params)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(new.disc_opt_state), jax.tree.leaves(initial.disc_opt_state)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_overfit_one_batch_lowers_mel_loss(single_device):
+    trainer, initial, batch, _, _, (step, shardings) = single_device
+    state = jax.device_put(initial, shardings)
+    key = jax.random.key(7)
+    mels = []
+    for _ in range(50):
+        state, m = step(state, batch, key)
+        mels.append(float(m["loss/mel"]))
+    first, last = np.mean(mels[:3]), np.mean(mels[-3:])
+    print(f"mel {first:.3f} -> {last:.3f}")
+    # measured: 5.0 -> 1.47 (ratio 0.3) with and without the adversarial terms
+    assert last < 0.5 * first, (first, last)
