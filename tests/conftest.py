@@ -1,9 +1,15 @@
 """Test setup: 8 fake CPU devices for sharding tests, set before JAX starts."""
 
 import os
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Tests (and the CLI subprocesses they start) compile the same functions many times: share a
+# persistent compilation cache for the session.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"jax_codec_test_cache_{os.getuid()}")
+)
 
 import pytest  # noqa: E402
 

@@ -34,6 +34,9 @@ from etils import epath
 STATE, DATA, CONFIG = "state", "data", "config"
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 class CheckpointMismatchError(ValueError):
     """The saved train state does not fit the abstract state the run built."""
 
@@ -111,9 +114,14 @@ class Checkpointer:
             # signal.signal only works in the main thread; preemption then relies on Orbax.
             logging.warning("Checkpointer created off the main thread: no SIGTERM handler.")
             return
-        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-        # None means a handler installed outside Python; the default is the closest we can put back.
-        self._previous_handler = signal.SIG_DFL if previous is None else previous
+        # SIGTERM (preemption, `kill`) and SIGINT (Ctrl-C) both mean: save, then stop cleanly.
+        self._previous_handlers = {}
+        for sig in _STOP_SIGNALS:
+            previous = signal.signal(sig, self._on_sigterm)
+            # None means a handler installed outside Python; the default is the closest we can
+            # put back.
+            self._previous_handlers[sig] = signal.SIG_DFL if previous is None else previous
+        self._previous_handler = self._previous_handlers[signal.SIGTERM]
         self._installed_handler = True
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
@@ -320,8 +328,9 @@ class Checkpointer:
         finally:
             if self._installed_handler:
                 # Leave a handler installed by someone after us alone.
-                if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
-                    signal.signal(signal.SIGTERM, self._previous_handler)
+                for sig, previous in self._previous_handlers.items():
+                    if signal.getsignal(sig) == self._on_sigterm:
+                        signal.signal(sig, previous)
                 self._installed_handler = False
 
     def __enter__(self) -> Checkpointer:
