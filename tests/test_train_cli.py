@@ -28,9 +28,19 @@ TINY = [
 
 def run_cli(workdir, *extra, wait=True):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-    cmd = [sys.executable, "-m", "jax_codec.train", "--config=configs/base.py:runlocal", f"--workdir={workdir}", *TINY, *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jax_codec.train",
+        "--config=configs/base.py:runlocal",
+        f"--workdir={workdir}",
+        *TINY,
+        *extra,
+    ]
     if not wait:
-        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -60,7 +70,13 @@ def test_cli_run_writes_everything_and_resumes(tmp_path):
 
 def test_cli_sigterm_saves_and_exits_zero(tmp_path):
     wd = str(tmp_path / "run")
-    proc = run_cli(wd, "--config.train.num_steps=100000", "--config.train.checkpoint_every=100000", "--config.train.eval_every=100000", wait=False)
+    proc = run_cli(
+        wd,
+        "--config.train.num_steps=100000",
+        "--config.train.checkpoint_every=100000",
+        "--config.train.eval_every=100000",
+        wait=False,
+    )
     metrics = os.path.join(wd, "metrics.jsonl")
     deadline = time.time() + 500
     while time.time() < deadline:

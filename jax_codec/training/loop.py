@@ -67,7 +67,9 @@ class BestExporter:
             with open(self.meta_path) as f:
                 self.best = float(json.load(f)["eval_mel"])
 
-    def maybe_export(self, step: int, mel: float, params: Any, config: ml_collections.ConfigDict) -> bool:
+    def maybe_export(
+        self, step: int, mel: float, params: Any, config: ml_collections.ConfigDict
+    ) -> bool:
         if not mel < self.best:
             return False
         import orbax.checkpoint as ocp
@@ -96,20 +98,52 @@ class BestExporter:
         return True
 
 
+# Compiled functions per (config minus run-length fields, devices): a second run in the same
+# process (resume tests, notebooks) reuses them instead of tracing and compiling again.
+_RUN_LENGTH_KEYS = ("num_steps", "log_every", "eval_every", "checkpoint_every")
+_COMPILED: dict = {}
+
+
+def _compiled_functions(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> tuple:
+    d = config.to_dict()
+    d["train"] = {k: v for k, v in d["train"].items() if k not in _RUN_LENGTH_KEYS}
+    key = (
+        json.dumps(d, sort_keys=True, default=str),
+        tuple(x.id for x in mesh.devices.flat),
+        mesh.shape["fsdp"],
+    )
+    if key not in _COMPILED:
+        trainer = Trainer(config)
+        codec = trainer.codec
+        init_key = jax.random.split(jax.random.key(int(config.train.seed)))[0]
+        abstract = jax.eval_shape(trainer.init_state, init_key)
+        shardings = sh.state_shardings(abstract, mesh)
+        init_fn = jax.jit(trainer.init_state, out_shardings=shardings)
+        train_step = compile_train_step(trainer, mesh, shardings)
+        eval_fns = {
+            n: jax.jit(lambda p, b, n=n: trainer.eval_step(p, b, n))
+            for n in eval_bitrates(codec.num_quantizers)
+        }
+        recon_fn = jax.jit(
+            lambda p, b, n: codec.apply(p, b[..., None], n).audio[..., 0], static_argnums=2
+        )
+        _COMPILED.clear()  # keep one entry: compiled executables hold memory
+        _COMPILED[key] = (trainer, abstract, shardings, init_fn, train_step, eval_fns, recon_fn)
+    return _COMPILED[key]
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Train `config` in `workdir` (resuming if it holds checkpoints); returns the last metrics."""
     mesh = sh.make_mesh(config.mesh)
     validate_run(config, mesh)
-    trainer = Trainer(config)
+    trainer, abstract, shardings, init_fn, train_step, eval_fns, recon_fn = _compiled_functions(
+        config, mesh
+    )
     codec = trainer.codec
     segment = trainer.segment
     is_main = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
-
-    base_key = jax.random.key(int(config.train.seed))
-    init_key, step_key = jax.random.split(base_key)
-    abstract = jax.eval_shape(trainer.init_state, init_key)
-    shardings = sh.state_shardings(abstract, mesh)
+    init_key, step_key = jax.random.split(jax.random.key(int(config.train.seed)))
     data_iter = iter(pipeline.train_dataset(config, codec.sample_rate, segment))
 
     ckpt = checkpoints.Checkpointer(
@@ -120,24 +154,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     )
     restored = ckpt.restore_latest(abstract_sharded, data_iter)
     if restored is None:
-        state = jax.jit(trainer.init_state, out_shardings=shardings)(init_key)
+        state = init_fn(init_key)
         start = 0
     else:
         state, start = restored.state, int(restored.step)
         logging.info("Resumed from %s at step %d", ckpt.directory, start)
 
-    train_step = compile_train_step(trainer, mesh, shardings)
     batch_sharding = sh.batch_sharding(mesh)
-    eval_len = max(codec.length_multiple, int(EVAL_SECONDS * codec.sample_rate) // codec.length_multiple * codec.length_multiple)
+    m = codec.length_multiple
+    eval_len = max(m, int(EVAL_SECONDS * codec.sample_rate) // m * m)
     eval_audio = pipeline.eval_batch(config, codec.sample_rate, eval_len, EVAL_EXAMPLES)
-    eval_fns = {
-        n: jax.jit(lambda p, b, n=n: trainer.eval_step(p, b, n)) for n in eval_bitrates(codec.num_quantizers)
-    }
-    recon_fn = jax.jit(lambda p, b, n: codec.apply(p, b[..., None], n).audio[..., 0], static_argnums=2)
 
     writer = tlog.MetricWriter(workdir, enabled=is_main)
     num_steps = int(config.train.num_steps)
-    bar = tlog.ProgressBar(num_steps, start, audio_seconds_per_step=config.train.batch_size * segment / codec.sample_rate)
+    bar = tlog.ProgressBar(
+        num_steps,
+        start,
+        audio_seconds_per_step=config.train.batch_size * segment / codec.sample_rate,
+    )
     best = BestExporter(workdir)
     if is_main and start == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -162,7 +196,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             writer.write_images(step, images)
         full = f"eval/mel/{codec.num_quantizers}q"
         best.maybe_export(step, out[full], state.gen_params, config)
-        bar.write(f"step {step}: eval mel {out[full]:.3f}, SI-SDR {out[f'eval/si_sdr/{codec.num_quantizers}q']:.2f} dB")
+        bar.write(
+            f"step {step}: eval mel {out[full]:.3f}, SI-SDR {out[f'eval/si_sdr/{codec.num_quantizers}q']:.2f} dB"
+        )
         return out
 
     metrics: dict = {}
