@@ -25,6 +25,7 @@ def main(argv: list[str]) -> None:
 
     # Orbax logs every save step at INFO; keep the terminal for the progress bar.
     logging.set_verbosity(logging.WARNING)
+    from jax_codec.training.checkpoints import CheckpointMismatchError
     from jax_codec.training.loop import train_and_evaluate
 
     config = _CONFIG.value
@@ -34,7 +35,7 @@ def main(argv: list[str]) -> None:
         validate_config(config)
         workdir = _WORKDIR.value or os.path.join("runs", config.get("name", "run"))
         train_and_evaluate(config, workdir)
-    except ConfigError as e:
+    except (ConfigError, CheckpointMismatchError) as e:
         sys.exit(f"error: {e}")
 
 

@@ -61,6 +61,15 @@ def test_cli_run_writes_everything_and_resumes(tmp_path):
     assert any("loss/mel" in x for x in lines) and any("eval/mel/2q" in x for x in lines)
     assert os.path.exists(os.path.join(wd, "best", "params"))
 
+    # The checkpoints are usable by inference code alone, from the work dir or a step dir.
+    from jax_codec.inference import load_codec
+
+    for path in (wd, os.path.join(wd, "checkpoints", "3")):
+        codec, params, cfg = load_codec(path)
+        assert cfg.model.vq_strides == [2, 1]
+        codes = codec.apply(params, np.zeros((1, 4096, 1), np.float32), method=codec.encode)
+        assert [c.shape for c in codes] == [(1, 4), (1, 8)]
+
     r = run_cli(wd, "--config.train.num_steps=5")
     assert r.returncode == 0, r.stdout + r.stderr
     steps = metric_steps(wd)
@@ -140,3 +149,25 @@ def test_resume_is_exact(tmp_path):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     moved = [np.abs(np.asarray(x)).sum() for x in jax.tree.leaves(a.gen_params)]
     assert sum(moved) > 0
+
+
+def test_corrupt_or_missing_checkpoint_gives_clear_message(tmp_path):
+    from jax_codec.inference import CheckpointNotFoundError, load_codec
+
+    with pytest.raises(CheckpointNotFoundError, match="no jax_codec checkpoint"):
+        load_codec(str(tmp_path))
+    with pytest.raises(CheckpointNotFoundError, match="does not exist"):
+        load_codec(str(tmp_path / "missing"))
+    # A step directory whose array data was damaged.
+    step = tmp_path / "checkpoints" / "7"
+    (step / "state").mkdir(parents=True)
+    (step / "config").mkdir()
+    (step / "config" / "metadata").write_text(json.dumps({"config": _tiny_config(1).to_dict()}))
+    (step / "state" / "_METADATA").write_text("{not json")
+    with pytest.raises(CheckpointNotFoundError, match="could not read the checkpoint"):
+        load_codec(str(tmp_path))
+    # A half-written save (Orbax tmp dir) is never picked up.
+    (step.parent / "9.orbax-checkpoint-tmp").mkdir()
+    from jax_codec.inference import resolve_checkpoint
+
+    assert resolve_checkpoint(str(tmp_path)) == ("step", str(step))

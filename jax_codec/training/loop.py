@@ -152,7 +152,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     abstract_sharded = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
     )
-    restored = ckpt.restore_latest(abstract_sharded, data_iter)
+    try:
+        restored = ckpt.restore_latest(abstract_sharded, data_iter)
+    except checkpoints.CheckpointMismatchError:
+        ckpt.close()
+        raise
+    except Exception as e:  # a damaged checkpoint: say which and how to get past it
+        ckpt.close()
+        raise checkpoints.CheckpointMismatchError(
+            f"could not restore the latest checkpoint in {ckpt.directory} "
+            f"({type(e).__name__}: {str(e)[:300]}). Move that damaged checkpoints/<step> "
+            "directory away to resume from an earlier step, or start a new --workdir."
+        ) from None
     if restored is None:
         state = init_fn(init_key)
         start = 0

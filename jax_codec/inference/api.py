@@ -1,0 +1,96 @@
+"""Load a trained codec for inference, without any training code.
+
+`load_codec(path)` accepts a training work dir (uses `best/` if present, else the latest
+checkpoint), a `best/` export, or one `checkpoints/<step>` directory; `load_codec(config=...)`
+builds a randomly initialised codec for benchmarks and tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jax_codec.models.codec import Codec, build_codec
+
+
+class CheckpointNotFoundError(FileNotFoundError):
+    """No usable checkpoint at the given path; the message says what was looked for."""
+
+
+def _latest_step_dir(checkpoints_dir: str) -> str | None:
+    # Finished checkpoints only: Orbax renames `<step>.orbax-checkpoint-tmp*` when complete.
+    steps = [d for d in os.listdir(checkpoints_dir) if d.isdigit()] if os.path.isdir(checkpoints_dir) else []
+    return os.path.join(checkpoints_dir, max(steps, key=int)) if steps else None
+
+
+def _config_from(d: dict) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(d)
+
+
+def _read_json(path: str) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _restore(path: str) -> Any:
+    import orbax.checkpoint as ocp
+
+    try:
+        return ocp.StandardCheckpointer().restore(path)
+    except Exception as e:  # orbax raises many kinds; name the directory and the likely cause
+        raise CheckpointNotFoundError(
+            f"could not read the checkpoint at {path} ({type(e).__name__}: {e}); "
+            "is it complete and written by jax_codec?"
+        ) from None
+
+
+def resolve_checkpoint(path: str) -> tuple[str, str]:
+    """`(kind, directory)` for a work dir / best export / step dir; kind is 'best' or 'step'."""
+    path = os.path.abspath(path)
+    if not os.path.exists(path):
+        raise CheckpointNotFoundError(f"{path} does not exist")
+    if os.path.isdir(os.path.join(path, "params")) and os.path.exists(os.path.join(path, "config.json")):
+        return "best", path
+    if os.path.isdir(os.path.join(path, "state")):
+        return "step", path
+    if os.path.isdir(os.path.join(path, "best", "params")):
+        return "best", os.path.join(path, "best")
+    step_dir = _latest_step_dir(os.path.join(path, "checkpoints"))
+    if step_dir is not None:
+        return "step", step_dir
+    raise CheckpointNotFoundError(
+        f"no jax_codec checkpoint in {path}: expected a training work dir (with best/ or "
+        "checkpoints/<step>/), a best/ export, or a checkpoints/<step> directory"
+    )
+
+
+def load_codec(
+    path: str | None = None, *, config: ml_collections.ConfigDict | None = None, seed: int = 0
+) -> tuple[Codec, Any, ml_collections.ConfigDict]:
+    """Returns `(codec, params, config)`; `params` is the `{'params': ...}` variable dict.
+
+    With `path`, weights come from the checkpoint (EMA params if the run kept them); with only
+    `config`, the codec is randomly initialised from `seed`.
+    """
+    if path is None:
+        if config is None:
+            raise ValueError("load_codec needs a checkpoint path or a config")
+        codec = build_codec(config.model)
+        x = jnp.zeros((1, codec.length_multiple, 1), jnp.float32)
+        params = jax.jit(lambda k: codec.init(k, x))(jax.random.key(seed))
+        return codec, params, config
+    kind, directory = resolve_checkpoint(path)
+    if kind == "best":
+        config = _config_from(_read_json(os.path.join(directory, "config.json")))
+        params = _restore(os.path.join(directory, "params"))
+    else:
+        meta = _read_json(os.path.join(directory, "config", "metadata"))
+        config = _config_from(meta["config"])
+        state = _restore(os.path.join(directory, "state"))
+        params = state.get("ema_params") or state["gen_params"]
+    return build_codec(config.model), params, config
