@@ -30,9 +30,14 @@ def main() -> None:
     print("command:", " ".join([sys.executable, *sys.argv]))
     shutil.rmtree(args.workdir, ignore_errors=True)
     cmd = [
-        sys.executable, "-m", "jax_codec.train", f"--config={args.config}",
-        f"--workdir={args.workdir}", "--config.train.num_steps=1000000",
-        f"--config.train.eval_every={args.eval_every}", *extra,
+        sys.executable,
+        "-m",
+        "jax_codec.train",
+        f"--config={args.config}",
+        f"--workdir={args.workdir}",
+        "--config.train.num_steps=1000000",
+        f"--config.train.eval_every={args.eval_every}",
+        *extra,
     ]
     t0 = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -61,10 +66,14 @@ def main() -> None:
     print(f"{'wall_s':>7} {'step':>6} {'eval_mel':>9} {'ratio':>6}  si_sdr(full)")
     for wall, step, mel, rec in curve:
         sdr = [v for k, v in rec.items() if k.startswith("eval/si_sdr/")]
-        print(f"{wall:7.0f} {step:6d} {mel:9.3f} {mel / base:6.3f}  {sdr[-1] if sdr else float('nan'):.2f}")
+        print(
+            f"{wall:7.0f} {step:6d} {mel:9.3f} {mel / base:6.3f}  {sdr[-1] if sdr else float('nan'):.2f}"
+        )
     best = min(c[2] for c in curve)
-    print(f"step-0 mel {base:.3f}; best {best:.3f} ({100 * (1 - best / base):.1f}% lower) "
-          f"within {args.minutes:g} min; exit code {proc.returncode}")
+    print(
+        f"step-0 mel {base:.3f}; best {best:.3f} ({100 * (1 - best / base):.1f}% lower) "
+        f"within {args.minutes:g} min; exit code {proc.returncode}"
+    )
 
 
 if __name__ == "__main__":

@@ -61,7 +61,9 @@ def memory_of(compiled) -> dict | None:
     except Exception:
         return None
     keys = ("argument", "output", "alias", "temp", "generated_code")
-    return None if m is None else {f"{k}_mib": getattr(m, f"{k}_size_in_bytes") / 2**20 for k in keys}
+    return (
+        None if m is None else {f"{k}_mib": getattr(m, f"{k}_size_in_bytes") / 2**20 for k in keys}
+    )
 
 
 def time_calls(call, steps: int) -> list[float]:
@@ -80,10 +82,13 @@ def matmul_reference(steps: int) -> dict:
     times = time_calls(lambda: compiled(a, b).block_until_ready(), steps)
     med = statistics.median(times)
     return {
-        "shape": f"{MATMUL_N}x{MATMUL_N} @ {MATMUL_N}x{MATMUL_N} fp32", "gflop": flops / 1e9,
+        "shape": f"{MATMUL_N}x{MATMUL_N} @ {MATMUL_N}x{MATMUL_N} fp32",
+        "gflop": flops / 1e9,
         "xla_gflop": (flops_of(compiled) or 0.0) / 1e9,  # sanity check of cost_analysis
-        "median_ms": med * 1e3, "min_ms": min(times) * 1e3,
-        "gflops_per_s": flops / med / 1e9, "gflops_per_s_best": flops / min(times) / 1e9,
+        "median_ms": med * 1e3,
+        "min_ms": min(times) * 1e3,
+        "gflops_per_s": flops / med / 1e9,
+        "gflops_per_s_best": flops / min(times) / 1e9,
     }
 
 
@@ -132,18 +137,31 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "command": "python " + shlex.join(sys.argv),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "jax": jax.__version__, "devices": f"{len(jax.devices())} x {jax.devices()[0].device_kind}",
-        "cpu_count": os.cpu_count(), "loadavg_1min_end": round(os.getloadavg()[0], 2),
+        "jax": jax.__version__,
+        "devices": f"{len(jax.devices())} x {jax.devices()[0].device_kind}",
+        "cpu_count": os.cpu_count(),
+        "loadavg_1min_end": round(os.getloadavg()[0], 2),
         "config": config.get("name", args.config),
-        "params_gen_m": n_gen / 1e6, "params_disc_m": n_disc / 1e6,
-        "batch_size": batch_size, "segment_samples": segment, "audio_seconds_per_step": audio_s,
-        "init_s": init_s, "lower_s": lower_s, "compile_s": compile_s, "first_step_s": first_s,
-        "steps_timed": args.steps, "step_median_s": med, "step_min_s": min(times),
-        "steps_per_s": 1.0 / med, "audio_s_per_s": audio_s / med,
-        "peak_rss_mib": rss, "xla_memory": memory_of(compiled),
+        "params_gen_m": n_gen / 1e6,
+        "params_disc_m": n_disc / 1e6,
+        "batch_size": batch_size,
+        "segment_samples": segment,
+        "audio_seconds_per_step": audio_s,
+        "init_s": init_s,
+        "lower_s": lower_s,
+        "compile_s": compile_s,
+        "first_step_s": first_s,
+        "steps_timed": args.steps,
+        "step_median_s": med,
+        "step_min_s": min(times),
+        "steps_per_s": 1.0 / med,
+        "audio_s_per_s": audio_s / med,
+        "peak_rss_mib": rss,
+        "xla_memory": memory_of(compiled),
         "gflop_per_step": None if flops is None else flops / 1e9,
         "gflop_per_audio_s": None if flops is None else flops / 1e9 / audio_s,
-        "gflops_per_s": gflops, "matmul_ref": ref,
+        "gflops_per_s": gflops,
+        "matmul_ref": ref,
         "fraction_of_matmul": None if gflops is None else gflops / ref["gflops_per_s"],
     }
 
@@ -151,23 +169,38 @@ def run(args: argparse.Namespace) -> dict:
 def print_report(r: dict) -> None:
     f = lambda v, p=3: "n/a" if v is None else f"{v:.{p}f}"
     m, rss = r["matmul_ref"], r["peak_rss_mib"]
-    print(f"config {r['config']}: batch {r['batch_size']} x {r['segment_samples']} samples "
-          f"({r['audio_seconds_per_step']:.3f} audio s/step); params G {r['params_gen_m']:.3f}M, "
-          f"D {r['params_disc_m']:.3f}M; {r['devices']}, jax {r['jax']}, {r['date']}")
-    print(f"init {r['init_s']:.2f} s, lower {r['lower_s']:.2f} s, compile {r['compile_s']:.2f} s, "
-          f"first step {r['first_step_s']:.3f} s")
-    print(f"step ({r['steps_timed']} after {WARMUP} warmup): median {r['step_median_s']:.4f} s, "
-          f"min {r['step_min_s']:.4f} s; {r['steps_per_s']:.3f} steps/s, "
-          f"{r['audio_s_per_s']:.3f} audio s/s")
-    print(f"peak RSS: {rss['after_init']:.0f} MiB after init, {rss['after_compile']:.0f} MiB "
-          f"after compile, {rss['end']:.0f} MiB at end")
+    print(
+        f"config {r['config']}: batch {r['batch_size']} x {r['segment_samples']} samples "
+        f"({r['audio_seconds_per_step']:.3f} audio s/step); params G {r['params_gen_m']:.3f}M, "
+        f"D {r['params_disc_m']:.3f}M; {r['devices']}, jax {r['jax']}, {r['date']}"
+    )
+    print(
+        f"init {r['init_s']:.2f} s, lower {r['lower_s']:.2f} s, compile {r['compile_s']:.2f} s, "
+        f"first step {r['first_step_s']:.3f} s"
+    )
+    print(
+        f"step ({r['steps_timed']} after {WARMUP} warmup): median {r['step_median_s']:.4f} s, "
+        f"min {r['step_min_s']:.4f} s; {r['steps_per_s']:.3f} steps/s, "
+        f"{r['audio_s_per_s']:.3f} audio s/s"
+    )
+    print(
+        f"peak RSS: {rss['after_init']:.0f} MiB after init, {rss['after_compile']:.0f} MiB "
+        f"after compile, {rss['end']:.0f} MiB at end"
+    )
     if r["xla_memory"]:
-        print("XLA memory (MiB): " + ", ".join(f"{k[:-4]} {v:.1f}" for k, v in r["xla_memory"].items()))
-    print(f"FLOPs: {f(r['gflop_per_step'])} GFLOP/step ({f(r['gflop_per_audio_s'], 1)} per audio "
-          f"s), {f(r['gflops_per_s'], 2)} GFLOP/s effective")
-    print(f"matmul {m['shape']}: median {m['median_ms']:.2f} ms, {m['gflops_per_s']:.1f} GFLOP/s "
-          f"(best {m['gflops_per_s_best']:.1f}; XLA counts {m['xla_gflop']:.2f} of {m['gflop']:.2f} "
-          f"GFLOP); step / matmul = {f(r['fraction_of_matmul'])}")
+        print(
+            "XLA memory (MiB): "
+            + ", ".join(f"{k[:-4]} {v:.1f}" for k, v in r["xla_memory"].items())
+        )
+    print(
+        f"FLOPs: {f(r['gflop_per_step'])} GFLOP/step ({f(r['gflop_per_audio_s'], 1)} per audio "
+        f"s), {f(r['gflops_per_s'], 2)} GFLOP/s effective"
+    )
+    print(
+        f"matmul {m['shape']}: median {m['median_ms']:.2f} ms, {m['gflops_per_s']:.1f} GFLOP/s "
+        f"(best {m['gflops_per_s_best']:.1f}; XLA counts {m['xla_gflop']:.2f} of {m['gflop']:.2f} "
+        f"GFLOP); step / matmul = {f(r['fraction_of_matmul'])}"
+    )
     print(f"load average (1 min) at end: {r['loadavg_1min_end']} on {r['cpu_count']} CPUs")
 
 

@@ -128,6 +128,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     train.seed = 0
     # Decay of an exponential moving average of generator params (0 disables).
     train.ema_decay = 0.0
+    # Dead-code restart (EnCodec): a code whose EMA use count per step falls below this is
+    # replaced by a random encoder output of the batch (0 disables).
+    train.dead_code_threshold = 0.01
+    # Decay of that EMA (0.95: a code unused for ~90 steps is restarted).
+    train.dead_code_decay = 0.95
 
     mesh = config.mesh = ml_collections.ConfigDict()
     # Device mesh: data-parallel size (-1 = all remaining devices) and FSDP size.

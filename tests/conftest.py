@@ -8,7 +8,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Tests (and the CLI subprocesses they start) compile the same functions many times: share a
 # persistent compilation cache for the session.
 os.environ.setdefault(
-    "JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"jax_codec_test_cache_{os.getuid()}")
+    "JAX_COMPILATION_CACHE_DIR",
+    os.path.join(tempfile.gettempdir(), f"jax_codec_test_cache_{os.getuid()}"),
 )
 
 import pytest  # noqa: E402

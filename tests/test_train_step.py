@@ -137,3 +137,27 @@ def test_overfit_one_batch_lowers_mel_loss(single_device):
     print(f"mel {first:.3f} -> {last:.3f}")
     # measured: 5.0 -> 1.47 (ratio 0.3) with and without the adversarial terms
     assert last < 0.5 * first, (first, last)
+
+
+def test_dead_codes_are_restarted(single_device):
+    trainer, initial, batch, _, _, (step, shardings) = single_device
+    usage = np.asarray(initial.vq_usage).copy()
+    usage[0, :] = 0.0  # level 0: every code looks dead
+    usage[1, :5] = 0.0  # level 1: five codes look dead
+    state = jax.device_put(initial.replace(vq_usage=usage), shardings)
+    new, m = step(state, batch, jax.random.key(7))
+    new = jax.device_get(new)
+    new_usage = np.asarray(new.vq_usage)
+    # A code used in this very batch survives (its EMA gets 0.05 * count); the rest restart
+    # and get a fresh grace count of exactly 1.
+    restarted0, restarted1 = new_usage[0] == 1.0, new_usage[1] == 1.0
+    assert restarted0.sum() > 0.8 * trainer.codec.codebook_size
+    assert 1 <= restarted1.sum() <= 5 and not restarted1[5:].any()
+    assert float(m["vq/restarted_codes"]) == restarted0.sum() + restarted1.sum()
+    old_cb = np.asarray(initial.gen_params["params"]["quantizer"]["level1"]["codebook"])
+    new_cb = np.asarray(new.gen_params["params"]["quantizer"]["level1"]["codebook"])
+    # Restarted rows jump to encoder outputs; the others only take an Adam step (~lr).
+    jumps = np.abs(new_cb - old_cb).max(axis=1)
+    assert np.all(jumps[restarted1] > 10 * jumps[~restarted1].max())
+    # Elsewhere a plain EMA update of the grace count 1: 0.95 + 0.05 * count.
+    assert np.all(new_usage[2] >= 0.95 - 1e-6) and np.any(np.abs(new_usage[2] - 1.0) > 1e-3)

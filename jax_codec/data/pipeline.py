@@ -43,9 +43,7 @@ class _Crop(grain.transforms.Map):
 def per_process_batch_size(global_batch: int) -> int:
     n = jax.process_count()
     if global_batch % n:
-        raise ConfigError(
-            f"train.batch_size={global_batch} must be divisible by the {n} processes"
-        )
+        raise ConfigError(f"train.batch_size={global_batch} must be divisible by the {n} processes")
     return global_batch // n
 
 
@@ -65,7 +63,9 @@ def eval_batch(
     config: ml_collections.ConfigDict, sample_rate: int, length: int, n: int
 ) -> np.ndarray:
     """A fixed held-out set `[n, length]`: a seed the training stream never uses."""
-    source = make_source(config, sample_rate, length / sample_rate, seed=10_000 + int(config.train.seed))
+    source = make_source(
+        config, sample_rate, length / sample_rate, seed=10_000 + int(config.train.seed)
+    )
     crop = _Crop(length)
     return np.stack([crop.map(source[i]) for i in range(n)])
 

@@ -24,7 +24,11 @@ class CheckpointNotFoundError(FileNotFoundError):
 
 def _latest_step_dir(checkpoints_dir: str) -> str | None:
     # Finished checkpoints only: Orbax renames `<step>.orbax-checkpoint-tmp*` when complete.
-    steps = [d for d in os.listdir(checkpoints_dir) if d.isdigit()] if os.path.isdir(checkpoints_dir) else []
+    steps = (
+        [d for d in os.listdir(checkpoints_dir) if d.isdigit()]
+        if os.path.isdir(checkpoints_dir)
+        else []
+    )
     return os.path.join(checkpoints_dir, max(steps, key=int)) if steps else None
 
 
@@ -54,7 +58,9 @@ def resolve_checkpoint(path: str) -> tuple[str, str]:
     path = os.path.abspath(path)
     if not os.path.exists(path):
         raise CheckpointNotFoundError(f"{path} does not exist")
-    if os.path.isdir(os.path.join(path, "params")) and os.path.exists(os.path.join(path, "config.json")):
+    if os.path.isdir(os.path.join(path, "params")) and os.path.exists(
+        os.path.join(path, "config.json")
+    ):
         return "best", path
     if os.path.isdir(os.path.join(path, "state")):
         return "step", path

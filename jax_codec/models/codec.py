@@ -33,6 +33,7 @@ class CodecOutput:
     n_quantizers: `[B]` levels used per example.
     latents: `[B, F, D]` encoder output; quantized: `[B, F, D]` sum of the used levels.
     losses: `{'commitment', 'codebook'}` scalars. stats: per-level codebook usage.
+    projected: per level, the encoder output in code space (dead-code restart candidates).
     """
 
     audio: Array
@@ -42,6 +43,7 @@ class CodecOutput:
     quantized: Array
     losses: dict
     stats: dict
+    projected: tuple[Array, ...] = ()
 
 
 class Codec(nn.Module):
@@ -159,6 +161,7 @@ class Codec(nn.Module):
             quantized=q.quantized,
             losses={"commitment": q.commitment, "codebook": q.codebook},
             stats=q.stats,
+            projected=q.projected,
         )
 
     def encode(self, audio: Array, n_quantizers: int | None = None) -> tuple[Array, ...]:

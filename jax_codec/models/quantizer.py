@@ -46,7 +46,8 @@ def upsample(x: Array, stride: int) -> Array:
 class FactorizedVQ(nn.Module):
     """DAC's factorized VQ: project to `codebook_dim`, cosine nearest neighbour, project back.
 
-    `__call__(z [B, F, D]) -> (z_q [B, F, D], codes [B, F], commitment [B], codebook [B])`,
+    `__call__(z [B, F, D]) -> (z_q [B, F, D], codes [B, F], commitment [B], codebook [B],
+    z_e [B, F, d])` (z_e: the projected input, candidates for dead-code restarts),
     with a straight-through estimator so gradients reach the encoder through `z_q`.
     """
 
@@ -75,7 +76,7 @@ class FactorizedVQ(nn.Module):
         """Codes `[B, F]` -> projected vectors `[B, F, D]`."""
         return self.out_proj(jnp.take(self.codebook, codes, axis=0))
 
-    def __call__(self, z: Array) -> tuple[Array, Array, Array, Array]:
+    def __call__(self, z: Array) -> tuple[Array, Array, Array, Array, Array]:
         z_e = self.in_proj(z.astype(jnp.float32))
         codes = self.nearest(z_e)
         z_q = jnp.take(self.codebook, codes, axis=0)
@@ -84,7 +85,7 @@ class FactorizedVQ(nn.Module):
         # Straight-through, written so the value is exactly z_q (z_e - sg(z_e) == 0 bit for bit):
         # the forward pass then matches decode() exactly, and d z_q / d z_e is the identity.
         z_q = z_q + (z_e - jax.lax.stop_gradient(z_e))
-        return self.out_proj(z_q), codes, commitment, codebook
+        return self.out_proj(z_q), codes, commitment, codebook, z_e
 
 
 @flax.struct.dataclass
@@ -96,6 +97,7 @@ class QuantizerOutput:
     n_quantizers: `[B]` number of levels used per example (quantizer dropout).
     commitment, codebook: scalar losses, averaged over the used levels and the batch.
     stats: `level{i}/perplexity`, `level{i}/dead_fraction`, `level{i}/counts` `[N]`.
+    projected: per level, the projected pooled residual `[B, F / strides[i], d]`.
     """
 
     quantized: Array
@@ -104,6 +106,7 @@ class QuantizerOutput:
     commitment: Array
     codebook: Array
     stats: dict
+    projected: tuple[Array, ...] = ()
 
 
 class HierarchicalRVQ(nn.Module):
@@ -152,11 +155,12 @@ class HierarchicalRVQ(nn.Module):
 
         residual = z.astype(jnp.float32)
         quantized = jnp.zeros_like(residual)
-        codes, stats = [], {}
+        codes, stats, projected = [], {}, []
         commitment = codebook = jnp.zeros((), jnp.float32)
         for i, (vq, s) in enumerate(zip(self.levels, self.strides, strict=True)):
             mask = (i < n_used).astype(jnp.float32)  # [B]
-            q, c, commit_i, cb_i = vq(pool(residual, s))
+            q, c, commit_i, cb_i, z_e = vq(pool(residual, s))
+            projected.append(z_e)
             q = upsample(q, s) * mask[:, None, None]
             residual = residual - q
             quantized = quantized + q
@@ -181,6 +185,7 @@ class HierarchicalRVQ(nn.Module):
             commitment=commitment / n_total,
             codebook=codebook / n_total,
             stats=stats,
+            projected=tuple(projected),
         )
 
     def encode(self, z: Array, n_quantizers: int | None = None) -> tuple[Array, ...]:
@@ -189,7 +194,7 @@ class HierarchicalRVQ(nn.Module):
         residual = z.astype(jnp.float32)
         codes = []
         for vq, s in zip(self.levels[:n], self.strides[:n], strict=True):
-            q, c, _, _ = vq(pool(residual, s))
+            q, c, _, _, _ = vq(pool(residual, s))
             residual = residual - upsample(q, s)
             codes.append(c)
         return tuple(codes)

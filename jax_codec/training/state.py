@@ -20,6 +20,7 @@ class TrainState:
     ema_params: EMA of `gen_params` (`None` when `train.ema_decay == 0`).
     balancer_state: gradient-balancer EMA (`None` unless `loss.balancer`).
     nonfinite_steps: scalar int32, steps skipped because a loss or gradient was not finite.
+    vq_usage: `[K, N]` EMA of per-code use counts per level (`None` if restarts are off).
     """
 
     step: Array
@@ -30,3 +31,4 @@ class TrainState:
     ema_params: Any
     balancer_state: Any
     nonfinite_steps: Array
+    vq_usage: Any = None

@@ -21,6 +21,7 @@ from jax_codec import losses as L
 from jax_codec.config import ConfigError
 from jax_codec.models.codec import Codec, build_codec, resolve_dtype
 from jax_codec.models.discriminators import build_discriminators
+from jax_codec.models.quantizer import restart_dead_codes
 from jax_codec.training import sharding as sh
 from jax_codec.training.state import TrainState
 
@@ -112,6 +113,10 @@ class Trainer:
             ema_params=gen_params if self.config.train.ema_decay > 0 else None,
             balancer_state=L.init_balancer_state(self._active_losses()) if use_balancer else None,
             nonfinite_steps=jnp.zeros((), jnp.int32),
+            # Codes start with a full "grace" count so nothing is restarted before it had a chance.
+            vq_usage=jnp.ones((self.codec.num_quantizers, self.codec.codebook_size), jnp.float32)
+            if self.config.train.dead_code_threshold > 0
+            else None,
         )
 
     def _active_losses(self) -> list[str]:
@@ -224,6 +229,11 @@ class Trainer:
             & jnp.isfinite(grad_g)
             & jnp.isfinite(grad_d)
         )
+        vq_usage, restarted = state.vq_usage, jnp.zeros((), jnp.float32)
+        if vq_usage is not None:
+            gen_params, vq_usage, restarted = self._restart_dead_codes(
+                gen_params, vq_usage, out, jax.random.fold_in(key, 1)
+            )
         ema = state.ema_params
         if ema is not None:
             decay = cfg.train.ema_decay
@@ -236,6 +246,7 @@ class Trainer:
             disc_opt_state=disc_opt_state,
             ema_params=ema,
             balancer_state=balancer_state,
+            vq_usage=vq_usage,
         )
         # Non-finite guard: keep every parameter and optimizer moment, count the skipped step.
         new = _where(finite, new, state.replace(step=state.step + 1))
@@ -257,12 +268,33 @@ class Trainer:
                 "train/lr": self.gen_schedule(state.step),
                 "train/nonfinite_steps": new.nonfinite_steps,
                 "train/step_finite": finite.astype(jnp.float32),
+                "vq/restarted_codes": restarted,
             }
         )
         for k, v in out.stats.items():
             if not k.endswith("/counts"):
                 metrics[f"vq/{k}"] = v
         return new, metrics
+
+    def _restart_dead_codes(self, gen_params: Any, usage: Array, out: Any, key: Array):
+        """EnCodec's dead-code expiry on every level: returns (params, usage, #restarted)."""
+        decay, threshold = self.config.train.dead_code_decay, self.config.train.dead_code_threshold
+        qparams = dict(gen_params["params"]["quantizer"])
+        new_usage, total = [], jnp.zeros((), jnp.float32)
+        for i, z_e in enumerate(out.projected):
+            counts = out.stats[f"level{i}/counts"]
+            u = decay * usage[i] + (1.0 - decay) * counts
+            level = dict(qparams[f"level{i}"])
+            candidates = jax.lax.stop_gradient(z_e.reshape(-1, z_e.shape[-1]))
+            level["codebook"], dead = restart_dead_codes(
+                level["codebook"], u, candidates, jax.random.fold_in(key, i), threshold
+            )
+            qparams[f"level{i}"] = level
+            new_usage.append(jnp.where(dead, 1.0, u))  # restarted codes get a new grace period
+            total = total + jnp.sum(dead)
+        params = dict(gen_params["params"])
+        params["quantizer"] = qparams
+        return {**gen_params, "params": params}, jnp.stack(new_usage), total
 
     def eval_step(self, gen_params: Any, batch: Array, n_quantizers: int | None) -> dict:
         """Held-out metrics at one bitrate: mel distance and SI-SDR, averaged over `batch [B, T]`."""
