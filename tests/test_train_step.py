@@ -143,7 +143,8 @@ def test_dead_codes_are_restarted(single_device):
     trainer, initial, batch, _, _, (step, shardings) = single_device
     usage = np.asarray(initial.vq_usage).copy()
     usage[0, :] = 0.0  # level 0: every code looks dead
-    usage[1, :5] = 0.0  # level 1: five codes look dead
+    usage[1, :5] = 0.0  # level 1: five codes look dead ...
+    usage[1, 5:] = 0.5  # ... and the rest are alive (0.5 so no EMA update lands on exactly 1)
     state = jax.device_put(initial.replace(vq_usage=usage), shardings)
     new, m = step(state, batch, jax.random.key(7))
     new = jax.device_get(new)

@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jax_codec.models.layers import ResidualUnit, Snake, WNConv1d
+from jax_codec.models.layers import SCALED_INIT, ResidualUnit, Snake, WNConv1d
 
 Array = jax.Array
 
@@ -26,10 +26,15 @@ class EncoderBlock(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         for d in self.dilations:
-            x = ResidualUnit(d, causal=self.causal, dtype=self.dtype)(x)
+            x = ResidualUnit(d, causal=self.causal, dtype=self.dtype, kernel_init=SCALED_INIT)(x)
         x = Snake(self.dtype)(x)
         return WNConv1d(
-            self.features, 2 * self.stride, stride=self.stride, causal=self.causal, dtype=self.dtype
+            self.features,
+            2 * self.stride,
+            stride=self.stride,
+            causal=self.causal,
+            dtype=self.dtype,
+            kernel_init=SCALED_INIT,
         )(x)
 
 
@@ -48,10 +53,14 @@ class Encoder(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        x = WNConv1d(self.width, 7, causal=self.causal, dtype=self.dtype)(x)
+        x = WNConv1d(self.width, 7, causal=self.causal, dtype=self.dtype, kernel_init=SCALED_INIT)(
+            x
+        )
         channels = self.width
         for s in self.strides:
             channels *= 2
             x = EncoderBlock(channels, s, self.dilations, self.causal, self.dtype)(x)
         x = Snake(self.dtype)(x)
-        return WNConv1d(self.latent_dim, 3, causal=self.causal, dtype=self.dtype)(x)
+        return WNConv1d(
+            self.latent_dim, 3, causal=self.causal, dtype=self.dtype, kernel_init=SCALED_INIT
+        )(x)

@@ -24,6 +24,13 @@ Dtype = Any
 
 _DIMS = ("NWC", "WIO", "NWC")
 
+# DAC's init (truncated normal, std 0.02): a near-silent decoder output at step 0.
+SMALL_INIT = nn.initializers.truncated_normal(0.02)
+# Variance-preserving init for the encoder and the code projections, so encoder outputs start at
+# the scale of the (unit-normal) codebooks: with DAC's init they start ~1e5 times smaller, the
+# first level's codes swamp the residual and every level collapses to a few codes.
+SCALED_INIT = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+
 
 def conv_padding(kernel_size: int, stride: int, dilation: int, causal: bool) -> tuple[int, int]:
     """(left, right) input padding so that a conv maps T samples to T / stride outputs."""
@@ -72,6 +79,7 @@ class WNConv1d(nn.Module):
     use_bias: bool = True
     groups: int = 1
     dtype: Dtype = jnp.float32
+    kernel_init: Any = SMALL_INIT
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
@@ -80,7 +88,7 @@ class WNConv1d(nn.Module):
             raise ValueError(f"input channels {cin} not divisible by groups={self.groups}")
         v = self.param(
             "weight_v",
-            nn.initializers.truncated_normal(0.02),
+            self.kernel_init,
             (self.kernel_size, cin // self.groups, self.features),
         )
         g = self.param("weight_g", lambda _, v_: jnp.sqrt(jnp.sum(v_**2, axis=(0, 1))), v)
@@ -116,13 +124,14 @@ class WNConvTranspose1d(nn.Module):
     causal: bool = True
     use_bias: bool = True
     dtype: Dtype = jnp.float32
+    kernel_init: Any = SMALL_INIT
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
         cin = x.shape[-1]
         v = self.param(
             "weight_v",
-            nn.initializers.truncated_normal(0.02),
+            self.kernel_init,
             (self.kernel_size, cin, self.features),
         )
         g = self.param("weight_g", lambda _, v_: jnp.sqrt(jnp.sum(v_**2, axis=(0, 1))), v)
@@ -165,14 +174,20 @@ class ResidualUnit(nn.Module):
     kernel_size: int = 7
     causal: bool = True
     dtype: Dtype = jnp.float32
+    kernel_init: Any = SMALL_INIT
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
         c = x.shape[-1]
         y = Snake(self.dtype)(x)
         y = WNConv1d(
-            c, self.kernel_size, dilation=self.dilation, causal=self.causal, dtype=self.dtype
+            c,
+            self.kernel_size,
+            dilation=self.dilation,
+            causal=self.causal,
+            dtype=self.dtype,
+            kernel_init=self.kernel_init,
         )(y)
         y = Snake(self.dtype)(y)
-        y = WNConv1d(c, 1, causal=self.causal, dtype=self.dtype)(y)
+        y = WNConv1d(c, 1, causal=self.causal, dtype=self.dtype, kernel_init=self.kernel_init)(y)
         return x.astype(self.dtype) + y

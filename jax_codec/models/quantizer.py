@@ -21,7 +21,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from jax_codec.models.layers import WNConv1d
+from jax_codec.models.layers import SCALED_INIT, WNConv1d
 
 Array = jax.Array
 
@@ -56,8 +56,8 @@ class FactorizedVQ(nn.Module):
     codebook_dim: int = 8
 
     def setup(self):
-        self.in_proj = WNConv1d(self.codebook_dim, 1)
-        self.out_proj = WNConv1d(self.input_dim, 1)
+        self.in_proj = WNConv1d(self.codebook_dim, 1, kernel_init=SCALED_INIT)
+        self.out_proj = WNConv1d(self.input_dim, 1, kernel_init=SCALED_INIT)
         self.codebook = self.param(
             "codebook", nn.initializers.normal(1.0), (self.codebook_size, self.codebook_dim)
         )
