@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import math
 import os
@@ -33,8 +34,6 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]) -> None:
     """Set dotted keys (`model.latent_dim=256`) from strings; unknown keys fail loudly."""
-    import ast
-
     for key, raw in overrides.items():
         parts = key.split(".")
         node = config
@@ -48,17 +47,9 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]
             value = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
             value = raw
-        with node.unlocked() if hasattr(node, "unlocked") else _null():
+        with node.unlocked():
             node[parts[-1]] = value
     validate_config(config)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 from absl import logging
 
 from jax_codec.config import ConfigError
@@ -72,14 +74,10 @@ class BestExporter:
     ) -> bool:
         if not mel < self.best:
             return False
-        import orbax.checkpoint as ocp
-
         self.best = mel
         tmp = self.path + ".tmp"
         ckptr = ocp.StandardCheckpointer()
         if jax.process_index() == 0 and os.path.exists(tmp):
-            import shutil
-
             shutil.rmtree(tmp)
         ckptr.save(os.path.join(tmp, "params"), params)
         ckptr.wait_until_finished()
@@ -88,8 +86,6 @@ class BestExporter:
                 json.dump(config.to_dict(), f, default=list)
             with open(os.path.join(tmp, "best.json"), "w") as f:
                 json.dump({"step": step, "eval_mel": mel}, f)
-            import shutil
-
             old = self.path + ".old"
             if os.path.exists(self.path):
                 os.replace(self.path, old)

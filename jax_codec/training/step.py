@@ -51,9 +51,8 @@ def make_schedule(peak: float, warmup: int, decay_rate: float) -> optax.Schedule
 
 
 def make_optimizer(
-    lr: float, clip: float, optim: ml_collections.ConfigDict
+    schedule: optax.Schedule, clip: float, optim: ml_collections.ConfigDict
 ) -> optax.GradientTransformation:
-    schedule = make_schedule(lr, optim.warmup_steps, optim.decay_rate)
     return optax.chain(
         optax.clip_by_global_norm(clip),
         optax.adamw(schedule, b1=optim.b1, b2=optim.b2, weight_decay=optim.weight_decay),
@@ -72,15 +71,13 @@ class Trainer:
         dtype = resolve_dtype(config.model.dtype)
         self.codec = build_codec(config.model, dtype=config.model.dtype)
         self.disc = build_discriminators(config.discriminator, dtype=dtype)
-        self.gen_tx = make_optimizer(
-            config.optim.learning_rate, config.optim.clip_norm, config.optim
+        optim = config.optim
+        self.gen_schedule = make_schedule(optim.learning_rate, optim.warmup_steps, optim.decay_rate)
+        disc_schedule = make_schedule(
+            optim.disc_learning_rate, optim.warmup_steps, optim.decay_rate
         )
-        self.disc_tx = make_optimizer(
-            config.optim.disc_learning_rate, config.optim.disc_clip_norm, config.optim
-        )
-        self.gen_schedule = make_schedule(
-            config.optim.learning_rate, config.optim.warmup_steps, config.optim.decay_rate
-        )
+        self.gen_tx = make_optimizer(self.gen_schedule, optim.clip_norm, optim)
+        self.disc_tx = make_optimizer(disc_schedule, optim.disc_clip_norm, optim)
         self.segment = segment_samples(config, self.codec)
         lc = config.loss
         if lc.adversarial not in L.ADVERSARIAL_KINDS:
