@@ -11,6 +11,8 @@ Inspect it:
 
 import ml_collections
 
+from jax_codec.data import augment
+
 VARIANTS = ("runlocal", "noncausal")
 
 
@@ -141,8 +143,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     mesh.fsdp = 1
 
     data = config.data = ml_collections.ConfigDict()
-    # Training audio: "synthetic" (built-in procedural music).
+    # Training audio: "synthetic" (built-in procedural music), "folder:PATH" (a directory of
+    # wav/flac/ogg/opus/mp3, local or gs://), "prepared:PATH" (python -m jax_codec.data.prepare)
+    # or "tfds:NAME/SPLIT[:FEATURE]" (a TFDS dataset in ArrayRecord format).
     data.source = "synthetic"
+    # A weighted mixture instead: data.sources=("folder:/a", "tfds:b/train"), data.weights=(3, 1).
+    data.sources = ()
+    data.weights = ()
+    data.eval_source = ""  # held-out audio for evaluation ("": other crops of the training data)
+    data.channels = 1  # 1: mono mixdown; 2: stereo, each channel its own batch row
+    data.silence_threshold_db = -60.0  # crops (and whole files) quieter than this are rejected
+    data.max_crop_tries = 8  # random crops tried in a clip before moving to another clip
+    data.content_check = True  # decode each file once when indexing (all-silent, NaN/inf)
+    data.index_workers = 8  # threads that index a folder
+    data.tfds_data_dir = ""  # TFDS data_dir ("": TFDS's default, ~/tensorflow_datasets)
+    data.num_threads = 2  # reader threads (decoding releases the GIL; about one core in all)
+    data.prefetch = 8  # batches read ahead
+    data.augment = augment.default_config()
 
     if "noncausal" in variants:
         model.causal = False

@@ -27,6 +27,7 @@ def main(argv: list[str]) -> None:
 
     # Orbax logs every save step at INFO; keep the terminal for the progress bar.
     logging.set_verbosity(logging.WARNING)
+    from jax_codec.data.pipeline import DataError
     from jax_codec.training.checkpoints import CheckpointMismatchError
     from jax_codec.training.loop import train_and_evaluate
 
@@ -37,7 +38,7 @@ def main(argv: list[str]) -> None:
         validate_config(config)
         workdir = _WORKDIR.value or os.path.join("runs", config.get("name", "run"))
         train_and_evaluate(config, workdir)
-    except (ConfigError, CheckpointMismatchError) as e:
+    except (ConfigError, CheckpointMismatchError, DataError) as e:
         sys.exit(f"error: {e}")
 
 

@@ -1,12 +1,35 @@
-"""Input pipeline: a source -> grain shuffle/crop/batch per process -> global `jax.Array`.
+"""Input pipeline: sources -> per-host shard -> shuffle -> crop -> augment -> batch -> global array.
 
-Each process reads its own shard (`dataset[process_index::process_count]`), batches its share
-of the global batch, and `make_global_batch` assembles the per-process pieces into one array
-sharded over the mesh. The grain iterator is checkpointed with the train state, so a resumed run
-sees exactly the batches it would have seen.
+Built with grain, and deterministic given the seed:
+
+1. Each source (`data.source`, or the weighted mixture `data.sources` / `data.weights`) is a
+   `Clips` list. Clips are cut into *slots* of one training segment (a clip of 60 s has
+   ``60 / segment`` slots, a clip shorter than a segment has one), so long songs are drawn in
+   proportion to their length, not once per file.
+2. The slot index is sharded with `grain.sharding.ShardByJaxProcess`, so each host reads only
+   its own part; then shuffled (a new permutation every epoch) and repeated forever; sources are
+   mixed with `MapDataset.mix` by weight.
+3. `CropReader` turns slot ``k`` into audio: a random window of the segment length inside the
+   clip (an RNG seeded by (seed, k)), decoding only that window. Crops that are silent (RMS below
+   `data.silence_threshold_db`) or hold NaN/inf are rejected and redrawn; a clip that fails to
+   read is replaced by another slot of the same shard. Every rejection is counted (`DataStats`)
+   and logged, never silent, and never fatal unless nothing usable remains.
+4. Augmentation (`jax_codec.data.augment`), batching to this host's share of the global batch,
+   and prefetching in `data.num_threads` threads. Stereo data (`data.channels = 2`) gives each
+   channel its own batch row.
+5. The loop assembles the per-host batches into one global `jax.Array` on the mesh.
+
+The iterator is a grain `DatasetIterator`: its state (the next element index) is saved with each
+checkpoint, so a resumed run continues with exactly the batches it would have seen.
 """
 
 from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import math
+import threading
 
 import grain
 import jax
@@ -14,30 +37,227 @@ import ml_collections
 import numpy as np
 
 from jax_codec.config import ConfigError
-from jax_codec.data.synthetic import SyntheticMusic
+from jax_codec.data import audio, augment
+from jax_codec.data.audio import BadAudio
+from jax_codec.data.sources import Clips, FolderClips, SkipReport, SyntheticClips
+
+SOURCE_KINDS = ("synthetic", "folder:PATH", "prepared:PATH", "tfds:NAME/SPLIT[:FEATURE]")
+_FALLBACK_STRIDE = 1_000_003  # slots tried after a bad clip: far apart in the shuffled order
+_MAX_FALLBACKS = 64
 
 
-def make_source(config: ml_collections.ConfigDict, sample_rate: int, seconds: float, seed: int):
-    """The random-access source named by `config.data.source`."""
-    source = config.data.source
-    if source == "synthetic":
-        return SyntheticMusic(sample_rate=sample_rate, segment_seconds=seconds, seed=seed)
-    raise ConfigError(
-        f"data.source={source!r} is not available; use 'synthetic' (the built-in music generator)"
-    )
+class DataError(RuntimeError):
+    """No usable audio could be found (every draw was bad): stop with a clear message."""
 
 
-class _Crop(grain.transforms.Map):
-    def __init__(self, length: int):
+@dataclasses.dataclass
+class DataStats:
+    """Thread-safe counters of rejected crops and failed reads, for the training logs."""
+
+    counts: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    warned: set = dataclasses.field(default_factory=set)
+
+    def add(self, key: str, what: str = "") -> None:
+        with self.lock:
+            self.counts[key] += 1
+            if what and key not in self.warned:  # first of each kind is a log warning
+                self.warned.add(key)
+                logging.warning(
+                    "data: %s (%s); further ones are counted in data/%s", key, what, key
+                )
+
+    def snapshot(self) -> dict:
+        with self.lock:
+            return {f"data/{k}": float(v) for k, v in self.counts.items()}
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def make_clips(
+    spec: str,
+    config: ml_collections.ConfigDict,
+    sample_rate: int,
+    segment: int,
+    seed: int,
+    cache_dir: str | None = None,
+) -> Clips:
+    """The `Clips` named by one source spec (see `SOURCE_KINDS`)."""
+    d = config.data
+    channels = int(d.channels)
+    kind, _, arg = spec.partition(":")
+    try:
+        if spec == "synthetic":
+            return SyntheticClips(sample_rate, channels, segment, seed)
+        if kind == "folder" and arg:
+            return FolderClips(
+                arg,
+                sample_rate,
+                channels,
+                cache_dir=cache_dir,
+                content_check=bool(d.content_check),
+                silence_db=float(d.silence_threshold_db),
+                workers=int(d.index_workers),
+                write_cache=jax.process_index() == 0,
+                min_frames=segment,
+            )
+        if kind == "prepared" and arg:
+            from jax_codec.data.prepared import PreparedClips
+
+            return PreparedClips(arg, sample_rate, channels)
+        if kind == "tfds" and arg:
+            from jax_codec.data.tfds_source import TfdsClips
+
+            return TfdsClips(arg, sample_rate, channels, data_dir=d.tfds_data_dir or None)
+    except (FileNotFoundError, ValueError, RuntimeError, ImportError) as e:
+        raise ConfigError(f"data source {spec!r}: {e}") from None
+    raise ConfigError(f"data.source={spec!r} is not a source; use one of {', '.join(SOURCE_KINDS)}")
+
+
+def source_specs(config: ml_collections.ConfigDict) -> tuple[list[str], list[float]]:
+    """(specs, weights) of the training data: `data.sources` if set, else `data.source`."""
+    d = config.data
+    specs = [str(s) for s in d.sources] if d.sources else [str(d.source)]
+    weights = [float(w) for w in d.weights] if d.weights else [1.0] * len(specs)
+    if len(weights) != len(specs):
+        raise ConfigError(
+            f"data.weights has {len(weights)} entries for {len(specs)} data.sources; "
+            "give one weight per source (or none for equal weights)"
+        )
+    if any(w < 0 or not math.isfinite(w) for w in weights) or sum(weights) <= 0:
+        raise ConfigError(f"data.weights={tuple(weights)} must be non-negative with a positive sum")
+    return specs, weights
+
+
+class SlotIndex(grain.sources.RandomAccessDataSource):
+    """Slot ``k`` -> ``(source_id, clip)``: each clip has ``max(1, frames // segment)`` slots.
+
+    `clip_ids` restricts the index to some clips (this host's shard).
+    """
+
+    def __init__(
+        self, clips: Clips, segment: int, source_id: int, clip_ids: np.ndarray | None = None
+    ):
+        frames = np.asarray(clips.all_frames(), np.int64)
+        self.clip_ids = np.arange(len(frames)) if clip_ids is None else np.asarray(clip_ids)
+        if len(self.clip_ids) == 0:
+            raise ConfigError(
+                f"data source {clips.name} has no usable audio\n{clips.report.summary()}"
+            )
+        self.source_id = source_id
+        self._ends = np.cumsum(np.maximum(1, frames[self.clip_ids] // segment))
+
+    def __len__(self) -> int:
+        return int(self._ends[-1])
+
+    def __getitem__(self, k: int) -> tuple[int, int]:
+        j = int(np.searchsorted(self._ends, int(k) % len(self), side="right"))
+        return self.source_id, int(self.clip_ids[j])
+
+
+def shard_clips(clips: Clips, shard: grain.sharding.ShardOptions) -> np.ndarray:
+    """The clip ids this host reads: every `shard_count`-th clip, so hosts never share a file."""
+    n = len(clips)
+    if n and shard.shard_count > n:
+        raise ConfigError(
+            f"data source {clips.name} has {n} usable clips, fewer than the "
+            f"{shard.shard_count} hosts reading it; every host needs at least one"
+        )
+    if shard.drop_remainder:
+        n = n // shard.shard_count * shard.shard_count
+    return np.arange(shard.shard_index, n, shard.shard_count)
+
+
+# --------------------------------------------------------------------------- crops
+
+
+def rms_db(x: np.ndarray) -> float:
+    return audio.db(float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))))
+
+
+class CropReader:
+    """``(index, (source, clip)) -> float32 [length, C]``: a usable random crop of the clip.
+
+    Randomness comes only from ``(seed, index)``; retries and fallbacks are deterministic too.
+    """
+
+    def __init__(
+        self,
+        clips: list[Clips],
+        slots: grain.MapDataset,
+        length: int,
+        seed: int,
+        config: ml_collections.ConfigDict,
+        stats: DataStats,
+        augment_cfg: ml_collections.ConfigDict | None,
+    ):
+        self.clips = clips
+        self.slots = slots
         self.length = length
+        self.seed = seed
+        self.silence_db = float(config.data.silence_threshold_db)
+        self.tries = max(1, int(config.data.max_crop_tries))
+        self.stats = stats
+        self.augment_cfg = augment_cfg
+        self.sample_rate = clips[0].sample_rate
 
-    def map(self, audio: np.ndarray) -> np.ndarray:
-        audio = np.asarray(audio, np.float32)
-        if audio.ndim == 2:  # mono model: mix down
-            audio = audio.mean(axis=1)
-        if audio.shape[0] < self.length:
-            audio = np.pad(audio, (0, self.length - audio.shape[0]))
-        return audio[: self.length]
+    def _try_clip(self, source: int, clip: int, rng: np.random.Generator) -> np.ndarray | None:
+        clips = self.clips[source]
+        n = clips.frames(clip)
+        span = max(0, n - self.length)
+        for _ in range(self.tries if span else 1):
+            start = int(rng.integers(0, span + 1))
+            try:
+                x = clips.read(clip, start, self.length)
+            except BadAudio as e:
+                self.stats.add("read_errors", f"{clips.name} clip {clip}: {e}")
+                return None
+            if x.shape[0] < self.length:
+                x = np.pad(x, ((0, self.length - x.shape[0]), (0, 0)))
+            if not np.isfinite(x).all():
+                self.stats.add("nonfinite_crops", f"{clips.name} clip {clip}")
+                continue
+            if rms_db(x) < self.silence_db:
+                self.stats.add("silent_crops")
+                continue
+            return x.astype(np.float32, copy=False)
+        return None
+
+    def crop(self, index: int, slot: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+        for attempt in range(_MAX_FALLBACKS):
+            if attempt:
+                self.stats.add("fallback_slots")
+                slot = self.slots[index + attempt * _FALLBACK_STRIDE]
+            x = self._try_clip(slot[0], slot[1], rng)
+            if x is not None:
+                return x
+        raise DataError(
+            f"no usable audio in {_MAX_FALLBACKS} clips around element {index}: every crop was "
+            f"silent (below data.silence_threshold_db={self.silence_db:g}), non-finite or "
+            f"unreadable ({dict(self.stats.counts)}). Check the data or lower the threshold."
+        )
+
+    def __call__(self, index: int, slot: tuple[int, int]) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, index])
+        x = self.crop(index, slot, rng)
+        if self.augment_cfg is None:
+            return x
+
+        def other() -> np.ndarray:
+            j = index + _FALLBACK_STRIDE // 2
+            return self.crop(j, self.slots[j], np.random.default_rng([self.seed, j, 1]))
+
+        return augment.augment(x, rng, self.augment_cfg, self.sample_rate, other)
+
+
+def _to_rows(batch: np.ndarray) -> np.ndarray:
+    """``[b, T, C]`` -> ``[b * C, T]``: each channel of a stereo clip is its own batch row."""
+    b, t, c = batch.shape
+    return np.ascontiguousarray(batch.transpose(0, 2, 1).reshape(b * c, t))
+
+
+# --------------------------------------------------------------------------- datasets
 
 
 def per_process_batch_size(global_batch: int) -> int:
@@ -47,27 +267,91 @@ def per_process_batch_size(global_batch: int) -> int:
     return global_batch // n
 
 
-def train_dataset(
-    config: ml_collections.ConfigDict, sample_rate: int, segment: int
-) -> grain.MapDataset:
-    """Shuffled, cropped, batched `[B_local, T]` training batches of this process (repeats)."""
+@dataclasses.dataclass
+class TrainData:
+    """The training dataset plus what the loop logs about it."""
+
+    dataset: grain.IterDataset
+    slots: grain.MapDataset  # element k -> (source, clip) drawn for batch element k
+    stats: DataStats
+    reports: list[SkipReport]
+
+    def summary(self) -> str:
+        return "\n".join(r.summary() for r in self.reports)
+
+
+def build_train_data(
+    config: ml_collections.ConfigDict,
+    sample_rate: int,
+    segment: int,
+    cache_dir: str | None = None,
+    shard: grain.sharding.ShardOptions | None = None,
+) -> TrainData:
+    """This host's training batches ``[B_local, segment]`` (endless), with stats and reports."""
+    d = config.data
     seed = int(config.train.seed)
-    source = make_source(config, sample_rate, segment / sample_rate, seed)
-    ds = grain.MapDataset.source(source)
-    ds = ds[jax.process_index() :: jax.process_count()]
-    ds = ds.shuffle(seed=seed).map(_Crop(segment))
-    return ds.batch(per_process_batch_size(config.train.batch_size), drop_remainder=True).repeat()
+    channels = int(d.channels)
+    if channels not in (1, 2):
+        raise ConfigError(f"data.channels={channels}: use 1 (mono mixdown) or 2 (stereo)")
+    shard = shard or grain.sharding.ShardByJaxProcess(drop_remainder=True)
+    rows = config.train.batch_size // shard.shard_count
+    if config.train.batch_size % shard.shard_count or rows % channels:
+        raise ConfigError(
+            f"train.batch_size={config.train.batch_size} must split evenly over "
+            f"{shard.shard_count} hosts and {channels} channel rows per clip"
+        )
+    specs, weights = source_specs(config)
+    clips, slot_sets = [], []
+    for i, spec in enumerate(specs):
+        c = make_clips(spec, config, sample_rate, segment, seed + i, cache_dir)
+        clips.append(c)
+        ds = grain.MapDataset.source(SlotIndex(c, segment, i, shard_clips(c, shard)))
+        slot_sets.append(ds.shuffle(seed=seed + 7919 * i).repeat())
+    slots = slot_sets[0] if len(slot_sets) == 1 else grain.MapDataset.mix(slot_sets, weights)
+    stats = DataStats()
+    aug = d.augment if d.augment.enabled else None
+    reader = CropReader(clips, slots, segment, seed, config, stats, aug)
+    ds = slots.map_with_index(reader).batch(rows // channels, drop_remainder=True).map(_to_rows)
+    threads = int(d.num_threads)
+    ds = ds.to_iter_dataset(
+        grain.ReadOptions(
+            num_threads=threads, prefetch_buffer_size=int(d.prefetch) if threads else 0
+        )
+    )
+    return TrainData(ds, slots, stats, [c.report for c in clips])
+
+
+def train_dataset(config: ml_collections.ConfigDict, sample_rate: int, segment: int, **kw):
+    """`build_train_data(...).dataset`."""
+    return build_train_data(config, sample_rate, segment, **kw).dataset
 
 
 def eval_batch(
-    config: ml_collections.ConfigDict, sample_rate: int, length: int, n: int
+    config: ml_collections.ConfigDict,
+    sample_rate: int,
+    length: int,
+    n: int,
+    cache_dir: str | None = None,
 ) -> np.ndarray:
-    """A fixed held-out set `[n, length]`: a seed the training stream never uses."""
-    source = make_source(
-        config, sample_rate, length / sample_rate, seed=10_000 + int(config.train.seed)
-    )
-    crop = _Crop(length)
-    return np.stack([crop.map(source[i]) for i in range(n)])
+    """A fixed evaluation set ``[n, length]``, identical on every host, never augmented.
+
+    From `data.eval_source` when set (held-out audio); otherwise crops of the training sources
+    drawn with a seed the training stream never uses.
+    """
+    d = config.data
+    seed = 10_000 + int(config.train.seed)
+    specs = [str(d.eval_source)] if d.eval_source else source_specs(config)[0]
+    clips = [
+        make_clips(s, config, sample_rate, length, seed + i, cache_dir) for i, s in enumerate(specs)
+    ]
+    sets = [
+        grain.MapDataset.source(SlotIndex(c, length, i)).shuffle(seed=seed).repeat()
+        for i, c in enumerate(clips)
+    ]
+    slots = sets[0] if len(sets) == 1 else grain.MapDataset.mix(sets)
+    reader = CropReader(clips, slots, length, seed, config, DataStats(), None)
+    crops = [reader(i, slots[i]) for i in range(-(-n // int(d.channels)))]
+    return _to_rows(np.stack(crops))[:n]
 
 
 def make_global_batch(local: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:

@@ -96,6 +96,14 @@ class MetricWriter:
             )
             self._tb.add_summary(Summary(value=[Summary.Value(tag=key, image=proto)]), int(step))
 
+    def write_text(self, step: int, key: str, text: str) -> None:
+        """Logs a text note (shown in TensorBoard's Text tab, as preformatted markdown)."""
+        if not self.enabled:
+            return
+        from tensorboardX import summary
+
+        self._tb.add_summary(summary.text(key, "```\n" + text + "\n```"), int(step))
+
     def flush(self) -> None:
         """Pushes buffered events and lines to disk."""
         if not self.enabled:

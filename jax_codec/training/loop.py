@@ -128,6 +128,18 @@ def _compiled_functions(config: ml_collections.ConfigDict, mesh: jax.sharding.Me
     return _COMPILED[key]
 
 
+def report_data(data: pipeline.TrainData, writer, bar, workdir: str, step: int, is_main: bool):
+    """Print the data summary (what was skipped or converted) and keep it with the run."""
+    text = data.summary()
+    for line in text.splitlines():
+        logging.info("%s", line)
+    bar.write(text)
+    if is_main:
+        writer.write_text(step, "data/summary", text)
+        with open(os.path.join(workdir, "data_report.json"), "w") as f:
+            json.dump([r.to_dict() for r in data.reports], f, indent=1)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Train `config` in `workdir` (resuming if it holds checkpoints); returns the last metrics."""
     mesh = sh.make_mesh(config.mesh)
@@ -140,7 +152,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     is_main = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
     init_key, step_key = jax.random.split(jax.random.key(int(config.train.seed)))
-    data_iter = iter(pipeline.train_dataset(config, codec.sample_rate, segment))
+    data_cache = os.path.join(workdir, "data_index")
+    data = pipeline.build_train_data(config, codec.sample_rate, segment, cache_dir=data_cache)
+    data_iter = iter(data.dataset)
 
     ckpt = checkpoints.Checkpointer(
         workdir, max_to_keep=3, save_every=int(config.train.checkpoint_every)
@@ -170,7 +184,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     batch_sharding = sh.batch_sharding(mesh)
     m = codec.length_multiple
     eval_len = max(m, int(EVAL_SECONDS * codec.sample_rate) // m * m)
-    eval_audio = pipeline.eval_batch(config, codec.sample_rate, eval_len, EVAL_EXAMPLES)
+    eval_audio = pipeline.eval_batch(
+        config, codec.sample_rate, eval_len, EVAL_EXAMPLES, cache_dir=data_cache
+    )
 
     writer = tlog.MetricWriter(workdir, enabled=is_main)
     num_steps = int(config.train.num_steps)
@@ -183,6 +199,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if is_main and start == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             json.dump(config.to_dict(), f, indent=1, default=list)
+    report_data(data, writer, bar, workdir, start, is_main)
 
     def evaluate(step: int) -> dict:
         out = {}
@@ -219,6 +236,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             step += 1
             if step % config.train.log_every == 0 or step == num_steps:
                 scalars = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
+                scalars.update(data.stats.snapshot())
                 writer.write_scalars(step, scalars)
                 bar.update(step, scalars)
                 metrics.update(scalars)
