@@ -171,3 +171,31 @@ def test_corrupt_or_missing_checkpoint_gives_clear_message(tmp_path):
     from jax_codec.inference import resolve_checkpoint
 
     assert resolve_checkpoint(str(tmp_path)) == ("step", str(step))
+
+
+def test_cli_trains_on_a_folder_of_audio(tmp_path):
+    import soundfile as sf
+
+    music = tmp_path / "music"
+    music.mkdir()
+    for i, (sr, ch) in enumerate([(44100, 1), (48000, 2), (22050, 1)]):
+        t = np.arange(int(1.5 * sr)) / sr
+        x = 0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t)[:, None] * np.ones(ch)
+        sf.write(str(music / f"song{i}.flac"), x.astype(np.float32), sr)
+    (music / "broken.wav").write_bytes(b"RIFF not really")
+    wd = str(tmp_path / "run")
+    r = run_cli(wd, "--config.train.num_steps=2", f"--config.data.source=folder:{music}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"data source folder:{music}: 3 clips" in r.stdout + r.stderr
+    assert "broken.wav" in r.stdout + r.stderr  # the skip is reported, not hidden
+    report = json.load(open(os.path.join(wd, "data_report.json")))
+    assert report[0]["used"] == 3 and sum(map(len, report[0]["skipped"].values())) == 1
+    assert os.listdir(os.path.join(wd, "data_index"))  # the index is cached next to the run
+    assert metric_steps(wd)[-1] == 2
+
+
+def test_cli_bad_data_source_is_one_clean_line(tmp_path):
+    wd = str(tmp_path / "run")
+    r = run_cli(wd, f"--config.data.source=folder:{tmp_path}/missing")
+    assert r.returncode != 0
+    assert "does not exist" in r.stderr and "Traceback" not in r.stderr

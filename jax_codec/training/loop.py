@@ -22,10 +22,11 @@ from absl import logging
 
 from jax_codec.config import ConfigError
 from jax_codec.data import pipeline
+from jax_codec.models.codec import build_codec
 from jax_codec.training import checkpoints
 from jax_codec.training import logging as tlog
 from jax_codec.training import sharding as sh
-from jax_codec.training.step import Trainer, compile_train_step
+from jax_codec.training.step import Trainer, compile_train_step, segment_samples
 
 EVAL_EXAMPLES = 8
 EVAL_SECONDS = 1.0
@@ -144,16 +145,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Train `config` in `workdir` (resuming if it holds checkpoints); returns the last metrics."""
     mesh = sh.make_mesh(config.mesh)
     validate_run(config, mesh)
+    # Data first: a bad data flag fails in seconds, not after compiling the step.
+    codec = build_codec(config.model)
+    segment = segment_samples(config, codec)
+    os.makedirs(workdir, exist_ok=True)
+    data_cache = os.path.join(workdir, "data_index")
+    data = pipeline.build_train_data(config, codec.sample_rate, segment, cache_dir=data_cache)
+    m = codec.length_multiple
+    eval_len = max(m, int(EVAL_SECONDS * codec.sample_rate) // m * m)
+    eval_audio = pipeline.eval_batch(
+        config, codec.sample_rate, eval_len, EVAL_EXAMPLES, cache_dir=data_cache
+    )
     trainer, abstract, shardings, init_fn, train_step, eval_fns, recon_fn = _compiled_functions(
         config, mesh
     )
     codec = trainer.codec
-    segment = trainer.segment
     is_main = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
     init_key, step_key = jax.random.split(jax.random.key(int(config.train.seed)))
-    data_cache = os.path.join(workdir, "data_index")
-    data = pipeline.build_train_data(config, codec.sample_rate, segment, cache_dir=data_cache)
     data_iter = iter(data.dataset)
 
     ckpt = checkpoints.Checkpointer(
@@ -182,11 +190,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         logging.info("Resumed from %s at step %d", ckpt.directory, start)
 
     batch_sharding = sh.batch_sharding(mesh)
-    m = codec.length_multiple
-    eval_len = max(m, int(EVAL_SECONDS * codec.sample_rate) // m * m)
-    eval_audio = pipeline.eval_batch(
-        config, codec.sample_rate, eval_len, EVAL_EXAMPLES, cache_dir=data_cache
-    )
 
     writer = tlog.MetricWriter(workdir, enabled=is_main)
     num_steps = int(config.train.num_steps)
