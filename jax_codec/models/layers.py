@@ -8,6 +8,10 @@ Padding conventions (these define the algorithmic latency, see `Codec.latency_sa
 - causal transposed conv: the surplus `kernel - stride` outputs are trimmed on the right, so
   output sample `i` sees input frames `<= i // stride`;
 - non-causal ("centred") modes split the padding as DAC does, which keeps DAC-compatible shapes.
+
+Streaming: applied with ``mutable=["cache"]``, the causal convolutions keep their left context
+(and transposed convolutions their overlap) in the ``cache`` collection, so a signal fed chunk by
+chunk gives the same output as the whole signal at once (see `jax_codec.inference.streaming`).
 """
 
 from __future__ import annotations
@@ -57,6 +61,21 @@ def transpose_trim(kernel_size: int, stride: int, causal: bool) -> tuple[int, in
     return left, total - left
 
 
+NONCAUSAL_STREAM = (
+    "a non-causal (centred) model cannot stream: it looks ahead. Use the chunked offline path "
+    "(jax_codec.inference.streaming.chunked_encode / chunked_decode) instead."
+)
+
+
+def streaming(module: nn.Module) -> bool:
+    """True inside `apply(..., mutable=["cache"])`: convolutions keep state across chunks.
+
+    Convolutions then read their left context from the `cache` collection (the end of the
+    previous chunk) instead of zero padding, and transposed convolutions carry their overlap.
+    """
+    return module.is_mutable_collection("cache") and not module.is_initializing()
+
+
 def _weight_norm(v: Array, g: Array) -> Array:
     # Norm over every axis but the output-channel one (last), as torch's weight_norm(dim=0).
     norm = jnp.sqrt(jnp.sum(jnp.square(v), axis=tuple(range(v.ndim - 1)), keepdims=True))
@@ -94,6 +113,18 @@ class WNConv1d(nn.Module):
         g = self.param("weight_g", lambda _, v_: jnp.sqrt(jnp.sum(v_**2, axis=(0, 1))), v)
         w = _weight_norm(v, g)
         pad = conv_padding(self.kernel_size, self.stride, self.dilation, self.causal)
+        if streaming(self):
+            # The left padding becomes the last `pad[0]` inputs of the previous chunk (zeros
+            # before the first), so chunk after chunk equals one causal conv over the whole.
+            if not self.causal:
+                raise ValueError(NONCAUSAL_STREAM)
+            if pad[0]:
+                cache = self.variable(
+                    "cache", "inputs", jnp.zeros, (x.shape[0], pad[0], cin), self.dtype
+                )
+                x = jnp.concatenate([cache.value, x.astype(self.dtype)], axis=1)
+                cache.value = x[:, x.shape[1] - pad[0] :]
+            pad = (0, 0)
         y = jax.lax.conv_general_dilated(
             x.astype(self.dtype),
             w.astype(self.dtype),
@@ -138,6 +169,11 @@ class WNConvTranspose1d(nn.Module):
         w = _weight_norm(v, g)[::-1]
         k = self.kernel_size
         left, right = transpose_trim(k, self.stride, self.causal)
+        stream = streaming(self)
+        if stream:
+            if not self.causal:
+                raise ValueError(NONCAUSAL_STREAM)
+            left = right = 0  # full output: the tail overlaps the next chunk's head
         y = jax.lax.conv_general_dilated(
             x.astype(self.dtype),
             w.astype(self.dtype),
@@ -146,6 +182,17 @@ class WNConvTranspose1d(nn.Module):
             lhs_dilation=(self.stride,),
             dimension_numbers=_DIMS,
         )
+        tail = k - self.stride
+        if stream and tail:
+            # Overlap-add: the last `k - stride` outputs of a chunk are partial sums that the
+            # next chunk completes; carried in the cache (zeros before the first chunk).
+            n = x.shape[1] * self.stride
+            carry = self.variable(
+                "cache", "overlap", jnp.zeros, (x.shape[0], tail, self.features), self.dtype
+            )
+            y = y.at[:, :tail].add(carry.value)
+            carry.value = y[:, n:]
+            y = y[:, :n]
         if self.use_bias:
             b = self.param("bias", nn.initializers.zeros, (self.features,))
             y = y + b.astype(self.dtype)
