@@ -144,8 +144,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     data = config.data = ml_collections.ConfigDict()
     # Training audio: "synthetic" (built-in procedural music), "folder:PATH" (a directory of
-    # wav/flac/ogg/opus/mp3, local or gs://), "prepared:PATH" (python -m jax_codec.data.prepare)
-    # or "tfds:NAME/SPLIT[:FEATURE]" (a TFDS dataset in ArrayRecord format).
+    # wav/flac/ogg/opus/mp3, local or gs://) or "tfds:NAME/SPLIT[:FEATURE]" (a TFDS dataset in
+    # ArrayRecord format).
     data.source = "synthetic"
     # A weighted mixture instead: data.sources=("folder:/a", "tfds:b/train"), data.weights=(3, 1).
     data.sources = ()

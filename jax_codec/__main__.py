@@ -1,6 +1,8 @@
 """`python -m jax_codec COMMAND ...`: command-line tools.
 
 info --config=configs/base.py[:variant] [--json]   architecture summary of a config
+stream IN OUT (--checkpoint DIR | --config FILE --random_init) [--chunk_ms 20] [--json]
+                                                   encode+decode chunk by chunk, in real time
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     info.add_argument("--config", help="configs/FILE.py[:variant,...]")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=_cmd_info)
+    from jax_codec.inference.cli import add_stream_parser
+
+    add_stream_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -144,3 +144,34 @@ def test_ten_minutes_stream_in_bounded_memory(model):
     # Offline starts from silence; after the receptive field both see the same input.
     skip = 2 * step
     assert np.abs(y_tail[:, skip:] - ref[:, skip:]).max() <= 1e-5
+
+
+def test_stream_cli_json_and_errors(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    src = str(tmp_path / "in.flac")
+    sf.write(src, np.stack([music(1, 0.5)[0], music(1, 0.5, seed=4)[0]], axis=1), 44100)
+    out = str(tmp_path / "out.wav")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    cmd = [sys.executable, "-m", "jax_codec", "stream", src, out]
+    model = ["--config", "configs/base.py:runlocal", "--random_init"]
+    r = subprocess.run(cmd + model + ["--json"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["channels"] == 2 and report["streaming"] is True
+    assert report["max_abs_diff_vs_offline"] <= 1e-5
+    assert report["latency_ms"] == pytest.approx(1000 * 2048 / 44100)
+    assert report["rtf"] > 0 and report["chunk_ms_p99"] > 0
+    y, sr = sf.read(out)
+    assert sr == 44100 and y.shape == (22050, 2)
+    bad = subprocess.run(
+        [sys.executable, "-m", "jax_codec", "stream", str(tmp_path / "nope.wav"), out] + model,
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "no such file" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -103,7 +103,12 @@ def make_clips(
                 min_frames=segment,
             )
         if kind == "prepared" and arg:
-            from jax_codec.data.prepared import PreparedClips
+            try:
+                from jax_codec.data.prepared import PreparedClips
+            except ImportError:
+                raise ConfigError(
+                    "the prepared: source is not in this version yet; use folder:PATH"
+                ) from None
 
             return PreparedClips(arg, sample_rate, channels)
         if kind == "tfds" and arg:

@@ -53,8 +53,14 @@ def _restore(path: str) -> Any:
         ) from None
 
 
-def resolve_checkpoint(path: str) -> tuple[str, str]:
-    """`(kind, directory)` for a work dir / best export / step dir; kind is 'best' or 'step'."""
+def resolve_checkpoint(path: str, which: str = "best") -> tuple[str, str]:
+    """`(kind, directory)` for a work dir / best export / step dir; kind is 'best' or 'step'.
+
+    For a work dir, `which="best"` takes `best/` when it exists (else the latest step) and
+    `which="latest"` takes the latest `checkpoints/<step>`.
+    """
+    if which not in ("best", "latest"):
+        raise ValueError(f"which={which!r}: use 'best' or 'latest'")
     path = os.path.abspath(path)
     if not os.path.exists(path):
         raise CheckpointNotFoundError(f"{path} does not exist")
@@ -64,9 +70,11 @@ def resolve_checkpoint(path: str) -> tuple[str, str]:
         return "best", path
     if os.path.isdir(os.path.join(path, "state")):
         return "step", path
+    step_dir = _latest_step_dir(os.path.join(path, "checkpoints"))
+    if which == "latest" and step_dir is not None:
+        return "step", step_dir
     if os.path.isdir(os.path.join(path, "best", "params")):
         return "best", os.path.join(path, "best")
-    step_dir = _latest_step_dir(os.path.join(path, "checkpoints"))
     if step_dir is not None:
         return "step", step_dir
     raise CheckpointNotFoundError(
@@ -76,12 +84,16 @@ def resolve_checkpoint(path: str) -> tuple[str, str]:
 
 
 def load_codec(
-    path: str | None = None, *, config: ml_collections.ConfigDict | None = None, seed: int = 0
+    path: str | None = None,
+    *,
+    config: ml_collections.ConfigDict | None = None,
+    seed: int = 0,
+    which: str = "best",
 ) -> tuple[Codec, Any, ml_collections.ConfigDict]:
     """Returns `(codec, params, config)`; `params` is the `{'params': ...}` variable dict.
 
     With `path`, weights come from the checkpoint (EMA params if the run kept them); with only
-    `config`, the codec is randomly initialised from `seed`.
+    `config`, the codec is randomly initialised from `seed`. `which`: see `resolve_checkpoint`.
     """
     if path is None:
         if config is None:
@@ -90,7 +102,7 @@ def load_codec(
         x = jnp.zeros((1, codec.length_multiple, 1), jnp.float32)
         params = jax.jit(lambda k: codec.init(k, x))(jax.random.key(seed))
         return codec, params, config
-    kind, directory = resolve_checkpoint(path)
+    kind, directory = resolve_checkpoint(path, which)
     if kind == "best":
         config = _config_from(_read_json(os.path.join(directory, "config.json")))
         params = _restore(os.path.join(directory, "params"))

@@ -1,0 +1,206 @@
+"""Command-line pieces shared by `python -m jax_codec` inference commands, and `stream`.
+
+`stream IN OUT (--checkpoint DIR | --config FILE --random_init) [--chunk_ms 20]
+[--n_quantizers K] [--json]` runs the file through the streaming encoder and decoder chunk by
+chunk, as a real-time pipeline would, and reports the real-time factor, per-chunk compute time,
+latency and the difference against the offline path. Channels are independent streams of one
+batch. Non-causal models cannot stream: they go through the chunked offline path, reported as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit code 2."""
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", help="training work dir, best/ export or checkpoints/<step>")
+    p.add_argument(
+        "--which",
+        default="best",
+        choices=("best", "latest"),
+        help="for a work dir: the best export or the latest step",
+    )
+    p.add_argument("--config", help="configs/FILE.py[:variant] (with --random_init)")
+    p.add_argument("--random_init", action="store_true", help="random weights from --config")
+    p.add_argument("--seed", type=int, default=0, help="seed of --random_init")
+
+
+def load_model(args: argparse.Namespace):
+    """(codec, params, config) from --checkpoint or --config --random_init."""
+    from jax_codec.config import ConfigError, load_config
+    from jax_codec.inference.api import CheckpointNotFoundError, load_codec
+
+    if bool(args.checkpoint) == bool(args.config):
+        raise CliError("give either --checkpoint DIR or --config FILE --random_init")
+    if args.config:
+        if not args.random_init:
+            raise CliError("--config needs --random_init (untrained weights); or use --checkpoint")
+        try:
+            return load_codec(config=load_config(args.config), seed=args.seed)
+        except ConfigError as e:
+            raise CliError(str(e)) from None
+    try:
+        return load_codec(args.checkpoint, which=args.which)
+    except CheckpointNotFoundError as e:
+        raise CliError(str(e)) from None
+
+
+def read_input(path: str, sample_rate: int) -> np.ndarray:
+    """`path` at `sample_rate` as float32 ``[channels, T]`` (any format soundfile reads)."""
+    from jax_codec.data import audio
+
+    if not os.path.exists(path):
+        raise CliError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise CliError(f"{path} is a directory; give an audio file")
+    try:
+        info = audio.probe(path)
+        x = audio.read_file(path, sample_rate, info.channels)
+    except audio.BadAudio as e:
+        raise CliError(f"{path}: cannot read audio ({e})") from None
+    if not np.isfinite(x).all():
+        raise CliError(f"{path}: the audio holds NaN or infinite samples")
+    return np.ascontiguousarray(x.T)
+
+
+def write_audio_atomic(path: str, audio: np.ndarray, sample_rate: int) -> None:
+    """Write ``[channels, T]`` to `path` via a temporary file in the same directory + rename."""
+    import soundfile as sf
+
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise CliError(f"output directory {directory} does not exist")
+    ext = os.path.splitext(path)[1].lower()
+    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(ext)
+    if fmt is None:
+        raise CliError(f"{path}: output must be .wav, .flac or .ogg")
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=ext, dir=directory)
+    os.close(fd)
+    try:
+        sf.write(tmp, np.clip(audio.T, -1.0, 1.0), sample_rate, format=fmt)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def run_stream(args: argparse.Namespace) -> dict:
+    import jax
+
+    from jax_codec.inference import streaming as st
+
+    codec, params, _ = load_model(args)
+    x = read_input(args.input, codec.sample_rate)
+    channels, t = x.shape
+    if t == 0:
+        raise CliError(f"{args.input}: the file holds no samples")
+    k = args.n_quantizers or codec.num_quantizers
+    if not 1 <= k <= codec.num_quantizers:
+        raise CliError(f"--n_quantizers must be in [1, {codec.num_quantizers}], got {k}")
+    n = st.chunk_frames_for(codec, args.chunk_ms)
+    hop, sr = codec.hop_length, codec.sample_rate
+    chunk_ms = 1000.0 * n * hop / sr
+    codes = st.chunked_encode(codec, params, x, k)
+    reference = st.chunked_decode(codec, params, codes, t)
+    times = []
+    if codec.causal:
+        enc = st.StreamingEncoder(codec, params, n, channels, k)
+        dec = st.StreamingDecoder(codec, params, n, channels, k)
+        # Compile both steps before the clock starts, then start from a fresh state.
+        warm = enc.step(enc.params, enc.init_state(), np.zeros((channels, n * hop, 1), np.float32))
+        jax.block_until_ready(dec.step(dec.params, dec.init_state(), warm[0]))
+        out = []
+        for chunk in st.stream_chunks(codec, x, n, enc.delay):
+            t0 = time.perf_counter()
+            c = enc.push(chunk)
+            y = None if c is None else jax.block_until_ready(dec.push(c))
+            times.append(time.perf_counter() - t0)
+            if y is not None:
+                out.append(np.asarray(y))
+        y = np.concatenate(out, axis=1)[:, :t]
+        latency = 1000.0 * st.algorithmic_latency(codec) / sr
+        stream_latency = 1000.0 * st.stream_latency(codec, n) / sr
+    else:  # chunked offline, timed per window
+        t0 = time.perf_counter()
+        y = st.chunked_decode(codec, params, st.chunked_encode(codec, params, x, k), t)
+        times.append(time.perf_counter() - t0)
+        latency = stream_latency = None
+    write_audio_atomic(args.output, y, sr)
+    total = sum(times)
+    ms = sorted(1000.0 * s for s in times)
+    return {
+        "input": args.input,
+        "output": args.output,
+        "streaming": codec.causal,
+        "duration_s": t / sr,
+        "channels": channels,
+        "n_quantizers": k,
+        "kbps": codec.bitrate_kbps(k) * channels,
+        "chunk_ms": chunk_ms if codec.causal else None,
+        "chunk_frames": n if codec.causal else None,
+        "latency_ms": latency,
+        "stream_latency_ms": stream_latency,
+        "rtf": (t / sr) / total if total > 0 else float("inf"),
+        "chunk_ms_median": statistics.median(ms),
+        "chunk_ms_p99": float(np.percentile(ms, 99)),
+        "realtime": bool(codec.causal and np.percentile(ms, 99) < chunk_ms),
+        "max_abs_diff_vs_offline": float(np.abs(y - reference).max()),
+    }
+
+
+def format_stream(r: dict) -> str:
+    if not r["streaming"]:
+        return (
+            f"{r['output']}: non-causal model, processed offline in chunks (cannot stream); "
+            f"{r['duration_s']:.2f} s of audio at {r['rtf']:.2f}x real time; "
+            f"max |diff| vs whole-signal {r['max_abs_diff_vs_offline']:.2e}"
+        )
+    return "\n".join(
+        [
+            f"wrote {r['output']}: {r['duration_s']:.2f} s, {r['channels']} channel(s), "
+            f"{r['n_quantizers']} quantizers ({r['kbps']:.2f} kbps)",
+            f"chunks of {r['chunk_ms']:.1f} ms ({r['chunk_frames']} frames): median "
+            f"{r['chunk_ms_median']:.2f} ms, p99 {r['chunk_ms_p99']:.2f} ms "
+            f"({'real time' if r['realtime'] else 'NOT real time'})",
+            f"real-time factor {r['rtf']:.2f}x (audio seconds per wall second)",
+            f"latency: {r['latency_ms']:.1f} ms algorithmic, {r['stream_latency_ms']:.1f} ms "
+            "with chunk buffering",
+            f"max |stream - offline| = {r['max_abs_diff_vs_offline']:.2e}",
+        ]
+    )
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    try:
+        if args.chunk_ms <= 0:
+            raise CliError(f"--chunk_ms must be positive, got {args.chunk_ms}")
+        report = run_stream(args)
+    except CliError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(report) if args.json else format_stream(report))
+    return 0
+
+
+def add_stream_parser(sub) -> None:
+    p = sub.add_parser("stream", help="encode+decode a file chunk by chunk, in real time")
+    p.add_argument("input", help="audio file (wav, flac, ogg, opus, mp3)")
+    p.add_argument("output", help="decoded audio (.wav, .flac or .ogg)")
+    add_model_args(p)
+    p.add_argument("--chunk_ms", type=float, default=20.0, help="rounded to whole frames")
+    p.add_argument("--n_quantizers", type=int, help="codebooks used (default: all)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_stream)
