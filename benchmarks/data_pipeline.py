@@ -59,7 +59,9 @@ def step_rate(config_arg: str, batch: int, steps: int) -> float:
     sys.path.insert(0, os.path.dirname(__file__))
     import train_step  # benchmarks/train_step.py
 
-    args = argparse.Namespace(config=config_arg, steps=steps, batch_size=batch, segment_seconds=None)
+    args = argparse.Namespace(
+        config=config_arg, steps=steps, batch_size=batch, segment_seconds=None
+    )
     return float(train_step.run(args)["audio_s_per_s"])
 
 
@@ -106,18 +108,25 @@ def main() -> None:
     sr = int(config.model.sample_rate)
     hop = int(np.prod(config.model.encoder_strides)) * int(np.prod(config.model.vq_strides))
     segment = int(config.train.segment_seconds * sr) // hop * hop
-    print(f"data: {args.songs} FLAC songs x {args.song_seconds:g} s, batch "
-          f"{config.train.batch_size} x {segment} samples, augmentation on")
+    print(
+        f"data: {args.songs} FLAC songs x {args.song_seconds:g} s, batch "
+        f"{config.train.batch_size} x {segment} samples, augmentation on"
+    )
     rows = []
     for threads in [int(t) for t in args.threads.split(",")]:
         apply_overrides(config, {"data.num_threads": str(threads)})
         r = pipeline_rate(config, sr, segment, args.batches)
         rows.append((threads, r))
-        print(f"  threads={threads}: {r['audio_s_per_s']:.1f} audio s/s, {r['cores']:.2f} cores, "
-              f"{r['batch_ms']:.1f} ms/batch", flush=True)
+        print(
+            f"  threads={threads}: {r['audio_s_per_s']:.1f} audio s/s, {r['cores']:.2f} cores, "
+            f"{r['batch_ms']:.1f} ms/batch",
+            flush=True,
+        )
     if not args.no_step:
         need = step_rate(args.step_config, args.step_batch, args.step_steps)
-        print(f"train step ({args.step_config}, batch {args.step_batch}) consumes {need:.4f} audio s/s")
+        print(
+            f"train step ({args.step_config}, batch {args.step_batch}) consumes {need:.4f} audio s/s"
+        )
         for threads, r in rows:
             print(f"  threads={threads}: pipeline / step = {r['audio_s_per_s'] / need:.0f}x")
     if args.index_files:
