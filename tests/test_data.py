@@ -316,3 +316,15 @@ def test_synthetic_source_is_default_and_batches(tmp_path):
     c = config_for("synthetic")
     b = next(iter(pipeline.build_train_data(c, SR, SEG).dataset))
     assert b.shape == (4, SEG) and np.isfinite(b).all() and np.abs(b).max() > 0.01
+
+
+def test_remote_paths_read_through_epath_file_objects(tmp_path, monkeypatch):
+    path = str(tmp_path / "a.flac")
+    sf.write(path, tone(500, 1.0, 48000, channels=2), 48000)
+    local = audio.read_window(path, 3000, 1000, SR, 1, audio.probe(path))
+    monkeypatch.setattr(audio, "is_remote", lambda p: True)  # the gs:// branch, on a local file
+    info = audio.probe(path)
+    assert info == audio.AudioInfo(48000, 48000, 2)
+    np.testing.assert_array_equal(audio.read_window(path, 3000, 1000, SR, 1, info), local)
+    with pytest.raises(audio.BadAudio):
+        audio.probe(str(tmp_path / "missing.wav"))

@@ -12,10 +12,11 @@ downmixes of training data do).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import io
 import math
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -53,15 +54,26 @@ def is_remote(path: str) -> bool:
     return "://" in str(path)
 
 
-def _open(path: str) -> sf.SoundFile:
+def _soundfile(path: str) -> tuple[sf.SoundFile, object]:
+    """(SoundFile, remote file handle or None). Remote paths are opened as seekable
+    `etils.epath` file objects, so reading a window fetches that window, not the whole file."""
+    if not is_remote(path):
+        return sf.SoundFile(path), None
+    from etils import epath
+
+    handle = epath.Path(path).open("rb")
+    try:
+        return sf.SoundFile(handle), handle
+    except BaseException:
+        handle.close()
+        raise
+
+
+@contextlib.contextmanager
+def _open(path: str) -> Iterator[sf.SoundFile]:
     """A `SoundFile` for `path`, mapping every failure to `BadAudio`."""
     try:
-        if is_remote(path):
-            from etils import epath
-
-            data = epath.Path(path).read_bytes()
-            return sf.SoundFile(io.BytesIO(data))
-        return sf.SoundFile(path)
+        f, handle = _soundfile(path)
     except PermissionError as e:
         raise BadAudio("unreadable (permission denied)", str(e)) from None
     except sf.LibsndfileError as e:
@@ -75,6 +87,12 @@ def _open(path: str) -> sf.SoundFile:
         raise BadAudio("corrupt", msg) from None
     except (OSError, RuntimeError, ValueError) as e:
         raise BadAudio("unreadable", f"{type(e).__name__}: {e}") from None
+    try:
+        with f:
+            yield f
+    finally:
+        if handle is not None:
+            handle.close()
 
 
 def probe(path: str) -> AudioInfo:

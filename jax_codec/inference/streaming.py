@@ -115,9 +115,7 @@ def _encode_latents(module: Codec, audio: Array) -> Array:
 
 def _quantize(module: Codec, z: Array, n_quantizers: int) -> Array:
     """Latents ``[B, W, D]`` (W a multiple of L) -> frame-rate codes ``[B, W, k]``."""
-    codes = module.quantizer.encode(z, n_quantizers)
-    reps = [jnp.repeat(c, s, axis=1) for c, s in zip(codes, module.vq_strides)]
-    return jnp.stack(reps, axis=-1)
+    return to_frame_codes(module, module.quantizer.encode(z, n_quantizers))
 
 
 def _decode_frame_codes(module: Codec, codes: Array) -> Array:
