@@ -12,6 +12,9 @@ r"""Input-pipeline throughput against the train step's appetite, and folder inde
    The ratio is the headroom (target: at least 5x, within one core).
 3. Indexing: `--index_files` short wav files, indexed cold (with and without the content check)
    and again from the cache.
+4. Prepared vs folder: the same songs written once with `jax_codec.data.prepare` (at the model's
+   rate and channels), then random segment-length windows read from one thread through
+   `Clips.read` (decoding only), and the whole pipeline with `data.num_threads=1`, for both.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import soundfile as sf
 
 from jax_codec.config import apply_overrides, load_config
 from jax_codec.data import pipeline
+from jax_codec.data.prepared import PreparedClips, write_prepared
 from jax_codec.data.sources import FolderClips
 from jax_codec.data.synthetic import SyntheticMusic
 
@@ -85,6 +89,38 @@ def index_times(root: str, n: int) -> dict:
     return out
 
 
+def read_rate(clips, segment: int, reads: int) -> float:
+    """Audio seconds per second of random `segment`-long windows read in this thread."""
+    rng = np.random.default_rng(0)
+    picks = [int(rng.integers(len(clips))) for _ in range(reads)]
+    starts = [int(rng.integers(max(1, clips.frames(i) - segment))) for i in picks]
+    clips.read(picks[0], starts[0], segment)  # files / shards opened once
+    t = time.perf_counter()
+    for i, start in zip(picks, starts):
+        clips.read(i, start, segment)
+    return reads * segment / clips.sample_rate / (time.perf_counter() - t)
+
+
+def prepared_vs_folder(config, songs: str, workdir: str, sr: int, segment: int, batches: int):
+    channels = int(config.data.channels)
+    out = os.path.join(workdir, f"prepared-{sr}-{channels}ch")
+    t = time.perf_counter()
+    write_prepared(songs, out, sr, channels, overwrite=True)
+    print(f"prepared vs folder (1 thread): writing took {time.perf_counter() - t:.1f} s")
+    for label, spec, clips in (
+        ("folder", f"folder:{songs}", FolderClips(songs, sr, channels, content_check=False)),
+        ("prepared", f"prepared:{out}", PreparedClips(out, sr, channels)),
+    ):
+        raw = read_rate(clips, segment, 400)
+        apply_overrides(config, {"data.source": spec, "data.num_threads": "1"})
+        r = pipeline_rate(config, sr, segment, batches)
+        print(
+            f"  {label}: Clips.read {raw:.0f} audio s/s; pipeline {r['audio_s_per_s']:.1f} "
+            f"audio s/s, {r['cores']:.2f} cores",
+            flush=True,
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="configs/base.py", help="batch/segment/augment of the data")
@@ -97,6 +133,7 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=40)
     p.add_argument("--threads", default="0,1,2")
     p.add_argument("--index_files", type=int, default=10_000)
+    p.add_argument("--no_prepared", action="store_true", help="skip prepared vs folder")
     p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "jax_codec_data_bench"))
     args = p.parse_args()
     print("$ python " + shlex.join(sys.argv), flush=True)
@@ -129,6 +166,8 @@ def main() -> None:
         )
         for threads, r in rows:
             print(f"  threads={threads}: pipeline / step = {r['audio_s_per_s'] / need:.0f}x")
+    if not args.no_prepared:
+        prepared_vs_folder(config, songs, args.workdir, sr, segment, args.batches)
     if args.index_files:
         print(f"indexing {args.index_files} files of 0.2 s:")
         for k, v in index_times(os.path.join(args.workdir, "many"), args.index_files).items():

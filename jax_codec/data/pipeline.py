@@ -103,12 +103,7 @@ def make_clips(
                 min_frames=segment,
             )
         if kind == "prepared" and arg:
-            try:
-                from jax_codec.data.prepared import PreparedClips
-            except ImportError:
-                raise ConfigError(
-                    "the prepared: source is not in this version yet; use folder:PATH"
-                ) from None
+            from jax_codec.data.prepared import PreparedClips
 
             return PreparedClips(arg, sample_rate, channels)
         if kind == "tfds" and arg:

@@ -98,7 +98,6 @@ def write_audio_atomic(path: str, audio: np.ndarray, sample_rate: int) -> None:
 
 
 def run_stream(args: argparse.Namespace) -> dict:
-    import jax
 
     from jax_codec.inference import streaming as st
 
@@ -119,17 +118,7 @@ def run_stream(args: argparse.Namespace) -> dict:
     if codec.causal:
         enc = st.StreamingEncoder(codec, params, n, channels, k)
         dec = st.StreamingDecoder(codec, params, n, channels, k)
-        # Compile both steps before the clock starts, then start from a fresh state.
-        warm = enc.step(enc.params, enc.init_state(), np.zeros((channels, n * hop, 1), np.float32))
-        jax.block_until_ready(dec.step(dec.params, dec.init_state(), warm[0]))
-        out = []
-        for chunk in st.stream_chunks(codec, x, n, enc.delay):
-            t0 = time.perf_counter()
-            c = enc.push(chunk)
-            y = None if c is None else jax.block_until_ready(dec.push(c))
-            times.append(time.perf_counter() - t0)
-            if y is not None:
-                out.append(np.asarray(y))
+        out, times = st.timed_stream(enc, dec, st.stream_chunks(codec, x, n, enc.delay))
         y = np.concatenate(out, axis=1)[:, :t]
         latency = 1000.0 * st.algorithmic_latency(codec) / sr
         stream_latency = 1000.0 * st.stream_latency(codec, n) / sr

@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_codec.models.codec import Codec
+from jax_codec.models.layers import fold_weight_norm
 
 Array = jax.Array
 
@@ -139,11 +140,11 @@ def from_frame_codes(codec: Codec, frame_codes: Array) -> tuple[Array, ...]:
     return tuple(frame_codes[:, :: codec.vq_strides[i], i] for i in range(k))
 
 
-def _cache_zeros(codec: Codec, params, fn, example: Array):
+def _cache_zeros(codec: Codec, variables, fn, example: Array):
     """Zeros shaped like the ``cache`` collection `fn` creates (no compute: eval_shape)."""
     shapes = jax.eval_shape(
-        lambda p, x: codec.apply({"params": p}, x, method=fn, mutable=["cache"])[1]["cache"],
-        params,
+        lambda v, x: codec.apply(v, x, method=fn, mutable=["cache"])[1]["cache"],
+        variables,
         example,
     )
     return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
@@ -153,14 +154,25 @@ def _params(params):
     return params["params"] if "params" in params else params
 
 
+_fold = jax.jit(fold_weight_norm)
+
+
+def inference_variables(params) -> dict:
+    """``{"params", "folded"}``: the weights with every weight-normed kernel precomputed once
+    (`fold_weight_norm`), so a step per chunk does not redo the normalisation."""
+    p = _params(params)
+    return {"params": p, "folded": _fold(p)}
+
+
 # --------------------------------------------------------------------------- streaming
 
 
 class StreamingEncoder:
     """Chunk-by-chunk encoder of ``batch`` streams: ``push(audio [B, n * hop])`` -> codes.
 
-    `step` is the pure jitted function ``(params, state, chunk [B, n*hop, 1]) -> (codes [B, n, k],
-    state)``, for callers that manage state themselves; `init_state()` gives a fresh state.
+    `step` is the pure jitted function ``(variables, state, chunk [B, n*hop, 1]) -> (codes
+    [B, n, k], state)``, for callers that manage state themselves (`variables` is
+    `inference_variables(params)`, kept as ``.variables``); `init_state()` gives a fresh state.
     """
 
     def __init__(
@@ -179,7 +191,7 @@ class StreamingEncoder:
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
         self.codec = codec
-        self.params = _params(params)
+        self.variables = inference_variables(params)
         self.n = chunk_frames
         self.batch = batch
         self.k = codec.num_quantizers if n_quantizers is None else int(n_quantizers)
@@ -196,7 +208,7 @@ class StreamingEncoder:
     def init_state(self) -> dict:
         example = jnp.zeros((self.batch, self.chunk_samples, 1), jnp.float32)
         return {
-            "cache": _cache_zeros(self.codec, self.params, _encode_latents, example),
+            "cache": _cache_zeros(self.codec, self.variables, _encode_latents, example),
             "latents": jnp.zeros((self.batch, self.R, self.codec.latent_dim), jnp.float32),
             "t": jnp.zeros((), jnp.int32),
         }
@@ -205,10 +217,10 @@ class StreamingEncoder:
         self.state = self.init_state()
         self.pushed = 0  # chunks pushed
 
-    def _step(self, params, state, chunk):
+    def _step(self, variables, state, chunk):
         codec, n, L, D, R, W = self.codec, self.n, self.L, self.delay, self.R, self.W
         lat, upd = codec.apply(
-            {"params": params, "cache": state["cache"]},
+            {**variables, "cache": state["cache"]},
             chunk,
             method=_encode_latents,
             mutable=["cache"],
@@ -219,7 +231,7 @@ class StreamingEncoder:
         ext = jnp.concatenate([buf, jnp.zeros((buf.shape[0], W, buf.shape[2]), buf.dtype)], 1)
         start = jnp.floor_divide(t - D, L) * L  # first whole block holding frame t - D
         window = jax.lax.dynamic_slice_in_dim(ext, R + start - t, W, axis=1)
-        codes = codec.apply({"params": params}, window, self.k, method=_quantize)
+        codes = codec.apply(variables, window, self.k, method=_quantize)
         out = jax.lax.dynamic_slice_in_dim(codes, t - D - start, n, axis=1)
         new = {"cache": upd["cache"], "latents": buf[:, n:], "t": t + n}
         return out, new
@@ -234,7 +246,7 @@ class StreamingEncoder:
                 f"chunk shape {chunk.shape}: expected ({self.batch}, {self.chunk_samples}) "
                 f"({self.n} frames of {self.codec.hop_length} samples)"
             )
-        codes, self.state = self.step(self.params, self.state, chunk)
+        codes, self.state = self.step(self.variables, self.state, chunk)
         self.pushed += 1
         return None if self.pushed <= self.delay // self.n else codes
 
@@ -246,7 +258,7 @@ class StreamingDecoder:
         if not codec.causal:
             raise ValueError("this codec is non-causal and cannot stream; use chunked_decode")
         self.codec = codec
-        self.params = _params(params)
+        self.variables = inference_variables(params)
         self.n = chunk_frames
         self.batch = batch
         self.k = codec.num_quantizers if n_quantizers is None else int(n_quantizers)
@@ -255,14 +267,14 @@ class StreamingDecoder:
 
     def init_state(self):
         example = jnp.zeros((self.batch, self.n, self.k), jnp.int32)
-        return _cache_zeros(self.codec, self.params, _decode_frame_codes, example)
+        return _cache_zeros(self.codec, self.variables, _decode_frame_codes, example)
 
     def reset(self) -> None:
         self.state = self.init_state()
 
-    def _step(self, params, state, codes):
+    def _step(self, variables, state, codes):
         audio, upd = self.codec.apply(
-            {"params": params, "cache": state}, codes, method=_decode_frame_codes, mutable=["cache"]
+            {**variables, "cache": state}, codes, method=_decode_frame_codes, mutable=["cache"]
         )
         return audio[..., 0].astype(jnp.float32), upd["cache"]
 
@@ -270,7 +282,7 @@ class StreamingDecoder:
         codes = jnp.asarray(codes, jnp.int32)
         if codes.shape != (self.batch, self.n, self.k):
             raise ValueError(f"codes shape {codes.shape}: expected {(self.batch, self.n, self.k)}")
-        audio, self.state = self.step(self.params, self.state, codes)
+        audio, self.state = self.step(self.variables, self.state, codes)
         return audio
 
 
@@ -311,6 +323,31 @@ def stream_roundtrip(
     return np.concatenate(outs, axis=1)[:, :t], np.concatenate(codes, axis=1)
 
 
+def timed_stream(
+    enc: StreamingEncoder, dec: StreamingDecoder, chunks
+) -> tuple[list[np.ndarray], list[float]]:
+    """Run `chunks` through `enc` then `dec` as a real-time pipeline: (decoded chunks, seconds
+    each chunk took from arrival to decoded audio, waiting for the result). Both steps are
+    compiled first, on scratch state, so the times are steady-state; the streams start fresh.
+    """
+    import time
+
+    x = np.zeros((enc.batch, enc.chunk_samples, 1), np.float32)
+    warm, _ = enc.step(enc.variables, enc.init_state(), x)
+    jax.block_until_ready(dec.step(dec.variables, dec.init_state(), warm))
+    enc.reset()
+    dec.reset()
+    outs, times = [], []
+    for chunk in chunks:
+        t0 = time.perf_counter()
+        codes = enc.push(chunk)
+        y = None if codes is None else jax.block_until_ready(dec.push(codes))
+        times.append(time.perf_counter() - t0)
+        if y is not None:
+            outs.append(np.asarray(y))
+    return outs, times
+
+
 # --------------------------------------------------------------------------- chunked offline
 
 
@@ -334,50 +371,166 @@ def _windows(total: int, core: int, context: int) -> Iterator[tuple[int, int, in
         yield a, start, length
 
 
+def window_core_frames(codec: Codec, window_frames: int | None = None) -> int:
+    """Frames each window of `iter_encode` / `iter_decode` contributes (a multiple of L)."""
+    L = block_frames(codec)
+    return max(L, (window_frames or DEFAULT_WINDOW_FRAMES) // L * L)
+
+
+def encoded_frames(codec: Codec, num_samples: int) -> int:
+    """Latent frames `Codec.encode` makes of `num_samples` samples (a multiple of L)."""
+    m = codec.length_multiple
+    return _ceil_to(num_samples, m) // codec.hop_length
+
+
+class _Buffer:
+    """A sliding span ``[base, base + data.shape[1])`` of a ``[B, N, ...]`` sequence fed in
+    pieces; memory is bounded by what the caller keeps (`drop_before`)."""
+
+    def __init__(self, pieces: Iterator[np.ndarray], total: int, what: str):
+        self.pieces, self.total, self.what = pieces, total, what
+        self.data: np.ndarray | None = None
+        self.base = 0
+        self.fed = 0
+
+    def _feed(self) -> bool:
+        piece = next(self.pieces, None)
+        if piece is None:
+            return False
+        piece = np.asarray(piece)
+        if self.data is not None and piece.shape[0] != self.data.shape[0]:
+            raise ValueError(f"{self.what}: batch {piece.shape[0]} != {self.data.shape[0]}")
+        self.fed += piece.shape[1]
+        if self.fed > self.total:
+            raise ValueError(f"{self.what}: more than the {self.total} announced")
+        self.data = piece if self.data is None else np.concatenate([self.data, piece], axis=1)
+        return True
+
+    def take(self, start: int, stop: int, pad_to: int | None = None) -> np.ndarray:
+        """Items ``[start, stop)``; past `total` (up to `pad_to`) they are zeros."""
+        end = min(stop, self.total)
+        while self.base + (0 if self.data is None else self.data.shape[1]) < end:
+            if not self._feed():
+                raise ValueError(f"{self.what}: input ended after {self.fed} of {self.total}")
+        if start < self.base:
+            raise ValueError(f"{self.what}: {start} was already dropped")
+        if self.data is None:  # total == 0
+            raise ValueError(f"{self.what}: nothing to take")
+        out = self.data[:, start - self.base : end - self.base]
+        if stop > end:
+            pad = [(0, 0)] * out.ndim
+            pad[1] = (0, stop - end)
+            out = np.pad(out, pad)
+        return out
+
+    def drop_before(self, pos: int) -> None:
+        if self.data is not None and pos > self.base:
+            cut = min(pos - self.base, self.data.shape[1])
+            self.data = self.data[:, cut:]
+            self.base += cut
+
+    def finish(self) -> None:
+        """Checks that the input held exactly `total` items."""
+        while self._feed():
+            pass
+        if self.fed != self.total:
+            raise ValueError(f"{self.what}: input ended after {self.fed} of {self.total}")
+
+
+def iter_encode(
+    codec: Codec,
+    params,
+    blocks: Iterator[np.ndarray] | Sequence[np.ndarray],
+    num_samples: int,
+    n_quantizers: int | None = None,
+    window_frames: int | None = None,
+) -> Iterator[tuple[np.ndarray, ...]]:
+    """Windowed `Codec.encode` of a signal given as pieces: the constant-memory core of
+    `chunked_encode`.
+
+    `blocks` yields float32 audio ``[B, n]`` of any sizes, `num_samples` in all. Yields, for
+    each window of ``window_core_frames`` latent frames (the last one shorter), its codes per
+    level ``[B, frames / s_i]`` as numpy int arrays; concatenated they are the codes of the
+    whole (zero-padded) signal. Only about one window of audio is held at a time.
+    """
+    p = inference_variables(params)
+    k = codec.num_quantizers if n_quantizers is None else int(n_quantizers)
+    if not 1 <= k <= codec.num_quantizers:
+        raise ValueError(f"n_quantizers={n_quantizers} must be in [1, {codec.num_quantizers}]")
+    hop, L = codec.hop_length, block_frames(codec)
+    total = encoded_frames(codec, num_samples)
+    core = window_core_frames(codec, window_frames)
+    context = _ceil_to(_ceil_div(encoder_receptive_field(codec), hop), L)  # frames
+    buf = _Buffer((np.asarray(b, np.float32) for b in blocks), num_samples, "audio samples")
+    enc = _jit(codec, "encode")
+    quant = _jit(codec, "quantize", k)
+    for a, start, length in _windows(total, core, context):
+        x = buf.take(start * hop, (start + length) * hop)
+        buf.drop_before(start * hop)
+        lat = enc(p, jnp.asarray(x[..., None]))
+        n = min(core, total - a)
+        fc = np.asarray(quant(p, lat[:, a - start : a - start + n]))
+        yield tuple(np.asarray(c) for c in from_frame_codes(codec, fc))
+    buf.finish()
+
+
+def iter_decode(
+    codec: Codec,
+    params,
+    frame_code_blocks: Iterator[np.ndarray] | Sequence[np.ndarray],
+    num_frames: int,
+    length: int | None = None,
+    window_frames: int | None = None,
+) -> Iterator[np.ndarray]:
+    """Windowed `Codec.decode`: the constant-memory core of `chunked_decode`.
+
+    `frame_code_blocks` yields frame-rate codes ``[B, F, k]`` (see `to_frame_codes`) of any
+    sizes, `num_frames` frames in all. Yields audio ``[B, n * hop]`` (float32) window by window;
+    concatenated they are the decoding of all the codes, cut to `length` samples if given.
+    """
+    p = inference_variables(params)
+    hop = codec.hop_length
+    core = window_core_frames(codec, window_frames)
+    context = decoder_receptive_field(codec) + 1
+    buf = _Buffer((np.asarray(b, np.int32) for b in frame_code_blocks), num_frames, "code frames")
+    dec = _jit(codec, "decode")
+    left = num_frames * hop if length is None else int(length)
+    for a, start, n_in in _windows(num_frames, core, context):
+        fc = buf.take(start, start + n_in)
+        buf.drop_before(start)
+        if left <= 0:
+            continue  # frames past `length`: read (and checked), not decoded
+        y = dec(p, jnp.asarray(fc))
+        n = min(core, num_frames - a)
+        out = np.asarray(y[:, (a - start) * hop : (a - start + n) * hop, 0])[:, :left]
+        left -= out.shape[1]
+        yield out
+    buf.finish()
+
+
 def chunked_encode(
     codec: Codec, params, audio: np.ndarray, n_quantizers: int | None = None, window_frames=None
 ) -> tuple[np.ndarray, ...]:
     """`Codec.encode` of `audio` ``[B, T]`` in windows: per-level codes, constant memory."""
-    p = _params(params)
-    k = codec.num_quantizers if n_quantizers is None else int(n_quantizers)
-    hop, L = codec.hop_length, block_frames(codec)
     audio = np.asarray(audio, np.float32)
-    b, t = audio.shape
-    m = codec.length_multiple
-    total = -(-t // m) * m // hop
-    padded = np.zeros((b, total * hop), np.float32)
-    padded[:, :t] = audio
-    core = max(L, (window_frames or DEFAULT_WINDOW_FRAMES) // L * L)
-    context = _ceil_to(_ceil_div(encoder_receptive_field(codec), hop), L)  # frames
-    enc = _jit(codec, "encode")
-    quant = _jit(codec, "quantize", k)
-    frame_codes = []
-    for a, start, length in _windows(total, core, context):
-        lat = enc(p, jnp.asarray(padded[:, start * hop : (start + length) * hop, None]))
-        n = min(core, total - a)
-        frame_codes.append(np.asarray(quant(p, lat[:, a - start : a - start + n])))
-    fc = np.concatenate(frame_codes, axis=1)
-    return tuple(np.asarray(c) for c in from_frame_codes(codec, fc))
+    k = codec.num_quantizers if n_quantizers is None else int(n_quantizers)
+    parts = list(iter_encode(codec, params, [audio], audio.shape[1], k, window_frames))
+    b = audio.shape[0]
+    if not parts:
+        return tuple(np.zeros((b, 0), np.int32) for _ in range(k))
+    return tuple(np.concatenate(level, axis=1) for level in zip(*parts))
 
 
 def chunked_decode(
     codec: Codec, params, codes: Sequence[np.ndarray], length: int | None = None, window_frames=None
 ) -> np.ndarray:
     """`Codec.decode` in windows: codes -> audio ``[B, T]``, constant memory."""
-    p = _params(params)
-    hop, L = codec.hop_length, block_frames(codec)
     fc = np.asarray(to_frame_codes(codec, codes))
     total = fc.shape[1]
-    core = max(L, (window_frames or DEFAULT_WINDOW_FRAMES) // L * L)
-    context = decoder_receptive_field(codec) + 1
-    dec = _jit(codec, "decode")
-    out = []
-    for a, start, n_in in _windows(total, core, context):
-        y = dec(p, jnp.asarray(fc[:, start : start + n_in]))
-        n = min(core, total - a)
-        out.append(np.asarray(y[:, (a - start) * hop : (a - start + n) * hop, 0]))
-    y = np.concatenate(out, axis=1)
-    return y if length is None else y[:, :length]
+    parts = list(iter_decode(codec, params, [fc], total, length, window_frames))
+    if not parts:
+        return np.zeros((fc.shape[0], 0), np.float32)
+    return np.concatenate(parts, axis=1)
 
 
 _JIT_CACHE: dict = {}
@@ -387,10 +540,10 @@ def _jit(codec: Codec, what: str, k: int | None = None):
     key = (codec, what, k)
     if key not in _JIT_CACHE:
         if what == "encode":
-            fn = lambda p, x: codec.apply({"params": p}, x, method=_encode_latents)
+            fn = lambda v, x: codec.apply(v, x, method=_encode_latents)
         elif what == "quantize":
-            fn = lambda p, z: codec.apply({"params": p}, z, k, method=_quantize)
+            fn = lambda v, z: codec.apply(v, z, k, method=_quantize)
         else:
-            fn = lambda p, c: codec.apply({"params": p}, c, method=_decode_frame_codes)
+            fn = lambda v, c: codec.apply(v, c, method=_decode_frame_codes)
         _JIT_CACHE[key] = jax.jit(fn)
     return _JIT_CACHE[key]

@@ -22,6 +22,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 Dtype = Any
@@ -82,6 +83,37 @@ def _weight_norm(v: Array, g: Array) -> Array:
     return v * (g / jnp.maximum(norm, 1e-12))
 
 
+def _kernel(module: nn.Module, v: Array, g: Array) -> Array:
+    """The conv kernel g v / |v|, or its precomputed value from the ``folded`` collection."""
+    if module.has_variable("folded", "kernel"):
+        return module.get_variable("folded", "kernel")
+    return _weight_norm(v, g)
+
+
+def fold_weight_norm(params: Any) -> Any:
+    """The ``folded`` collection for `params`: every weight-normed kernel g v / |v|, computed once.
+
+    Inference that applies the same weights many times (streaming: one small step per 20 ms)
+    passes ``{"params": params, "folded": fold_weight_norm(params)}``: the layers then use the
+    stored kernels, and the weight-norm arithmetic (a full read of every weight per step) drops
+    out of the step. The result is the same kernel values, so outputs are identical.
+    """
+
+    def fold(tree):
+        out = {}
+        for name, sub in tree.items():
+            if isinstance(sub, dict) or hasattr(sub, "items"):
+                if "weight_v" in sub and "weight_g" in sub:
+                    out[name] = {"kernel": _weight_norm(sub["weight_v"], sub["weight_g"])}
+                else:
+                    folded = fold(sub)
+                    if folded:
+                        out[name] = folded
+        return out
+
+    return fold(params)
+
+
 class WNConv1d(nn.Module):
     """Weight-normalized 1D convolution, `[B, T, Cin] -> [B, T // stride, features]`.
 
@@ -111,7 +143,7 @@ class WNConv1d(nn.Module):
             (self.kernel_size, cin // self.groups, self.features),
         )
         g = self.param("weight_g", lambda _, v_: jnp.sqrt(jnp.sum(v_**2, axis=(0, 1))), v)
-        w = _weight_norm(v, g)
+        w = _kernel(self, v, g)
         pad = conv_padding(self.kernel_size, self.stride, self.dilation, self.causal)
         if streaming(self):
             # The left padding becomes the last `pad[0]` inputs of the previous chunk (zeros
@@ -166,7 +198,7 @@ class WNConvTranspose1d(nn.Module):
             (self.kernel_size, cin, self.features),
         )
         g = self.param("weight_g", lambda _, v_: jnp.sqrt(jnp.sum(v_**2, axis=(0, 1))), v)
-        w = _weight_norm(v, g)[::-1]
+        w = _kernel(self, v, g)[::-1]
         k = self.kernel_size
         left, right = transpose_trim(k, self.stride, self.causal)
         stream = streaming(self)
@@ -199,6 +231,35 @@ class WNConvTranspose1d(nn.Module):
         return y
 
 
+# pi split in three float32 parts (Cody-Waite): k * _PI_A is exact for |k| < 2**11 and the
+# reduced argument keeps float32 accuracy for |u| up to ~1e4.
+_PI_A = 3.140625
+_PI_B = float(np.float32(math.pi - _PI_A))
+_PI_C = float(np.float32(math.pi - _PI_A - _PI_B))
+
+
+def sin_squared(u: Array) -> Array:
+    """sin(u)^2 in float32, about 3x faster than `jnp.square(jnp.sin(u))` on CPU.
+
+    sin^2 has period pi, so one reduction to r in [-pi/2, pi/2] and an odd degree-11 Taylor
+    polynomial (error < 6e-8 on that interval) suffice; there is no quadrant bookkeeping. Max
+    abs error against float64 is 4e-7 (jnp.sin: 1e-7). The Snake activations are a third of a
+    streaming step's time with `jnp.sin`, which XLA's CPU backend does not vectorize as well.
+    Computed in float32 whatever the input dtype (a bfloat16 reduction would lose the phase).
+    """
+    dtype = u.dtype
+    u = u.astype(jnp.float32)
+    k = jnp.round(u * (1.0 / math.pi))
+    r = ((u - k * _PI_A) - k * _PI_B) - k * _PI_C
+    r = jnp.clip(r, -math.pi / 2, math.pi / 2)  # bounded output even where |u| is too large
+    r2 = r * r
+    poly = 1.0 + r2 * (
+        -1.0 / 6 + r2 * (1.0 / 120 + r2 * (-1.0 / 5040 + r2 * (1.0 / 362880 - r2 / 39916800)))
+    )
+    s = r * poly
+    return (s * s).astype(dtype)
+
+
 class Snake(nn.Module):
     """Snake activation x + sin^2(alpha x) / alpha with a learned per-channel alpha (DAC, BigVGAN).
 
@@ -211,7 +272,7 @@ class Snake(nn.Module):
     def __call__(self, x: Array) -> Array:
         alpha = self.param("alpha", nn.initializers.ones, (x.shape[-1],)).astype(self.dtype)
         x = x.astype(self.dtype)
-        return x + jnp.square(jnp.sin(alpha * x)) / (alpha + 1e-9)
+        return x + sin_squared(alpha * x) * (1.0 / (alpha + 1e-9))
 
 
 class ResidualUnit(nn.Module):
