@@ -31,3 +31,13 @@ def runlocal_codec():
     codec = build_codec(load_config("configs/base.py:runlocal").model)
     params = jax.jit(codec.init)(jax.random.key(0), jnp.zeros((1, 4096, 1)))
     return codec, params
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `slow` run only when asked for (`pytest -m slow`, or any -m naming slow)."""
+    if "slow" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="slow; run with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -34,6 +34,7 @@ from jax_codec.bitstream.format import (
     check_model,
     info,
     read_file,
+    resampled_length,
     split_chunks,
     write_file,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "priors_sha256",
     "quantize_priors",
     "read_file",
+    "resampled_length",
     "save_priors",
     "split_chunks",
     "unpack_codes",

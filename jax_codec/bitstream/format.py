@@ -54,13 +54,13 @@ CODING_RANGE = 1
 
 # magic, version, header_size, entropy_mode, num_levels, n_quantizers, model_id_len, channels,
 # reserved, sample_rate, original_sample_rate, hop_length, chunk_frames, num_samples,
-# num_frames, frame_rate, model_hash, priors_sha256
-_FIXED = struct.Struct("<8sHHBBBBHHIIIIQQd32s32s")
+# num_frames, frame_rate, model_hash, priors_sha256, original_num_samples
+_FIXED = struct.Struct("<8sHHBBBBHHIIIIQQd32s32sQ")
 _LEVEL = struct.Struct("<II")
 _CRC = struct.Struct("<I")
 _CHUNK = struct.Struct("<4sIIB3sI")  # tag, index, frames, coding, reserved, payload_size
 _TRAILER = struct.Struct("<4sIQ")  # tag, chunk_count, num_frames (then crc32)
-assert _FIXED.size == 124 and _CHUNK.size == 20 and _TRAILER.size == 16
+assert _FIXED.size == 132 and _CHUNK.size == 20 and _TRAILER.size == 16
 
 # Sanity bounds: a header outside them is rejected before anything is allocated.
 MAX_CHANNELS = 256
@@ -99,6 +99,15 @@ def _hash_bytes(value: bytes | str | None, what: str) -> bytes:
     return value
 
 
+def resampled_length(num_samples: int, rate_in: int, rate_out: int) -> int:
+    """Samples a resampler makes of `num_samples` at `rate_in` when converting to `rate_out`:
+    ``round(num_samples * rate_out / rate_in)``, halves rounded up, in exact integer
+    arithmetic (what soxr produces for a whole signal)."""
+    if rate_in == rate_out or rate_in <= 0:
+        return int(num_samples)
+    return (2 * int(num_samples) * int(rate_out) + int(rate_in)) // (2 * int(rate_in))
+
+
 @dataclasses.dataclass(frozen=True)
 class Header:
     """Everything a decoder needs to know about a `.jcodec` file.
@@ -106,7 +115,10 @@ class Header:
     `strides`/`codebook_sizes` describe all L levels of the model; only the first
     `n_quantizers` (K) are stored. `codebook_sizes` may be given as one int. `num_samples`
     is the per-channel length at the model's `sample_rate`; `original_sample_rate` (defaults
-    to `sample_rate`) is the rate to resample back to. `num_frames` is the number of latent
+    to `sample_rate`) is the rate to resample back to and `original_num_samples` the exact
+    length there (defaults to `resampled_length(num_samples, sample_rate, original_rate)`; it
+    must satisfy ``resampled_length(original_num_samples, original_rate, sample_rate) ==
+    num_samples``, the length a resampler makes: round half up of n * rate_out / rate_in). `num_frames` is the number of latent
     frames stored (every chunk holds `chunk_frames` of them, the last one fewer). Left as
     None: `n_quantizers` = L, `chunk_frames` = 1024 rounded up to lcm(stored strides),
     `frame_rate` = sample_rate / hop_length, `original_sample_rate` = sample_rate.
@@ -124,6 +136,7 @@ class Header:
     model_id: str = ""
     model_hash: bytes = _ZERO_HASH
     original_sample_rate: int | None = None
+    original_num_samples: int | None = None
     frame_rate: float | None = None
     entropy_mode: int = MODE_PACKED
     priors_sha256: bytes = _ZERO_HASH
@@ -140,6 +153,11 @@ class Header:
             set_("n_quantizers", len(self.strides))
         if self.original_sample_rate is None:
             set_("original_sample_rate", self.sample_rate)
+        if self.original_num_samples is None:
+            set_(
+                "original_num_samples",
+                resampled_length(self.num_samples, self.sample_rate, self.original_sample_rate),
+            )
         if self.frame_rate is None and self.hop_length:
             set_("frame_rate", self.sample_rate / self.hop_length)
         if self.chunk_frames is None:
@@ -147,7 +165,8 @@ class Header:
             lcm = _lcm(self.strides[:k]) if self.strides else 1
             set_("chunk_frames", -(-DEFAULT_CHUNK_FRAMES // lcm) * lcm)
         for name in ("sample_rate", "channels", "num_samples", "num_frames", "hop_length",
-                     "n_quantizers", "chunk_frames", "original_sample_rate", "entropy_mode",
+                     "n_quantizers", "chunk_frames", "original_sample_rate",
+                     "original_num_samples", "entropy_mode",
                      "version"):  # fmt: skip
             set_(name, int(getattr(self, name)))
         set_("frame_rate", float(self.frame_rate) if self.frame_rate is not None else 0.0)
@@ -218,6 +237,15 @@ class Header:
             f"original_sample_rate {self.original_sample_rate}",
         )
         need(
+            0 <= self.original_num_samples < 2**63
+            and resampled_length(
+                self.original_num_samples, self.original_sample_rate, self.sample_rate
+            )
+            == self.num_samples,
+            f"original_num_samples {self.original_num_samples} at {self.original_sample_rate} Hz "
+            f"does not resample to num_samples {self.num_samples} at {self.sample_rate} Hz",
+        )
+        need(
             1 <= self.channels <= MAX_CHANNELS, f"channels {self.channels} not in 1..{MAX_CHANNELS}"
         )
         need(1 <= self.hop_length <= MAX_HOP_LENGTH, f"hop_length {self.hop_length}")
@@ -282,6 +310,7 @@ class Header:
             self.n_quantizers, len(mid), self.channels, 0, self.sample_rate,
             self.original_sample_rate, self.hop_length, self.chunk_frames, self.num_samples,
             self.num_frames, self.frame_rate, self.model_hash, self.priors_sha256,
+            self.original_num_samples,
         )  # fmt: skip
         body += b"".join(_LEVEL.pack(s, c) for s, c in zip(self.strides, self.codebook_sizes))
         body += mid
@@ -388,7 +417,7 @@ def _parse_header(src: _ByteSource) -> Header:
     (
         _magic, version, header_size, mode, num_levels, n_q, id_len, channels, reserved,
         sample_rate, orig_rate, hop, chunk_frames, num_samples, num_frames, frame_rate,
-        model_hash, priors_hash,
+        model_hash, priors_hash, orig_samples,
     ) = _FIXED.unpack(head)  # fmt: skip
     if version == 0:
         raise BitstreamError("invalid header: format version 0")
@@ -420,7 +449,7 @@ def _parse_header(src: _ByteSource) -> Header:
         num_frames=num_frames, hop_length=hop, strides=tuple(s for s, _ in levels),
         codebook_sizes=tuple(c for _, c in levels), n_quantizers=n_q, chunk_frames=chunk_frames,
         model_id=model_id, model_hash=model_hash, original_sample_rate=orig_rate,
-        frame_rate=frame_rate, entropy_mode=mode, priors_sha256=priors_hash, version=version,
+        original_num_samples=orig_samples, frame_rate=frame_rate, entropy_mode=mode, priors_sha256=priors_hash, version=version,
     )  # fmt: skip
     h.validate()
     return h

@@ -112,3 +112,32 @@ def load_codec(
         state = _restore(os.path.join(directory, "state"))
         params = state.get("ema_params") or state["gen_params"]
     return build_codec(config.model), params, config
+
+
+def model_fingerprint(config: ml_collections.ConfigDict, params: Any) -> bytes:
+    """sha256 (32 bytes) identifying a model: its `config.model` and every weight.
+
+    Hashes the model config as sorted-key JSON (tuples and lists alike), then, for every leaf of
+    the params tree in `jax.tree_util` order (sorted dict keys), its path, dtype, shape and
+    little-endian bytes. The same weights loaded from a checkpoint or kept in memory give the
+    same fingerprint; any change to a weight or to the architecture changes it. A config may
+    be the whole run config (its `model` section is used) or the model section itself.
+    """
+    import hashlib
+
+    import numpy as np
+
+    model = config.model if "model" in config else config
+    model = model.to_dict() if hasattr(model, "to_dict") else dict(model)
+    h = hashlib.sha256()
+    h.update(b"jax_codec-model-v1\0")
+    h.update(json.dumps(model, sort_keys=True, default=list).encode())
+    p = params["params"] if isinstance(params, dict) and "params" in params else params
+    for path, leaf in jax.tree_util.tree_flatten_with_path(p)[0]:
+        a = np.asarray(leaf)
+        if a.dtype.byteorder == ">":
+            a = a.astype(a.dtype.newbyteorder("<"))
+        h.update(b"\0" + jax.tree_util.keystr(path).encode())
+        h.update(f"|{a.dtype.str}|{a.shape}|".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.digest()
