@@ -7,8 +7,9 @@ Built with grain, and deterministic given the seed:
    ``60 / segment`` slots, a clip shorter than a segment has one), so long songs are drawn in
    proportion to their length, not once per file.
 2. The slot index is sharded with `grain.sharding.ShardByJaxProcess`, so each host reads only
-   its own part; then shuffled (a new permutation every epoch) and repeated forever; sources are
-   mixed with `MapDataset.mix` by weight.
+   its own part (files: by clip; synthetic music: by batch row, so that the global batches do
+   not depend on the number of hosts, see `build_train_data`); then shuffled (a new permutation
+   every epoch) and repeated forever; sources are mixed with `MapDataset.mix` by weight.
 3. `CropReader` turns slot ``k`` into audio: a random window of the segment length inside the
    clip (an RNG seeded by (seed, k)), decoding only that window. Crops that are silent (RMS below
    `data.silence_threshold_db`) or hold NaN/inf are rejected and redrawn; a clip that fails to
@@ -30,6 +31,7 @@ import dataclasses
 import logging
 import math
 import threading
+from typing import Any
 
 import grain
 import jax
@@ -280,45 +282,125 @@ class TrainData:
         return "\n".join(r.summary() for r in self.reports)
 
 
+class HostElements(grain.sources.RandomAccessDataSource):
+    """Local element ``i`` -> ``(k, slots[k])``: this host's elements of each global batch.
+
+    Global batch ``b`` holds elements ``b * per_batch ... (b + 1) * per_batch - 1`` of the one
+    global stream ``slots``; this host reads only its ``mine`` positions of every batch.
+    """
+
+    def __init__(self, slots: grain.MapDataset, mine: np.ndarray, per_batch: int):
+        self.slots = slots
+        self.mine = np.asarray(mine, np.int64)
+        self.per_batch = int(per_batch)
+
+    def __len__(self) -> int:
+        return len(self.slots) // self.per_batch * len(self.mine)
+
+    def global_index(self, i: int) -> int:
+        b, j = divmod(int(i), len(self.mine))
+        return b * self.per_batch + int(self.mine[j])
+
+    def __getitem__(self, i: int) -> tuple[int, tuple[int, int]]:
+        k = self.global_index(i)
+        return k, self.slots[k]
+
+
+class _Read:
+    """``(k, slot) -> reader(k, slot)`` (a class, not a lambda: grain may pickle it)."""
+
+    def __init__(self, reader: CropReader):
+        self.reader = reader
+
+    def __call__(self, element: tuple[int, tuple[int, int]]) -> np.ndarray:
+        return self.reader(*element)
+
+
+def _second(element: tuple) -> Any:
+    return element[1]
+
+
+def host_elements(rows: np.ndarray, channels: int, global_rows: int) -> np.ndarray:
+    """Batch rows of this host -> the positions of the clips they hold in a global batch."""
+    rows = np.asarray(rows, np.int64)
+    clips = rows[::channels] // channels
+    if len(rows) % channels or not np.array_equal(
+        rows, (clips[:, None] * channels + np.arange(channels)).reshape(-1)
+    ):
+        raise ConfigError(
+            f"this host's batch rows {rows.tolist()} do not hold whole clips of {channels} "
+            f"channel rows; use a train.batch_size ({global_rows}) with an even number of rows "
+            "per device for stereo data"
+        )
+    return clips
+
+
 def build_train_data(
     config: ml_collections.ConfigDict,
     sample_rate: int,
     segment: int,
     cache_dir: str | None = None,
     shard: grain.sharding.ShardOptions | None = None,
+    rows: np.ndarray | None = None,
 ) -> TrainData:
-    """This host's training batches ``[B_local, segment]`` (endless), with stats and reports."""
+    """This host's training batches ``[B_local, segment]`` (endless), with stats and reports.
+
+    How hosts split the data (`shard`, default `ShardByJaxProcess`):
+
+    - files (folder, prepared, tfds): by clip; each host reads only every `shard_count`-th
+      clip, so hosts never open the same file. The stream depends on the number of hosts.
+    - synthetic only: by batch row; all hosts draw from one global stream and host ``h``
+      builds only its rows of each global batch (`rows`: the global batch rows it feeds, in
+      order, from `sharding.process_rows`; default the ``h``-th contiguous block). The
+      global batches are then the same for any number of hosts, row for row.
+    """
     d = config.data
     seed = int(config.train.seed)
     channels = int(d.channels)
     if channels not in (1, 2):
         raise ConfigError(f"data.channels={channels}: use 1 (mono mixdown) or 2 (stereo)")
     shard = shard or grain.sharding.ShardByJaxProcess(drop_remainder=True)
-    rows = config.train.batch_size // shard.shard_count
-    if config.train.batch_size % shard.shard_count or rows % channels:
+    batch = int(config.train.batch_size)
+    n_rows = batch // shard.shard_count
+    if batch % shard.shard_count or n_rows % channels:
         raise ConfigError(
-            f"train.batch_size={config.train.batch_size} must split evenly over "
+            f"train.batch_size={batch} must split evenly over "
             f"{shard.shard_count} hosts and {channels} channel rows per clip"
         )
+    if rows is None:
+        rows = np.arange(shard.shard_index * n_rows, (shard.shard_index + 1) * n_rows)
+    elif len(rows) != n_rows:
+        raise ConfigError(
+            f"this host feeds {len(rows)} rows of the global batch of {batch}, not "
+            f"{n_rows} (= batch / {shard.shard_count} hosts): the mesh gives hosts unequal shares"
+        )
     specs, weights = source_specs(config)
+    by_row = all(spec == "synthetic" for spec in specs)
     clips, slot_sets = [], []
     for i, spec in enumerate(specs):
         c = make_clips(spec, config, sample_rate, segment, seed + i, cache_dir)
         clips.append(c)
-        ds = grain.MapDataset.source(SlotIndex(c, segment, i, shard_clips(c, shard)))
+        ids = None if by_row else shard_clips(c, shard)
+        ds = grain.MapDataset.source(SlotIndex(c, segment, i, ids))
         slot_sets.append(ds.shuffle(seed=seed + 7919 * i).repeat())
     slots = slot_sets[0] if len(slot_sets) == 1 else grain.MapDataset.mix(slot_sets, weights)
     stats = DataStats()
     aug = d.augment if d.augment.enabled else None
     reader = CropReader(clips, slots, segment, seed, config, stats, aug)
-    ds = slots.map_with_index(reader).batch(rows // channels, drop_remainder=True).map(_to_rows)
+    if by_row:
+        mine = host_elements(rows, channels, batch)
+        elements = grain.MapDataset.source(HostElements(slots, mine, batch // channels))
+        ds, local_slots = elements.map(_Read(reader)), elements.map(_second)
+    else:
+        ds, local_slots = slots.map_with_index(reader), slots
+    ds = ds.batch(n_rows // channels, drop_remainder=True).map(_to_rows)
     threads = int(d.num_threads)
     ds = ds.to_iter_dataset(
         grain.ReadOptions(
             num_threads=threads, prefetch_buffer_size=int(d.prefetch) if threads else 0
         )
     )
-    return TrainData(ds, slots, stats, [c.report for c in clips])
+    return TrainData(ds, local_slots, stats, [c.report for c in clips])
 
 
 def train_dataset(config: ml_collections.ConfigDict, sample_rate: int, segment: int, **kw):

@@ -41,12 +41,31 @@ def _read_json(path: str) -> Any:
         return json.load(f)
 
 
+def _restore_on_one_device(path: str) -> Any:
+    """Restore every array onto this process's first device, whatever mesh wrote it."""
+    import orbax.checkpoint as ocp
+
+    checkpointer = ocp.StandardCheckpointer()
+    tree = checkpointer.metadata(path).item_metadata
+    tree = getattr(tree, "tree", tree)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+    return checkpointer.restore(path, target)
+
+
 def _restore(path: str) -> Any:
     import orbax.checkpoint as ocp
 
     try:
         return ocp.StandardCheckpointer().restore(path)
     except Exception as e:  # orbax raises many kinds; name the directory and the likely cause
+        if "topology" in str(e).lower():
+            # Saved by a mesh this process does not have (e.g. several hosts): read it onto
+            # one local device instead of the saved shardings.
+            try:
+                return _restore_on_one_device(path)
+            except Exception:
+                pass
         raise CheckpointNotFoundError(
             f"could not read the checkpoint at {path} ({type(e).__name__}: {e}); "
             "is it complete and written by jax_codec?"

@@ -20,6 +20,7 @@ import ml_collections
 from jax_codec.models.decoder import Decoder
 from jax_codec.models.encoder import Encoder
 from jax_codec.models.quantizer import HierarchicalRVQ
+from jax_codec.models.seanet import SEANetDecoder, SEANetEncoder
 
 Array = jax.Array
 
@@ -62,30 +63,86 @@ class Codec(nn.Module):
     quantizer_dropout: float = 0.5
     causal: bool = True
     dtype: Any = jnp.float32
+    # Rematerialise encoder/decoder blocks in the backward pass (training memory only).
+    remat: bool = False
+    # Architecture options for imported models (configs/dac_*.py, configs/encodec_24khz.py):
+    # "dac" (Snake residual units, `Encoder`/`Decoder`) or "seanet" (EnCodec, `seanet.py`).
+    arch: str = "dac"
+    # "factorized" (DAC's projected, L2-normalised VQ) or "plain" (EnCodec's Euclidean VQ).
+    vq_kind: str = "factorized"
+    # Conv padding: "zeros" or "reflect" (EnCodec's; seanet only, offline only).
+    pad_mode: str = "zeros"
+    # seanet only: LSTM layers at the bottleneck (0: none), residual compression, identity skip.
+    lstm_layers: int = 0
+    residual_compress: int = 2
+    true_skip: bool = False
+    # Transposed convs: "exact" or "symmetric" trim (DAC's odd strides), and weight-norm axis
+    # "out" or "in" (torch's weight_norm on ConvTranspose1d; see layers.WNConvTranspose1d).
+    transpose_trim: str = "exact"
+    transpose_norm: str = "out"
+    # Output activation: "tanh" or "none" (EnCodec).
+    final_activation: str = "tanh"
 
     def setup(self):
-        self.encoder = Encoder(
-            self.encoder_width,
-            tuple(self.encoder_strides),
-            self.latent_dim,
-            tuple(self.dilations),
-            self.causal,
-            self.dtype,
-        )
+        if self.arch == "seanet":
+            seanet = dict(
+                causal=self.causal,
+                pad_mode=self.pad_mode,
+                lstm_layers=self.lstm_layers,
+                compress=self.residual_compress,
+                true_skip=self.true_skip,
+                dtype=self.dtype,
+            )
+            self.encoder = SEANetEncoder(
+                self.encoder_width,
+                tuple(self.encoder_strides),
+                self.latent_dim,
+                tuple(self.dilations),
+                **seanet,
+            )
+            self.decoder = SEANetDecoder(
+                self.decoder_width,
+                tuple(self.decoder_strides),
+                1,
+                tuple(self.dilations),
+                transpose_trim=self.transpose_trim,
+                transpose_norm=self.transpose_norm,
+                final_activation=self.final_activation,
+                **seanet,
+            )
+        elif self.arch == "dac":
+            if self.pad_mode != "zeros" or self.lstm_layers:
+                raise ValueError("pad_mode='reflect' and lstm_layers need arch='seanet'")
+            self.encoder = Encoder(
+                self.encoder_width,
+                tuple(self.encoder_strides),
+                self.latent_dim,
+                tuple(self.dilations),
+                self.causal,
+                self.dtype,
+                remat=self.remat,
+            )
+            self.decoder = Decoder(
+                self.decoder_width,
+                tuple(self.decoder_strides),
+                1,
+                tuple(self.dilations),
+                self.causal,
+                self.dtype,
+                remat=self.remat,
+                transpose_trim=self.transpose_trim,
+                transpose_norm=self.transpose_norm,
+                final_activation=self.final_activation,
+            )
+        else:
+            raise ValueError(f"model.arch={self.arch!r}: use 'dac' or 'seanet'")
         self.quantizer = HierarchicalRVQ(
             self.latent_dim,
             tuple(self.vq_strides),
             self.codebook_size,
             self.codebook_dim,
             self.quantizer_dropout,
-        )
-        self.decoder = Decoder(
-            self.decoder_width,
-            tuple(self.decoder_strides),
-            1,
-            tuple(self.dilations),
-            self.causal,
-            self.dtype,
+            kind=self.vq_kind,
         )
 
     # ---- static facts derived from the architecture (usable on an unbound module) ----
@@ -141,6 +198,9 @@ class Codec(nn.Module):
             )
         t = audio.shape[1]
         m = self.length_multiple
+        if self.pad_mode == "reflect" and m == self.hop_length:
+            # EnCodec: each strided conv pads its own input (by reflection) to a whole frame.
+            return audio
         padded = -(-t // m) * m
         return jnp.pad(audio, ((0, 0), (0, padded - t), (0, 0)))
 
@@ -198,4 +258,14 @@ def build_codec(model_config: ml_collections.ConfigDict, dtype: Any = None) -> C
         quantizer_dropout=c.quantizer_dropout,
         causal=c.causal,
         dtype=resolve_dtype(dtype or c.dtype),
+        remat=bool(c.get("remat", False)),
+        arch=c.get("arch", "dac"),
+        vq_kind=c.get("quantizer", "factorized"),
+        pad_mode=c.get("pad_mode", "zeros"),
+        lstm_layers=int(c.get("lstm_layers", 0)),
+        residual_compress=int(c.get("residual_compress", 2)),
+        true_skip=bool(c.get("true_skip", False)),
+        transpose_trim=c.get("transpose_trim", "exact"),
+        transpose_norm=c.get("transpose_norm", "out"),
+        final_activation=c.get("final_activation", "tanh"),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,12 +23,21 @@ class DecoderBlock(nn.Module):
     dilations: Sequence[int] = (1, 3, 9)
     causal: bool = True
     dtype: Any = jnp.float32
+    # The transposed conv's `trim` and weight-norm `norm_axis` (see WNConvTranspose1d).
+    transpose_trim: str = "exact"
+    transpose_norm: str = "out"
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
         x = Snake(self.dtype)(x)
         x = WNConvTranspose1d(
-            self.features, 2 * self.stride, self.stride, causal=self.causal, dtype=self.dtype
+            self.features,
+            2 * self.stride,
+            self.stride,
+            causal=self.causal,
+            dtype=self.dtype,
+            trim=self.transpose_trim,
+            norm_axis=self.transpose_norm,
         )(x)
         for d in self.dilations:
             x = ResidualUnit(d, causal=self.causal, dtype=self.dtype)(x)
@@ -37,7 +47,10 @@ class DecoderBlock(nn.Module):
 class Decoder(nn.Module):
     """Conv(k=7) to `width`, one block per stride halving channels, Snake, conv(k=7) to 1, tanh.
 
-    `[B, F, D] -> [B, F * prod(strides), channels]`.
+    `[B, F, D] -> [B, F * prod(strides), channels]`. `remat`: as in `Encoder`.
+    `transpose_trim="symmetric"` (DAC's odd strides) makes the last samples fall away; they
+    are returned as zeros so the output keeps `F * prod(strides)` samples.
+    `final_activation`: "tanh" (DAC) or "none".
     """
 
     width: int = 512
@@ -46,14 +59,37 @@ class Decoder(nn.Module):
     dilations: Sequence[int] = (1, 3, 9)
     causal: bool = True
     dtype: Any = jnp.float32
+    remat: bool = False
+    transpose_trim: str = "exact"
+    transpose_norm: str = "out"
+    final_activation: str = "tanh"
 
     @nn.compact
     def __call__(self, z: Array) -> Array:
+        if self.final_activation not in ("tanh", "none"):
+            raise ValueError(f"final_activation={self.final_activation!r}: use 'tanh' or 'none'")
+        block = nn.remat(DecoderBlock) if self.remat else DecoderBlock
         x = WNConv1d(self.width, 7, causal=self.causal, dtype=self.dtype)(z)
         features = self.width
-        for s in self.strides:
+        for i, s in enumerate(self.strides):
             features //= 2
-            x = DecoderBlock(features, s, self.dilations, self.causal, self.dtype)(x)
+            # Named as without remat (nn.remat's class is "CheckpointDecoderBlock").
+            x = block(
+                features,
+                s,
+                self.dilations,
+                self.causal,
+                self.dtype,
+                transpose_trim=self.transpose_trim,
+                transpose_norm=self.transpose_norm,
+                name=f"DecoderBlock_{i}",
+            )(x)
         x = Snake(self.dtype)(x)
         x = WNConv1d(self.channels, 7, causal=self.causal, dtype=self.dtype)(x)
-        return jnp.tanh(x.astype(jnp.float32))
+        x = x.astype(jnp.float32)
+        if self.final_activation == "tanh":
+            x = jnp.tanh(x)
+        n = z.shape[1] * math.prod(self.strides)
+        if x.shape[1] < n:
+            x = jnp.pad(x, ((0, 0), (0, n - x.shape[1]), (0, 0)))
+        return x

@@ -42,6 +42,8 @@ class Encoder(nn.Module):
     """Conv(k=7) to `width`, then one block per stride doubling channels, then conv to `latent_dim`.
 
     `[B, T, 1] -> [B, T / prod(strides), latent_dim]`; T must be a multiple of prod(strides).
+    `remat`: recompute each block's activations in the backward pass instead of keeping them
+    (`nn.remat`); less memory, about one more forward pass of compute, same parameters.
     """
 
     width: int = 32
@@ -50,16 +52,21 @@ class Encoder(nn.Module):
     dilations: Sequence[int] = (1, 3, 9)
     causal: bool = True
     dtype: Any = jnp.float32
+    remat: bool = False
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
+        block = nn.remat(EncoderBlock) if self.remat else EncoderBlock
         x = WNConv1d(self.width, 7, causal=self.causal, dtype=self.dtype, kernel_init=SCALED_INIT)(
             x
         )
         channels = self.width
-        for s in self.strides:
+        for i, s in enumerate(self.strides):
             channels *= 2
-            x = EncoderBlock(channels, s, self.dilations, self.causal, self.dtype)(x)
+            # Named as without remat (nn.remat's class is "CheckpointEncoderBlock").
+            x = block(
+                channels, s, self.dilations, self.causal, self.dtype, name=f"EncoderBlock_{i}"
+            )(x)
         x = Snake(self.dtype)(x)
         return WNConv1d(
             self.latent_dim, 3, causal=self.causal, dtype=self.dtype, kernel_init=SCALED_INIT

@@ -66,6 +66,11 @@ NONCAUSAL_STREAM = (
     "a non-causal (centred) model cannot stream: it looks ahead. Use the chunked offline path "
     "(jax_codec.inference.streaming.chunked_encode / chunked_decode) instead."
 )
+REFLECT_STREAM = (
+    "a model with reflect padding (model.pad_mode='reflect', EnCodec's SEANet) cannot stream "
+    "chunk by chunk: the reflection at the signal's start has no streaming equivalent. Encode "
+    "and decode it offline with Codec.encode / Codec.decode."
+)
 
 
 def streaming(module: nn.Module) -> bool:
@@ -78,9 +83,51 @@ def streaming(module: nn.Module) -> bool:
 
 
 def _weight_norm(v: Array, g: Array) -> Array:
-    # Norm over every axis but the output-channel one (last), as torch's weight_norm(dim=0).
-    norm = jnp.sqrt(jnp.sum(jnp.square(v), axis=tuple(range(v.ndim - 1)), keepdims=True))
+    """g v / |v|, the norm taken per channel of the axis that `g` spans.
+
+    `g` `[features]` (the usual case): one norm per output channel (last axis), as torch's
+    weight_norm(dim=0) on a Conv1d. `g` with `v`'s rank (e.g. `[1, Cin, 1]`): one norm per
+    entry of the axes where g's size is not 1, i.e. over the axes where it is 1; torch's
+    weight_norm(dim=0) on a ConvTranspose1d normalises per *input* channel that way.
+    """
+    if g.ndim == 1:
+        axes = tuple(range(v.ndim - 1))
+    else:
+        axes = tuple(i for i in range(v.ndim) if g.shape[i] == 1)
+    norm = jnp.sqrt(jnp.sum(jnp.square(v), axis=axes, keepdims=True))
     return v * (g / jnp.maximum(norm, 1e-12))
+
+
+def pad_reflect(x: Array, left: int, right: int) -> Array:
+    """Reflect-pad the time axis of `[B, T, C]` like EnCodec's `pad1d(mode='reflect')`.
+
+    Reflection needs more samples than the pad: a too-short input is first extended with
+    zeros on the right (then cut back), exactly as EnCodec does.
+    """
+    length = x.shape[1]
+    extra = max(0, max(left, right) - length + 1)
+    if extra:
+        x = jnp.pad(x, ((0, 0), (0, extra), (0, 0)))
+    y = jnp.pad(x, ((0, 0), (left, right), (0, 0)), mode="reflect")
+    return y[:, : y.shape[1] - extra]
+
+
+def reflect_conv_padding(
+    length: int, kernel_size: int, stride: int, dilation: int, causal: bool
+) -> tuple[int, int]:
+    """(left, right) padding of EnCodec's `SConv1d`, including its extra right padding.
+
+    The extra right padding (EnCodec's `get_extra_padding_for_conv1d`) makes the last window
+    full, so a conv maps `length` inputs to `ceil(length / stride)` outputs; it is zero when
+    `length` is a multiple of `stride`.
+    """
+    total = (kernel_size - 1) * dilation - (stride - 1)
+    n_frames = (length - kernel_size + total) / stride + 1
+    extra = (math.ceil(n_frames) - 1) * stride + (kernel_size - total) - length
+    if causal:
+        return total, extra
+    right = total // 2
+    return total - right, right + extra
 
 
 def _kernel(module: nn.Module, v: Array, g: Array) -> Array:
@@ -131,10 +178,15 @@ class WNConv1d(nn.Module):
     groups: int = 1
     dtype: Dtype = jnp.float32
     kernel_init: Any = SMALL_INIT
+    # "zeros", or "reflect": EnCodec's SConv1d padding (reflected samples, plus its extra
+    # right padding so that any length maps to ceil(length / stride) outputs; offline only).
+    pad_mode: str = "zeros"
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
         cin = x.shape[-1]
+        if self.pad_mode not in ("zeros", "reflect"):
+            raise ValueError(f"pad_mode={self.pad_mode!r}: use 'zeros' or 'reflect'")
         if cin % self.groups:
             raise ValueError(f"input channels {cin} not divisible by groups={self.groups}")
         v = self.param(
@@ -145,6 +197,14 @@ class WNConv1d(nn.Module):
         g = self.param("weight_g", lambda _, v_: jnp.sqrt(jnp.sum(v_**2, axis=(0, 1))), v)
         w = _kernel(self, v, g)
         pad = conv_padding(self.kernel_size, self.stride, self.dilation, self.causal)
+        if self.pad_mode == "reflect":
+            if streaming(self):
+                raise ValueError(REFLECT_STREAM)
+            pad = reflect_conv_padding(
+                x.shape[1], self.kernel_size, self.stride, self.dilation, self.causal
+            )
+            x = pad_reflect(x, *pad)
+            pad = (0, 0)
         if streaming(self):
             # The left padding becomes the last `pad[0]` inputs of the previous chunk (zeros
             # before the first), so chunk after chunk equals one causal conv over the whole.
@@ -188,19 +248,42 @@ class WNConvTranspose1d(nn.Module):
     use_bias: bool = True
     dtype: Dtype = jnp.float32
     kernel_init: Any = SMALL_INIT
+    # "exact": F frames -> F * stride outputs (`transpose_trim`). "symmetric" (non-causal):
+    # drop ceil((kernel - stride) / 2) outputs on both sides, as DAC's
+    # ConvTranspose1d(padding=ceil(stride / 2)) does; an odd stride then gives F * stride - 1.
+    trim: str = "exact"
+    # Weight-norm axis: "out" (`weight_g` `[features]`, one norm per output channel) or "in"
+    # (`weight_g` `[1, Cin, 1]`, one norm per input channel: torch's weight_norm(dim=0) on a
+    # ConvTranspose1d, whose weight is `[Cin, features, kernel]`; DAC and EnCodec use it).
+    norm_axis: str = "out"
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
         cin = x.shape[-1]
+        if self.norm_axis not in ("out", "in"):
+            raise ValueError(f"norm_axis={self.norm_axis!r}: use 'out' or 'in'")
+        if self.trim not in ("exact", "symmetric"):
+            raise ValueError(f"trim={self.trim!r}: use 'exact' or 'symmetric'")
         v = self.param(
             "weight_v",
             self.kernel_init,
             (self.kernel_size, cin, self.features),
         )
-        g = self.param("weight_g", lambda _, v_: jnp.sqrt(jnp.sum(v_**2, axis=(0, 1))), v)
+        if self.norm_axis == "out":
+            g = self.param("weight_g", lambda _, v_: jnp.sqrt(jnp.sum(v_**2, axis=(0, 1))), v)
+        else:
+            g = self.param(
+                "weight_g",
+                lambda _, v_: jnp.sqrt(jnp.sum(v_**2, axis=(0, 2), keepdims=True)),
+                v,
+            )
         w = _kernel(self, v, g)[::-1]
         k = self.kernel_size
         left, right = transpose_trim(k, self.stride, self.causal)
+        if self.trim == "symmetric":
+            if self.causal:
+                raise ValueError("trim='symmetric' is a non-causal (centred) mode")
+            left = right = math.ceil((k - self.stride) / 2)
         stream = streaming(self)
         if stream:
             if not self.causal:

@@ -88,6 +88,45 @@ class FactorizedVQ(nn.Module):
         return self.out_proj(z_q), codes, commitment, codebook, z_e
 
 
+class PlainVQ(nn.Module):
+    """EnCodec's (SoundStream's) VQ: Euclidean nearest neighbour in the latent space itself.
+
+    No projections: the codebook `[N, D]` lives in the `D`-dim latent space. Same interface as
+    `FactorizedVQ` (`z_e` is the input itself). EnCodec updates its codebooks by k-means EMA;
+    here they learn by the codebook loss, like `FactorizedVQ`'s.
+    """
+
+    input_dim: int
+    codebook_size: int = 1024
+
+    def setup(self):
+        self.codebook = self.param(
+            "codebook", nn.initializers.normal(1.0), (self.codebook_size, self.input_dim)
+        )
+
+    def nearest(self, z_e: Array) -> Array:
+        """Codes `[B, F]` of the codebook vectors nearest in Euclidean distance to `z_e`."""
+        x = z_e.astype(jnp.float32)
+        e = self.codebook.astype(jnp.float32)
+        cross = jnp.einsum("bfd,nd->bfn", x, e, precision=jax.lax.Precision.HIGHEST)
+        # |x|^2 - 2 x.e + |e|^2, summed in EnCodec's order.
+        dist = jnp.sum(x * x, axis=-1, keepdims=True) - 2 * cross + jnp.sum(e * e, axis=-1)
+        return jnp.argmin(dist, axis=-1).astype(jnp.int32)
+
+    def decode_codes(self, codes: Array) -> Array:
+        """Codes `[B, F]` -> codebook vectors `[B, F, D]`."""
+        return jnp.take(self.codebook, codes, axis=0)
+
+    def __call__(self, z: Array) -> tuple[Array, Array, Array, Array, Array]:
+        z_e = z.astype(jnp.float32)
+        codes = self.nearest(z_e)
+        z_q = jnp.take(self.codebook, codes, axis=0)
+        commitment = jnp.mean(jnp.square(z_e - jax.lax.stop_gradient(z_q)), axis=(1, 2))
+        codebook = jnp.mean(jnp.square(jax.lax.stop_gradient(z_e) - z_q), axis=(1, 2))
+        z_q = z_q + (z_e - jax.lax.stop_gradient(z_e))  # straight-through, value exactly z_q
+        return z_q, codes, commitment, codebook, z_e
+
+
 @flax.struct.dataclass
 class QuantizerOutput:
     """Result of `HierarchicalRVQ.__call__`.
@@ -115,6 +154,8 @@ class HierarchicalRVQ(nn.Module):
     `strides[i]` is level i's pooling factor; F must be a multiple of lcm(strides).
     `dropout_prob`: in training, that fraction of examples uses a random number of levels
     in [1, K] (DAC's quantizer dropout), so one model serves every bitrate.
+    `kind`: "factorized" (`FactorizedVQ`, DAC) or "plain" (`PlainVQ`, EnCodec; `codebook_dim`
+    must then equal `input_dim`).
     """
 
     input_dim: int
@@ -122,12 +163,28 @@ class HierarchicalRVQ(nn.Module):
     codebook_size: int = 1024
     codebook_dim: int = 8
     dropout_prob: float = 0.5
+    kind: str = "factorized"
 
     def setup(self):
-        self.levels = [
-            FactorizedVQ(self.input_dim, self.codebook_size, self.codebook_dim, name=f"level{i}")
-            for i in range(len(self.strides))
-        ]
+        if self.kind == "factorized":
+            self.levels = [
+                FactorizedVQ(
+                    self.input_dim, self.codebook_size, self.codebook_dim, name=f"level{i}"
+                )
+                for i in range(len(self.strides))
+            ]
+        elif self.kind == "plain":
+            if self.codebook_dim != self.input_dim:
+                raise ValueError(
+                    f"a plain VQ has no projection: codebook_dim={self.codebook_dim} must "
+                    f"equal the latent dim {self.input_dim}"
+                )
+            self.levels = [
+                PlainVQ(self.input_dim, self.codebook_size, name=f"level{i}")
+                for i in range(len(self.strides))
+            ]
+        else:
+            raise ValueError(f"quantizer kind {self.kind!r}: use 'factorized' or 'plain'")
 
     @property
     def num_levels(self) -> int:

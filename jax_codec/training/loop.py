@@ -4,6 +4,15 @@ Resume order (same on every process): build the abstract state and its shardings
 the latest complete checkpoint in `workdir/checkpoints` (train state, then the grain iterator
 position) -> continue at its step. Step RNG is `fold_in(key, step)`, so nothing else is needed
 for a resumed run to take exactly the steps an uninterrupted one would have.
+
+Multi-host (one process per host, `jax_codec.training.distributed`): every process runs this
+same function. Each loads only its rows of the global batch (`train.batch_size` is global),
+all of them take part in every checkpoint save and restore (Orbax synchronises them), and only
+process 0 writes logs, TensorBoard, `config.json` and the data report and shows the progress
+bar; the others print a short per-host progress line to stderr. The work dir must be one
+directory all hosts see: a shared filesystem, or a `gs://` path (checkpoints and `best/` are
+written there through Orbax/etils.epath; TensorBoard and `metrics.jsonl` then go to a local
+directory on process 0, printed at start).
 """
 
 from __future__ import annotations
@@ -11,7 +20,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
+import sys
+import time
 from typing import Any
 
 import jax
@@ -19,17 +29,28 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 
 from jax_codec.config import ConfigError
 from jax_codec.data import pipeline
 from jax_codec.models.codec import build_codec
-from jax_codec.training import checkpoints
+from jax_codec.training import checkpoints, distributed
 from jax_codec.training import logging as tlog
 from jax_codec.training import sharding as sh
 from jax_codec.training.step import Trainer, compile_train_step, segment_samples
 
 EVAL_EXAMPLES = 8
 EVAL_SECONDS = 1.0
+HOST_LINE_SECONDS = 30.0  # non-zero processes print their progress line at most this often
+
+
+def is_remote(path: str) -> bool:
+    """A cloud path (gs://, s3://, ...) that os.* cannot write."""
+    return "://" in str(path)
+
+
+def _write_text(path: epath.Path, text: str) -> None:
+    path.write_text(text)
 
 
 def validate_run(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> None:
@@ -38,6 +59,11 @@ def validate_run(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> 
     for key in ("num_steps", "batch_size", "log_every", "eval_every", "checkpoint_every"):
         if int(t[key]) < (0 if key == "num_steps" else 1):
             raise ConfigError(f"train.{key}={t[key]} must be a positive integer")
+    if t.batch_size % jax.process_count():
+        raise ConfigError(
+            f"train.batch_size={t.batch_size} is the global batch and must divide evenly over "
+            f"the {jax.process_count()} processes (hosts)"
+        )
     if t.batch_size % mesh.size:
         raise ConfigError(
             f"train.batch_size={t.batch_size} is not divisible by the {mesh.size} devices; "
@@ -63,12 +89,12 @@ class BestExporter:
     """
 
     def __init__(self, workdir: str):
-        self.path = os.path.join(os.path.abspath(workdir), "best")
-        self.meta_path = os.path.join(self.path, "best.json")
+        root = epath.Path(workdir if is_remote(workdir) else os.path.abspath(workdir))
+        self.path = root / "best"
+        self.meta_path = self.path / "best.json"
         self.best = math.inf
-        if os.path.exists(self.meta_path):
-            with open(self.meta_path) as f:
-                self.best = float(json.load(f)["eval_mel"])
+        if self.meta_path.exists():
+            self.best = float(json.loads(self.meta_path.read_text())["eval_mel"])
 
     def maybe_export(
         self, step: int, mel: float, params: Any, config: ml_collections.ConfigDict
@@ -76,22 +102,24 @@ class BestExporter:
         if not mel < self.best:
             return False
         self.best = mel
-        tmp = self.path + ".tmp"
+        tmp = self.path.parent / (self.path.name + ".tmp")
         ckptr = ocp.StandardCheckpointer()
-        if jax.process_index() == 0 and os.path.exists(tmp):
-            shutil.rmtree(tmp)
-        ckptr.save(os.path.join(tmp, "params"), params)
+        if jax.process_index() == 0 and tmp.exists():
+            tmp.rmtree()
+        # Every process takes part (each writes its shards); Orbax waits for all of them.
+        ckptr.save(tmp / "params", params)
         ckptr.wait_until_finished()
         if jax.process_index() == 0:
-            with open(os.path.join(tmp, "config.json"), "w") as f:
-                json.dump(config.to_dict(), f, default=list)
-            with open(os.path.join(tmp, "best.json"), "w") as f:
-                json.dump({"step": step, "eval_mel": mel}, f)
-            old = self.path + ".old"
-            if os.path.exists(self.path):
-                os.replace(self.path, old)
-            os.replace(tmp, self.path)
-            shutil.rmtree(old, ignore_errors=True)
+            _write_text(tmp / "config.json", json.dumps(config.to_dict(), default=list))
+            _write_text(tmp / "best.json", json.dumps({"step": step, "eval_mel": mel}))
+            old = self.path.parent / (self.path.name + ".old")
+            if old.exists():
+                old.rmtree()
+            if self.path.exists():
+                self.path.rename(old)
+            tmp.rename(self.path)
+            if old.exists():
+                old.rmtree()
         return True
 
 
@@ -117,12 +145,17 @@ def _compiled_functions(config: ml_collections.ConfigDict, mesh: jax.sharding.Me
         shardings = sh.state_shardings(abstract, mesh)
         init_fn = jax.jit(trainer.init_state, out_shardings=shardings)
         train_step = compile_train_step(trainer, mesh, shardings)
+        # Replicated outputs: every process can read them (multi-host: all processes must
+        # call every jitted function over the mesh, even when only process 0 uses the result).
+        out = sh.replicated(mesh)
         eval_fns = {
-            n: jax.jit(lambda p, b, n=n: trainer.eval_step(p, b, n))
+            n: jax.jit(lambda p, b, n=n: trainer.eval_step(p, b, n), out_shardings=out)
             for n in eval_bitrates(codec.num_quantizers)
         }
         recon_fn = jax.jit(
-            lambda p, b, n: codec.apply(p, b[..., None], n).audio[..., 0], static_argnums=2
+            lambda p, b, n: codec.apply(p, b[..., None], n).audio[..., 0],
+            static_argnums=2,
+            out_shardings=out,
         )
         _COMPILED.clear()  # keep one entry: compiled executables hold memory
         _COMPILED[key] = (trainer, abstract, shardings, init_fn, train_step, eval_fns, recon_fn)
@@ -137,20 +170,59 @@ def report_data(data: pipeline.TrainData, writer, bar, workdir: str, step: int, 
     bar.write(text)
     if is_main:
         writer.write_text(step, "data/summary", text)
-        with open(os.path.join(workdir, "data_report.json"), "w") as f:
-            json.dump([r.to_dict() for r in data.reports], f, indent=1)
+        report = json.dumps([r.to_dict() for r in data.reports], indent=1)
+        _write_text(epath.Path(workdir) / "data_report.json", report)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Train `config` in `workdir` (resuming if it holds checkpoints); returns the last metrics."""
+class HostProgress:
+    """The progress line of a process other than 0: step, its rows, steps/s, data rejects."""
+
+    def __init__(self, num_steps: int, start: int, rows: int, batch: int, audio_per_row: float):
+        self.num_steps, self.rows, self.batch = num_steps, rows, batch
+        self.audio_per_row = audio_per_row
+        self.prefix = f"host {jax.process_index()}/{jax.process_count()}"
+        self._step, self._time, self._printed = start, time.perf_counter(), -math.inf
+
+    def update(self, step: int, data_stats: dict, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self._printed < HOST_LINE_SECONDS:
+            return
+        rate = (step - self._step) / max(now - self._time, 1e-9)
+        self._step, self._time, self._printed = step, now, now
+        rejects = ", ".join(f"{k.removeprefix('data/')} {int(v)}" for k, v in data_stats.items())
+        print(
+            f"{self.prefix}: step {step}/{self.num_steps}, {self.rows} of {self.batch} rows "
+            f"per step from this host's data, {rate:.3g} steps/s, "
+            f"{rate * self.rows * self.audio_per_row:.3g} audio s/s from this host"
+            + (f", data: {rejects}" if rejects else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, init_from: str | None = None
+) -> dict:
+    """Train `config` in `workdir` (resuming if it holds checkpoints); returns the last metrics.
+
+    `init_from`: a checkpoint (e.g. from `python -m jax_codec.convert`) whose generator weights
+    replace the fresh ones of a new run (discriminators stay fresh); ignored when resuming.
+    """
     mesh = sh.make_mesh(config.mesh)
     validate_run(config, mesh)
+    batch_sharding = sh.batch_sharding(mesh)
+    rows = sh.process_rows(batch_sharding, int(config.train.batch_size))
     # Data first: a bad data flag fails in seconds, not after compiling the step.
     codec = build_codec(config.model)
     segment = segment_samples(config, codec)
-    os.makedirs(workdir, exist_ok=True)
-    data_cache = os.path.join(workdir, "data_index")
-    data = pipeline.build_train_data(config, codec.sample_rate, segment, cache_dir=data_cache)
+    remote = is_remote(workdir)
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    # Local files (the folder index cache, logs) cannot go to a gs:// work dir.
+    local_dir = os.path.join("runs", "_remote", epath.Path(workdir).name) if remote else workdir
+    data_cache = os.path.join(local_dir, "data_index")
+    data = pipeline.build_train_data(
+        config, codec.sample_rate, segment, cache_dir=data_cache, rows=rows
+    )
     m = codec.length_multiple
     eval_len = max(m, int(EVAL_SECONDS * codec.sample_rate) // m * m)
     eval_audio = pipeline.eval_batch(
@@ -161,6 +233,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     )
     codec = trainer.codec
     is_main = jax.process_index() == 0
+    if jax.process_count() > 1:
+        span = (
+            f"{rows[0]}-{rows[-1]}"
+            if np.array_equal(rows, np.arange(rows[0], rows[-1] + 1))
+            else rows.tolist()
+        )
+        print(
+            f"host {jax.process_index()}/{jax.process_count()}: {jax.local_device_count()} of "
+            f"{jax.device_count()} {jax.devices()[0].platform} devices, feeds rows {span} of "
+            f"each global batch of {config.train.batch_size}",
+            file=sys.stderr,
+            flush=True,
+        )
     init_key, step_key = jax.random.split(jax.random.key(int(config.train.seed)))
     data_iter = iter(data.dataset)
 
@@ -185,23 +270,45 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if restored is None:
         state = init_fn(init_key)
         start = 0
+        if init_from:
+            from jax_codec.convert.finetune import init_generator_from
+
+            try:
+                state = init_generator_from(state, init_from, config)
+            except Exception:
+                ckpt.close()
+                raise
+            logging.warning("Generator initialised from %s; discriminators fresh.", init_from)
     else:
         state, start = restored.state, int(restored.step)
         logging.info("Resumed from %s at step %d", ckpt.directory, start)
+        if init_from:
+            logging.warning(
+                "--init_from=%s ignored: resuming the run in %s at step %d.",
+                init_from,
+                ckpt.directory,
+                start,
+            )
 
-    batch_sharding = sh.batch_sharding(mesh)
-
-    writer = tlog.MetricWriter(workdir, enabled=is_main)
+    writer = tlog.MetricWriter(local_dir, enabled=is_main)
+    if is_main and remote:
+        print(f"TensorBoard and metrics.jsonl go to {os.path.abspath(local_dir)}", file=sys.stderr)
     num_steps = int(config.train.num_steps)
     bar = tlog.ProgressBar(
         num_steps,
         start,
         audio_seconds_per_step=config.train.batch_size * segment / codec.sample_rate,
     )
+    host_line = None
+    if not is_main:
+        audio_per_row = segment / codec.sample_rate
+        host_line = HostProgress(
+            num_steps, start, len(rows), config.train.batch_size, audio_per_row
+        )
     best = BestExporter(workdir)
     if is_main and start == 0:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            json.dump(config.to_dict(), f, indent=1, default=list)
+        text = json.dumps(config.to_dict(), indent=1, default=list)
+        _write_text(epath.Path(workdir) / "config.json", text)
     report_data(data, writer, bar, workdir, start, is_main)
 
     def evaluate(step: int) -> dict:
@@ -211,17 +318,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             out[f"eval/mel/{n}q"] = float(m["mel"])
             out[f"eval/si_sdr/{n}q"] = float(m["si_sdr"])
         writer.write_scalars(step, out)
+        # On every process (a jitted call over the mesh involves all of them); only 0 logs.
+        recons = {
+            n: np.asarray(jax.device_get(recon_fn(state.gen_params, eval_audio[:1], n)))[0]
+            for n in eval_fns
+        }
         if is_main:
             sr = codec.sample_rate
             audio = {"audio/input": eval_audio[0]}
             images = {"spectrogram/input": tlog.spectrogram_image(eval_audio[0], sr)}
-            for n in eval_fns:
-                y = np.asarray(jax.device_get(recon_fn(state.gen_params, eval_audio[:1], n)))[0]
+            for n, y in recons.items():
                 audio[f"audio/recon_{n}q"] = y
                 images[f"spectrogram/recon_{n}q"] = tlog.spectrogram_image(y, sr)
             writer.write_audio(step, audio, sr)
             writer.write_images(step, images)
         full = f"eval/mel/{codec.num_quantizers}q"
+        distributed.barrier(f"eval_{step}")  # before Orbax's collective barriers in the export
         best.maybe_export(step, out[full], state.gen_params, config)
         bar.write(
             f"step {step}: eval mel {out[full]:.3f}, SI-SDR {out[f'eval/si_sdr/{codec.num_quantizers}q']:.2f} dB"
@@ -232,6 +344,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     step = start
     if start == 0 and num_steps > 0:
         metrics.update(evaluate(0))
+    if jax.process_count() > 1 and step < num_steps:
+        # Compile ahead, then start together: the first collective must not wait for a
+        # process that is still compiling (gloo on CPU gives up after ~30 s).
+        global_batch = jax.ShapeDtypeStruct(
+            (int(config.train.batch_size), segment), np.float32, sharding=batch_sharding
+        )
+        train_step = train_step.lower(abstract_sharded, global_batch, step_key).compile()
+        distributed.barrier("train_step_compiled")
     try:
         while step < num_steps:
             batch = pipeline.make_global_batch(next(data_iter), batch_sharding)
@@ -242,6 +362,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 scalars.update(data.stats.snapshot())
                 writer.write_scalars(step, scalars)
                 bar.update(step, scalars)
+                if host_line is not None:
+                    host_line.update(step, data.stats.snapshot(), force=step == num_steps)
                 metrics.update(scalars)
             if step % config.train.eval_every == 0 or step == num_steps:
                 metrics.update(evaluate(step))

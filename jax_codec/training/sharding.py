@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -22,7 +23,14 @@ BATCH_AXES = ("data", "fsdp")
 
 
 def make_mesh(mesh_config: ml_collections.ConfigDict, devices: list | None = None) -> Mesh:
-    """A 2D `('data', 'fsdp')` mesh over `devices` (default: all devices of all processes)."""
+    """A 2D `('data', 'fsdp')` mesh over `devices` (default: all devices of all processes).
+
+    Devices are laid out host-major: process 0's devices first, then process 1's, ...; `fsdp`
+    is the inner axis. The batch, split over both axes, then gives every host one contiguous
+    block of rows (host `h` of `H` holds rows `h * B/H ... (h+1) * B/H - 1`), and FSDP groups
+    stay within a host where they fit. On a single-process TPU the order follows the chips'
+    physical topology (`mesh_utils.create_device_mesh`).
+    """
     devices = list(jax.devices() if devices is None else devices)
     n = len(devices)
     fsdp = int(mesh_config.fsdp)
@@ -36,7 +44,33 @@ def make_mesh(mesh_config: ml_collections.ConfigDict, devices: list | None = Non
             f"mesh.data * mesh.fsdp = {data} * {fsdp} must equal the number of devices ({n}); "
             "set mesh.data=-1 to use all remaining devices"
         )
-    return Mesh(np.asarray(devices).reshape(data, fsdp), ("data", "fsdp"))
+    return Mesh(device_grid(devices, (data, fsdp)), ("data", "fsdp"))
+
+
+def device_grid(devices: list, shape: tuple[int, ...]) -> np.ndarray:
+    """`devices` as an array of `shape`, host-major (see `make_mesh`)."""
+    processes = {d.process_index for d in devices}
+    if len(processes) == 1 and devices[0].platform == "tpu":
+        try:  # ICI-topology-aware order of one host's chips
+            return mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=True)
+        except (ValueError, NotImplementedError, AssertionError):
+            pass
+    # A stable sort: within a process the given order (jax.devices(): by id) is kept.
+    ordered = sorted(devices, key=lambda d: d.process_index)
+    return np.asarray(ordered, dtype=object).reshape(shape)
+
+
+def process_rows(sharding: jax.sharding.Sharding, global_batch: int) -> np.ndarray:
+    """Global batch rows this process feeds, in its local batch's order.
+
+    `jax.make_array_from_process_local_data` places the local rows into the process's
+    addressable shards in ascending order of their first row; this is that order.
+    """
+    spans = set()
+    for index in sharding.addressable_devices_indices_map((global_batch,)).values():
+        rows = index[0]
+        spans.add((rows.start or 0, global_batch if rows.stop is None else rows.stop))
+    return np.concatenate([np.arange(a, b) for a, b in sorted(spans)]).astype(np.int64)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
