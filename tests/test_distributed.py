@@ -209,8 +209,9 @@ def test_scale_out_configs_load():
         c = load_config(spec)
         assert c.model.dtype == "bfloat16" and c.mesh.data == -1 and c.mesh.fsdp == 1
         assert c.train.batch_size % batch == 0
-    with pytest.raises(ValueError, match="needs one variant"):
-        load_config("configs/tpu_v5e.py")
+    assert load_config("configs/tpu_v5e.py").name == "tpu_v5e8"  # the default variant
+    with pytest.raises(Exception, match="needs one variant"):
+        load_config("configs/tpu_v5e.py:v4")
 
 
 # ------------------------------------------------------------------ preflight (subprocess)
