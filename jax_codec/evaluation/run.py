@@ -269,21 +269,6 @@ def _resample(x: np.ndarray, rate_in: int, rate_out: int, length: int | None = N
     return np.ascontiguousarray(y, dtype=np.float32)
 
 
-def _frame_blocks(reader) -> Iterable[np.ndarray]:
-    """Frame-rate codes ``[channels, F, k]`` of each chunk of an open `bitstream.Reader`."""
-    h = reader.header
-    for i, chunk in enumerate(reader):
-        frames = h.chunk_frames_at(i)
-        yield np.stack(
-            [
-                np.stack(
-                    [np.repeat(a, s)[:frames] for a, s in zip(levels, h.stored_strides)], axis=-1
-                )
-                for levels in chunk
-            ]
-        ).astype(np.int32)
-
-
 def neural_round_trip(
     nc: NeuralCodec,
     audio: np.ndarray,
@@ -328,7 +313,9 @@ def neural_round_trip(
     with bitstream.Reader(path, priors=nc.priors) as r:
         h = r.header
         bitstream.check_model(h, model.name, model.fingerprint)
-        blocks = list(_frame_blocks(r))
+        from jax_codec.inference import compress as _cz
+
+        blocks = list(_cz.frame_blocks(r))
     frame_codes = np.concatenate(blocks, axis=1)
     y = np.concatenate(
         list(

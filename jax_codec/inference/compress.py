@@ -470,7 +470,7 @@ def format_compress(r: dict) -> str:
 # --------------------------------------------------------------------------- decompress
 
 
-def _frame_blocks(reader, codec) -> Iterator[np.ndarray]:
+def frame_blocks(reader) -> Iterator[np.ndarray]:
     """Frame-rate codes ``[channels, F, k]`` of each chunk of an open `Reader`."""
     h = reader.header
     for i, chunk in enumerate(reader):
@@ -537,7 +537,7 @@ def run_decompress(args: argparse.Namespace) -> dict:
         windows = st.iter_decode(
             codec,
             model.params,
-            _frame_blocks(r, codec),
+            frame_blocks(r),
             header.num_frames,
             header.num_samples,
             args.window_frames,
