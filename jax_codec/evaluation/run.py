@@ -300,7 +300,7 @@ def neural_round_trip(
         strides=codec.vq_strides,
         codebook_sizes=codec.codebook_size,
         n_quantizers=n_quantizers,
-        chunk_frames=st.window_core_frames(codec, window_frames),
+        chunk_frames=st.window_core_frames(codec, window_frames, st.encoded_frames(codec, length)),
         model_id=model.name,
         model_hash=model.fingerprint,
         original_sample_rate=rate,

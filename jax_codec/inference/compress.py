@@ -339,12 +339,12 @@ def select_quantizers(codec, kbps: float | None, n_quantizers: int | None) -> in
     return max(fits)
 
 
-def _validate_window(codec, window_frames: int | None) -> int:
+def _validate_window(codec, window_frames: int | None, total_frames: int | None = None) -> int:
     from jax_codec.inference import streaming as st
 
     if window_frames is not None and not 1 <= window_frames <= 1 << 20:
         raise CliError(f"--window_frames must be in 1..{1 << 20}, got {window_frames}")
-    return st.window_core_frames(codec, window_frames)
+    return st.window_core_frames(codec, window_frames, total_frames)
 
 
 def packed_file_size(header) -> int:
@@ -370,7 +370,7 @@ def run_compress(args: argparse.Namespace) -> dict:
     model = load(args)
     codec = model.codec
     k = select_quantizers(codec, args.kbps, args.n_quantizers)
-    core = _validate_window(codec, args.window_frames)
+    _validate_window(codec, args.window_frames)
     priors_path = None
     if args.entropy != "off":
         priors_path = find_priors(model, args.priors)
@@ -394,6 +394,7 @@ def run_compress(args: argparse.Namespace) -> dict:
     sr = codec.sample_rate
     m = model_rate_length(info.frames, info.sample_rate, sr)
     total = st.encoded_frames(codec, m)
+    core, _, exact = st.window_plan(codec, total, args.window_frames)
     header = bitstream.Header(
         sample_rate=sr,
         channels=channels,
@@ -439,6 +440,9 @@ def run_compress(args: argparse.Namespace) -> dict:
         "priors": priors_path,
         "packed_size_bytes": packed,
         "entropy_gain": 1.0 - size / packed,
+        # False only for an LSTM model (EnCodec) windowed over a long file: see
+        # streaming.window_plan; the codes are then close to, not equal to, the whole-signal ones.
+        "whole_signal_exact": exact,
         "seconds": elapsed,
         "x_realtime": duration / elapsed if elapsed > 0 else float("inf"),
     }
@@ -464,6 +468,15 @@ def format_compress(r: dict) -> str:
             f"{r['nominal_kbps']:.3f} kbps = {r['channels']} x {r['nominal_kbps_per_channel']:.3f})",
             f"{gain}; encoded at {r['x_realtime']:.1f}x real time",
         ]
+        + (
+            []
+            if r.get("whole_signal_exact", True)
+            else [
+                "note: this model has an LSTM and the file was encoded in overlapping windows "
+                "(too long for one, or --window_frames given): codes are close to, not equal "
+                "to, a whole-signal encode"
+            ]
+        )
     )
 
 

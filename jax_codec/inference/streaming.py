@@ -79,24 +79,37 @@ def stream_latency(codec: Codec, chunk_frames: int) -> int:
     return (stream_delay_frames(codec, chunk_frames) + chunk_frames) * codec.hop_length
 
 
+def bounded_receptive_field(codec: Codec) -> bool:
+    """False for models whose outputs depend on the whole past (an LSTM: EnCodec's SEANet).
+
+    Their windowed (`iter_encode` / `iter_decode`) output equals the whole-signal output only
+    when the window is the whole signal; see `window_plan`.
+    """
+    return not getattr(codec, "lstm_layers", 0)
+
+
 def encoder_receptive_field(codec: Codec) -> int:
-    """Input samples an encoder frame depends on, minus one (its total context span)."""
+    """Input samples an encoder frame depends on, minus one (its total context span), for the
+    convolutions (an LSTM's unbounded memory is not counted; see `bounded_receptive_field`)."""
+    seanet = codec.arch == "seanet"
     span, rate = 6, 1  # conv k=7
     for s in codec.encoder_strides:
-        span += sum(6 * d for d in codec.dilations) * rate  # residual units, k=7
+        # residual units: DAC's Snake units k=7, SEANet's blocks k=3 (then k=1)
+        span += sum((2 if seanet else 6) * d for d in codec.dilations) * rate
         span += (2 * s - 1) * rate  # strided conv, k=2s
         rate *= s
-    return span + 2 * rate  # final conv k=3
+    return span + (6 if seanet else 2) * rate  # final conv: k=7 (SEANet) or k=3 (DAC)
 
 
 def decoder_receptive_field(codec: Codec) -> int:
-    """Output samples' context span in decoder input frames, rounded up."""
+    """Output samples' context span in decoder input frames, rounded up (convolutions only)."""
+    seanet = codec.arch == "seanet"
     hop = codec.hop_length
     span, step = 6 * hop, hop  # conv k=7 at the frame rate; span in output samples
     for s in codec.decoder_strides:
         span += step  # transposed conv k=2s: one more input step
         step //= s
-        span += sum(6 * d for d in codec.dilations) * step
+        span += sum((2 if seanet else 6) * d for d in codec.dilations) * step
     span += 6 * step  # final conv k=7
     return -(-span // hop)
 
@@ -352,6 +365,12 @@ def timed_stream(
 
 
 DEFAULT_WINDOW_FRAMES = 1024  # ~12 s at the base frame rate
+# Models with an LSTM (unbounded receptive field) are processed as one window of the whole
+# signal, as their PyTorch originals do, up to this many seconds; longer signals, or an
+# explicit `window_frames`, use windows with UNBOUNDED_CONTEXT_SECONDS of context on each side
+# (close to, not bit-equal to, the whole-signal output; like EnCodec 48 kHz's own segments).
+MAX_WHOLE_SIGNAL_SECONDS = 600.0
+UNBOUNDED_CONTEXT_SECONDS = 5.0
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -371,10 +390,48 @@ def _windows(total: int, core: int, context: int) -> Iterator[tuple[int, int, in
         yield a, start, length
 
 
-def window_core_frames(codec: Codec, window_frames: int | None = None) -> int:
-    """Frames each window of `iter_encode` / `iter_decode` contributes (a multiple of L)."""
+def window_core_frames(
+    codec: Codec, window_frames: int | None = None, total_frames: int | None = None
+) -> int:
+    """Frames each window of `iter_encode` / `iter_decode` contributes (a multiple of L).
+
+    `total_frames` (the signal's encoded frames) matters only for models without a bounded
+    receptive field: see `window_plan`.
+    """
     L = block_frames(codec)
+    if window_frames is None and not bounded_receptive_field(codec) and total_frames:
+        whole = _ceil_to(max(int(total_frames), 1), L)
+        if whole <= MAX_WHOLE_SIGNAL_SECONDS * codec.frame_rate:
+            return whole
     return max(L, (window_frames or DEFAULT_WINDOW_FRAMES) // L * L)
+
+
+def window_plan(
+    codec: Codec, total_frames: int, window_frames: int | None = None, side: str = "encode"
+) -> tuple[int, int, bool]:
+    """(core frames, context frames, exact) of the windows over a signal of `total_frames`.
+
+    `exact` says whether the windowed output equals the whole-signal output: always for
+    convolutional models (the context covers the receptive field); for an LSTM model only when
+    one window holds the whole signal (the default up to MAX_WHOLE_SIGNAL_SECONDS).
+    """
+    L = block_frames(codec)
+    core = window_core_frames(codec, window_frames, total_frames)
+    if side == "encode":
+        context = _ceil_to(_ceil_div(encoder_receptive_field(codec), codec.hop_length), L)
+    else:
+        context = decoder_receptive_field(codec) + 1
+    exact = True
+    if not bounded_receptive_field(codec):
+        exact = core >= total_frames
+        context = (
+            0
+            if exact
+            else _ceil_to(
+                max(context, int(math.ceil(UNBOUNDED_CONTEXT_SECONDS * codec.frame_rate))), L
+            )
+        )
+    return core, context, exact
 
 
 def encoded_frames(codec: Codec, num_samples: int) -> int:
@@ -457,10 +514,9 @@ def iter_encode(
     k = codec.num_quantizers if n_quantizers is None else int(n_quantizers)
     if not 1 <= k <= codec.num_quantizers:
         raise ValueError(f"n_quantizers={n_quantizers} must be in [1, {codec.num_quantizers}]")
-    hop, L = codec.hop_length, block_frames(codec)
+    hop = codec.hop_length
     total = encoded_frames(codec, num_samples)
-    core = window_core_frames(codec, window_frames)
-    context = _ceil_to(_ceil_div(encoder_receptive_field(codec), hop), L)  # frames
+    core, context, _ = window_plan(codec, total, window_frames, "encode")
     buf = _Buffer((np.asarray(b, np.float32) for b in blocks), num_samples, "audio samples")
     enc = _jit(codec, "encode")
     quant = _jit(codec, "quantize", k)
@@ -490,8 +546,7 @@ def iter_decode(
     """
     p = inference_variables(params)
     hop = codec.hop_length
-    core = window_core_frames(codec, window_frames)
-    context = decoder_receptive_field(codec) + 1
+    core, context, _ = window_plan(codec, num_frames, window_frames, "decode")
     buf = _Buffer((np.asarray(b, np.int32) for b in frame_code_blocks), num_frames, "code frames")
     dec = _jit(codec, "decode")
     left = num_frames * hop if length is None else int(length)
