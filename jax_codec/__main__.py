@@ -11,6 +11,8 @@ decompress IN.jcodec OUT.wav (--checkpoint DIR | ...) [--sample_rate SR]
                                                    .jcodec -> audio file
 priors (--checkpoint DIR | ...) [--data SPEC] [--seconds 600] [--output FILE]
                                                    entropy-coding priors from training audio
+demo (--checkpoint DIR | --config FILE --random_init) [--port 7860] [--host 127.0.0.1]
+     [--max_seconds 30]                            interactive web demo (Gradio)
 """
 
 from __future__ import annotations
@@ -67,11 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     info.add_argument("--config", help="configs/FILE.py[:variant,...]")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=_cmd_info)
+    from jax_codec.demo.cli import add_demo_parser
     from jax_codec.inference.cli import add_stream_parser
     from jax_codec.inference.compress import add_parsers
 
     add_stream_parser(sub)
     add_parsers(sub)
+    add_demo_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

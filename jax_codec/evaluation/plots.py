@@ -1,4 +1,5 @@
-"""Evaluation figures: spectrogram comparisons, codebook usage, rate-distortion curves.
+"""Evaluation figures: spectrogram comparisons, codebook usage, rate-distortion curves, and
+the demo's difference spectrograms and code images.
 
 Matplotlib, headless: figures are `matplotlib.figure.Figure` objects drawn on the Agg canvas,
 never through `pyplot`, so nothing needs a display, no global figure state builds up, and the
@@ -297,4 +298,143 @@ def rate_distortion(
         ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
     ax.set_title(title or f"{metric} vs bitrate")
     fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Difference spectrograms and codes over time (the demo's figures)
+
+
+def _spectrogram_panels(fig, specs, sr, hop_length, vmin, vmax, top_hz, title):
+    """Stacked spectrogram panels sharing axes and a colour scale (`specs`: name -> dB array)."""
+    axes = fig.subplots(len(specs), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
+    image = None
+    for ax, (name, spec) in zip(axes, specs.items(), strict=True):
+        duration = spec.shape[1] * hop_length / sr
+        image = ax.imshow(
+            spec,
+            origin="lower",
+            aspect="auto",
+            cmap="magma",
+            vmin=vmin,
+            vmax=vmax,
+            extent=(0.0, duration, 0.0, sr / 2 / 1000.0),
+            interpolation="nearest",
+        )
+        ax.set_ylim(0.0, top_hz / 1000.0)
+        ax.set_ylabel("kHz")
+        ax.set_title(name, fontsize=10, loc="left")
+    axes[-1].set_xlabel("time (s)")
+    fig.colorbar(image, ax=list(axes), label="dB", shrink=0.9, pad=0.01)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def difference_spectrograms(
+    reference: np.ndarray,
+    estimates: Mapping[str, np.ndarray],
+    sr: int,
+    *,
+    n_fft: int = 2048,
+    hop_length: int = 512,
+    top_db: float = 80.0,
+    max_hz: float | None = None,
+    title: str | None = None,
+):
+    """Spectrograms of each estimate minus the reference, on the reference's colour scale.
+
+    0 dB is the reference's spectral peak (as in `spectrogram_comparison` with the reference
+    first), so a panel reads as the error's level relative to the signal: dark where the codec
+    is faithful, bright where it adds or removes energy.
+
+    Args:
+      reference: audio ``[T]`` or ``[C, T]`` (mixed down).
+      estimates: name -> audio of the reference's shape (time-aligned), in display order.
+      sr: sample rate in Hz.
+    Returns:
+      a `matplotlib.figure.Figure` with one panel per estimate.
+    """
+    if not estimates:
+        raise ValueError("difference_spectrograms needs at least one estimate")
+    if sr <= 0:
+        raise ValueError(f"sample rate must be positive, got {sr}")
+    ref = _mono(reference)
+    specs = {}
+    for name, x in estimates.items():
+        est = _mono(x)
+        if est.shape != ref.shape:
+            raise ValueError(f"{name}: shape {np.shape(x)} differs from the reference's")
+        specs[name] = log_spectrogram(est - ref, n_fft, hop_length)[0]
+    vmax = float(log_spectrogram(ref, n_fft, hop_length)[0].max())
+    top = min(max_hz or sr / 2, sr / 2)
+    fig = _figure(10.0, 1.0 + 2.2 * len(specs))
+    return _spectrogram_panels(fig, specs, sr, hop_length, vmax - top_db, vmax, top, title)
+
+
+def code_image(
+    codes: Sequence[np.ndarray],
+    strides: Sequence[int],
+    frame_rate: float,
+    codebook_size: int,
+    *,
+    channel_names: Sequence[str] | None = None,
+    title: str | None = None,
+):
+    """The codes of each quantizer level over time, as an image (one panel per channel).
+
+    Rows are levels, coarse (long stride) at the top; columns are latent frames, a level of
+    stride s holding each code over its s frames; the colour is the code index. Repeated
+    colours are a code held over time, speckle is detail the level adds.
+
+    Args:
+      codes: per level, ``[F / s_i]`` or ``[C, F / s_i]`` integer codes.
+      strides: each level's stride in latent frames.
+      frame_rate: latent frames per second (of stride 1).
+      codebook_size: codes per codebook (the colour scale).
+      channel_names: panel titles (default "channel i", or none for mono).
+    Returns:
+      a `matplotlib.figure.Figure`.
+    """
+    if not codes:
+        raise ValueError("code_image needs the codes of at least one level")
+    if len(strides) < len(codes):
+        raise ValueError(f"{len(codes)} levels but {len(strides)} strides")
+    levels = [np.atleast_2d(np.asarray(c)) for c in codes]
+    channels = levels[0].shape[0]
+    if any(c.shape[0] != channels for c in levels):
+        raise ValueError("every level needs the same number of channels")
+    frames = max(c.shape[1] * s for c, s in zip(levels, strides))
+    if channel_names is not None and len(channel_names) != channels:
+        raise ValueError(f"{len(channel_names)} names for {channels} channels")
+    k = len(levels)
+    fig = _figure(10.0, 0.9 + channels * (0.6 + 0.32 * max(k, 3)))
+    axes = fig.subplots(channels, 1, sharex=True, squeeze=False)[:, 0]
+    image = None
+    for ch, ax in enumerate(axes):
+        grid = np.zeros((k, frames))
+        for i, (c, s) in enumerate(zip(levels, strides)):
+            row = np.repeat(c[ch].astype(np.float64), s)[:frames]
+            grid[i, : row.shape[0]] = row
+        image = ax.imshow(
+            grid,
+            aspect="auto",
+            cmap="nipy_spectral",
+            vmin=0,
+            vmax=max(codebook_size - 1, 1),
+            extent=(0.0, frames / frame_rate, k - 0.5, -0.5),
+            interpolation="nearest",
+        )
+        ax.set_yticks(range(k))
+        ax.set_yticklabels([f"{i} (/{s})" for i, s in enumerate(strides[:k])], fontsize=8)
+        ax.set_ylabel("level (stride)")
+        name = channel_names[ch] if channel_names is not None else None
+        if name is None and channels > 1:
+            name = f"channel {ch}"
+        if name:
+            ax.set_title(name, fontsize=10, loc="left")
+    axes[-1].set_xlabel("time (s)")
+    fig.colorbar(image, ax=list(axes), label="code", shrink=0.9, pad=0.01)
+    if title:
+        fig.suptitle(title)
     return fig

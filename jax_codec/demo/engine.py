@@ -1,0 +1,224 @@
+"""The codec behind the demo: loaded once, compiled once, run on inputs padded to a few lengths.
+
+`DemoModel` holds a codec, its weights and what a `.jcodec` header needs (name, fingerprint,
+entropy priors). `encode` runs the jitted encoder and quantizer that `streaming.iter_encode` uses
+(so the codes, hence the file, are those of `python -m jax_codec compress`) on the whole signal,
+zero-padded to the next of a few bucket lengths up to `max_seconds` (`bucket_lengths`); `decode`
+runs the decoder on codes padded the same way, the unused levels masked out, so a change of
+bitrate does not recompile either. `warmup()` compiles every bucket at startup; after it, no
+upload compiles anything.
+
+Padding is exact for a causal model: no output depends on later samples. A non-causal model
+looks ahead, so its input is padded only to the codec's length multiple, exactly as `compress`
+pads it, and each new input length compiles once.
+
+Channels are coded one at a time (batch 1): independent streams, as in a `.jcodec` file.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_codec.inference import streaming as st
+
+log = logging.getLogger(__name__)
+
+# Bucket lengths as fractions of the longest input: short clips do not pay for 30 s of compute.
+BUCKET_FRACTIONS = (1 / 6, 1 / 2, 1.0)
+DEFAULT_CHUNK_MS = 20.0
+
+
+def _decode_masked(module, frame_codes, mask):
+    """Frame-rate codes ``[B, F, K]`` -> audio ``[B, F * hop, 1]``, level i weighted by mask[i].
+
+    The same sum as `streaming`'s decoder in the same order; a level with mask 0 adds exactly 0.
+    """
+    z = None
+    for i in range(frame_codes.shape[-1]):
+        q = module.quantizer.levels[i].decode_codes(frame_codes[..., i]) * mask[i]
+        z = q if z is None else z + q
+    return module.decoder(z)
+
+
+def bucket_lengths(codec, max_seconds: float, fractions=BUCKET_FRACTIONS) -> tuple[int, ...]:
+    """Padded input lengths in samples (multiples of the codec's length multiple), ascending."""
+    m = codec.length_multiple
+    top = max(1, int(np.ceil(max_seconds * codec.sample_rate / m)))
+    return tuple(sorted({max(1, int(np.ceil(f * top))) * m for f in fractions}))
+
+
+class DemoModel:
+    """A loaded codec with its compiled demo paths. Thread-safe (one call runs at a time)."""
+
+    def __init__(
+        self,
+        codec,
+        params,
+        config,
+        *,
+        name: str | None = None,
+        priors: np.ndarray | None = None,
+        priors_path: str | None = None,
+        max_seconds: float = 30.0,
+        source: str = "",
+    ):
+        from jax_codec.inference.api import model_fingerprint
+
+        self.codec = codec
+        self.params = params
+        self.config = config
+        self.name = str(config.get("name", "") or "") if name is None else name
+        self.fingerprint = model_fingerprint(config, params)
+        self.priors = priors
+        self.priors_path = priors_path
+        self.max_seconds = float(max_seconds)
+        self.source = source
+        self.variables = st.inference_variables(params)
+        self.bucketed = bool(codec.causal)
+        self.buckets = bucket_lengths(codec, max_seconds) if self.bucketed else ()
+        self.lock = threading.RLock()
+        self._streamers: dict[tuple[int, int, int], Any] = {}
+        self._decode = jax.jit(lambda v, c, m: codec.apply(v, c, m, method=_decode_masked))
+
+    @classmethod
+    def from_args(cls, args, max_seconds: float = 30.0) -> DemoModel:
+        """From the `--checkpoint` / `--config --random_init` flags, with the priors `compress
+        --entropy auto` would use (raises `inference.cli.CliError`)."""
+        from jax_codec import bitstream
+        from jax_codec.inference import compress
+
+        m = compress.load(args)
+        priors_path = compress.find_priors(m, None)
+        priors = None if priors_path is None else bitstream.load_priors(priors_path)
+        source = args.checkpoint or f"{args.config} (random init, seed {args.seed})"
+        return cls(
+            m.codec,
+            m.params,
+            m.config,
+            name=m.name,
+            priors=priors,
+            priors_path=priors_path,
+            max_seconds=max_seconds,
+            source=source,
+        )
+
+    # ---- facts ----
+    @property
+    def num_quantizers(self) -> int:
+        return self.codec.num_quantizers
+
+    @property
+    def sample_rate(self) -> int:
+        return self.codec.sample_rate
+
+    def kbps(self, n_quantizers: int) -> float:
+        """Nominal bitrate per channel (bit-packed codes, no framing)."""
+        return self.codec.bitrate_kbps(n_quantizers)
+
+    def padded_length(self, num_samples: int) -> int:
+        """The compiled input length a signal of `num_samples` runs at."""
+        m = self.codec.length_multiple
+        exact = max(1, -(-num_samples // m)) * m
+        if not self.bucketed:
+            return exact
+        for b in self.buckets:
+            if b >= exact:
+                return b
+        raise ValueError(
+            f"{num_samples / self.sample_rate:.2f} s is longer than the demo's limit of "
+            f"{self.max_seconds:g} s"
+        )
+
+    # ---- offline path ----
+    def encode(self, audio: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Audio ``[C, T]`` -> codes of every level ``[C, F / s_i]`` (int32), F the frames
+        `compress` encodes. The first k levels are the codes of n_quantizers=k (residual VQ)."""
+        codec = self.codec
+        audio = np.asarray(audio, np.float32)
+        channels, t = audio.shape
+        frames = st.encoded_frames(codec, t)
+        length = self.padded_length(t)
+        # The jitted functions `iter_encode` runs, so the codes match `compress` exactly.
+        enc = st._jit(codec, "encode")
+        quant = st._jit(codec, "quantize", codec.num_quantizers)
+        rows = []
+        with self.lock:
+            for ch in range(channels):
+                x = np.zeros((1, length, 1), np.float32)
+                x[0, :t, 0] = audio[ch]
+                lat = enc(self.variables, jnp.asarray(x))
+                rows.append(np.asarray(quant(self.variables, lat))[0, :frames])
+        fc = np.stack(rows)  # [C, F, K] frame-rate codes
+        return tuple(np.asarray(c, np.int32) for c in st.from_frame_codes(codec, fc))
+
+    def decode(self, codes, num_samples: int) -> np.ndarray:
+        """Codes of the first k levels, ``[C, F / s_i]`` each -> audio ``[C, num_samples]``."""
+        codec = self.codec
+        k = len(codes)
+        if not 1 <= k <= codec.num_quantizers:
+            raise ValueError(f"{k} levels of codes; the model has {codec.num_quantizers}")
+        fc = np.asarray(st.to_frame_codes(codec, [np.asarray(c) for c in codes]))  # [C, F, k]
+        channels, frames = fc.shape[:2]
+        length = self.padded_length(num_samples)
+        hop = codec.hop_length
+        padded = np.zeros((1, length // hop, codec.num_quantizers), np.int32)
+        mask = jnp.asarray(np.arange(codec.num_quantizers) < k, jnp.float32)
+        out = []
+        with self.lock:
+            for ch in range(channels):
+                padded[:] = 0
+                padded[0, :frames, :k] = fc[ch]
+                y = self._decode(self.variables, jnp.asarray(padded), mask)
+                out.append(np.asarray(y[0, :num_samples, 0], np.float32))
+        return np.stack(out)
+
+    # ---- streaming ----
+    def streamers(self, channels: int, n_quantizers: int, chunk_frames: int):
+        """A (StreamingEncoder, StreamingDecoder) pair for `channels` streams, made once per
+        setting (their jitted steps compile on first use)."""
+        key = (channels, n_quantizers, chunk_frames)
+        if key not in self._streamers:
+            enc = st.StreamingEncoder(self.codec, self.params, chunk_frames, channels, n_quantizers)
+            dec = st.StreamingDecoder(self.codec, self.params, chunk_frames, channels, enc.k)
+            self._streamers[key] = (enc, dec)
+        return self._streamers[key]
+
+    def stream(
+        self, audio: np.ndarray, n_quantizers: int, chunk_ms: float = DEFAULT_CHUNK_MS
+    ) -> tuple[np.ndarray, list[float], int]:
+        """`audio` ``[C, T]`` chunk by chunk through the streaming encoder and decoder, timed
+        (`streaming.timed_stream`): (output ``[C, T]`` aligned with the input, seconds per
+        chunk, chunk frames). Raises ValueError for a non-causal model."""
+        if not self.codec.causal:
+            raise ValueError("this model is non-causal (it looks ahead) and cannot stream")
+        audio = np.asarray(audio, np.float32)
+        n = st.chunk_frames_for(self.codec, chunk_ms)
+        with self.lock:
+            enc, dec = self.streamers(audio.shape[0], n_quantizers, n)
+            out, times = st.timed_stream(
+                enc, dec, st.stream_chunks(self.codec, audio, n, enc.delay)
+            )
+        return np.concatenate(out, axis=1)[:, : audio.shape[1]], times, n
+
+    # ---- startup ----
+    def warmup(self, stream: bool = True) -> float:
+        """Compiles the offline path at every bucket length, and the streaming steps for one
+        channel with every level at the default chunk; returns the seconds it took."""
+        t0 = time.perf_counter()
+        k = self.num_quantizers
+        for length in self.buckets:
+            x = np.zeros((1, length), np.float32)
+            codes = self.encode(x)
+            self.decode(codes, length)
+            log.info("compiled the %.1f s bucket", length / self.sample_rate)
+        if stream and self.codec.causal:
+            n = st.chunk_frames_for(self.codec, DEFAULT_CHUNK_MS)
+            self.stream(np.zeros((1, n * self.codec.hop_length), np.float32), k)
+        return time.perf_counter() - t0
