@@ -1,4 +1,4 @@
-"""Import pretrained PyTorch codecs (DAC, EnCodec) as jax_codec checkpoints.
+"""Import pretrained PyTorch codecs (DAC, EnCodec, SNAC) as jax_codec checkpoints.
 
   python -m jax_codec.convert --from dac --checkpoint weights.pth \
       --config configs/dac_44khz.py --output runs/dac_44khz_converted

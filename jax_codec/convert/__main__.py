@@ -1,9 +1,12 @@
-r"""`python -m jax_codec.convert --from {dac,encodec} --checkpoint FILE --config PRESET --output DIR`.
+r"""`python -m jax_codec.convert --from {dac,encodec,snac} --checkpoint FILE --config PRESET
+--output DIR`.
 
 Converts a PyTorch checkpoint (`.pth` / `.th` state dict, or `.safetensors`) to a jax_codec
 checkpoint directory that `jax_codec.inference.load_codec(DIR)`, the CLI's `--checkpoint DIR`
 and `python -m jax_codec.train --init_from=DIR` read. Bad input exits with code 2 and a one-line
-`error: ...` naming the first missing, mis-shaped or unused tensor.
+`error: ...` naming the first missing, mis-shaped or unused tensor. A SNAC release is a plain
+state dict (`pytorch_model.bin`); its `config.json`, when it lies beside the file, is checked
+against the preset too.
 """
 
 from __future__ import annotations
@@ -21,14 +24,14 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(
         prog="python -m jax_codec.convert",
-        description="Convert a PyTorch DAC / EnCodec checkpoint to a jax_codec checkpoint.",
+        description="Convert a PyTorch DAC / EnCodec / SNAC checkpoint to a jax_codec checkpoint.",
     )
-    parser.add_argument("--from", dest="source", required=True, choices=("dac", "encodec"))
+    parser.add_argument("--from", dest="source", required=True, choices=("dac", "encodec", "snac"))
     parser.add_argument("--checkpoint", required=True, help=".pth / .th / .safetensors file")
     parser.add_argument(
         "--config",
         required=True,
-        help="preset, e.g. configs/dac_44khz.py or configs/encodec_24khz.py",
+        help="preset, e.g. configs/dac_44khz.py, configs/encodec_24khz.py, configs/snac_32khz.py",
     )
     parser.add_argument("--output", required=True, help="directory to write")
     parser.add_argument(

@@ -1,4 +1,4 @@
-"""PyTorch DAC / EnCodec state dicts -> jax_codec params, checked tensor by tensor, and saved.
+"""PyTorch DAC / EnCodec / SNAC state dicts -> jax_codec params, checked tensor by tensor, saved.
 
 `convert_state_dict(source, state_dict, config)` is the whole conversion (no torch needed:
 tensors may be numpy arrays); `load_checkpoint(path)` reads a `.pth` / `.th` (torch, CPU,
@@ -10,7 +10,8 @@ Layouts: torch conv weight `[out, in, k]` -> ours `[k, in, out]`; transposed con
 -> `[k, in, out]`; weight norm `weight_g` `[out, 1, 1]` -> `[out]` (transposed convs: `[in, 1,
 1]` -> `[1, in, 1]`, see `layers.WNConvTranspose1d.norm_axis`); old (`weight_g`/`weight_v`) and
 new (`parametrizations.weight.original0/1`) weight-norm names, and plain `weight` (weight norm
-removed: v = weight, g = its norm); Snake alpha `[1, C, 1]` -> `[C]`; LSTM weights transposed.
+removed: v = weight, g = its norm); Snake alpha `[1, C, 1]` -> `[C]`; LSTM and Linear weights
+transposed; LayerNorm weight -> scale.
 """
 
 from __future__ import annotations
@@ -119,6 +120,11 @@ def _leaf_rule(src: _Source, prefix: str, kind: str, leaf: str, ours: tuple):
         return (lambda t: t.reshape(ours)), f"{prefix}.alpha", (1, ours[0], 1)
     if kind == "embedding" and leaf == "codebook":
         return (lambda t: t), prefix, tuple(ours)
+    if kind == "layernorm" and leaf in ("scale", "bias"):
+        key = f"{prefix}.{'weight' if leaf == 'scale' else 'bias'}"
+        return (lambda t: t), key, tuple(ours)
+    if kind == "linear" and leaf == "kernel":  # torch Linear weight [out, in] -> [in, out]
+        return (lambda t: t.T), f"{prefix}.weight", tuple(ours[::-1])
     if kind == "lstm":
         if leaf.startswith("weight_"):
             return (lambda t: t.T), f"{prefix}.{leaf}", tuple(ours[::-1])
@@ -127,8 +133,47 @@ def _leaf_rule(src: _Source, prefix: str, kind: str, leaf: str, ours: tuple):
     raise names.NameError_(f"{prefix}:{leaf}")
 
 
+def _snac_kwargs(m: ml_collections.ConfigDict) -> dict:
+    """The preset as `snac.SNAC(**kwargs)` / a SNAC release's config.json would spell it."""
+    return {
+        "sampling_rate": m.sample_rate,
+        "encoder_dim": m.encoder_width,
+        "encoder_rates": list(m.encoder_strides),
+        "latent_dim": m.latent_dim,
+        "decoder_dim": m.decoder_width,
+        "decoder_rates": list(m.decoder_strides),
+        "attn_window_size": int(m.get("attn_window", 0) or 0) or None,
+        "codebook_size": m.codebook_size,
+        "codebook_dim": m.codebook_dim,
+        "vq_strides": list(m.vq_strides),
+        "noise": bool(m.get("noise", False)),
+        "depthwise": bool(m.get("depthwise", False)),
+    }
+
+
+def _check_snac_metadata(config: Mapping, m: ml_collections.ConfigDict) -> None:
+    """A SNAC release's config.json against the preset (sampling_rate is not in the shapes:
+    the 32 and 44.1 kHz models have the same tensors)."""
+    for key, value in _snac_kwargs(m).items():
+        if key not in config:
+            continue
+        theirs = config[key]
+        if key == "latent_dim" and theirs is None:  # SNAC's default
+            theirs = config.get("encoder_dim", 64) * 2 ** len(config.get("encoder_rates", [0] * 4))
+        if isinstance(theirs, (tuple, list)):
+            theirs = list(theirs)
+        if theirs != value:
+            raise ConversionError(
+                f"the checkpoint's SNAC config.json has {key}={theirs!r}, the preset has "
+                f"{value!r}: choose the preset that matches the checkpoint"
+            )
+
+
 def _check_metadata(source: str, metadata: Any, m: ml_collections.ConfigDict) -> None:
-    """DAC checkpoints store their constructor kwargs: compare them with the preset."""
+    """DAC checkpoints store their constructor kwargs, SNAC releases a config.json beside the
+    weights: compare them with the preset."""
+    if source == "snac" and isinstance(metadata, Mapping):
+        _check_snac_metadata(metadata, m)
     if source != "dac" or not isinstance(metadata, Mapping):
         return
     kwargs = metadata.get("kwargs")
@@ -283,6 +328,23 @@ def load_checkpoint(path: str, trust: bool = False) -> tuple[dict[str, Any], Any
     return dict(obj), metadata
 
 
+def snac_release_config(checkpoint: str) -> dict | None:
+    """The `config.json` of a SNAC release beside its `pytorch_model.bin`, if there is one.
+
+    (A Hugging Face snapshot of hubertsiuzdak/snac_32khz holds both.) Anything else named
+    config.json, or an unreadable one, is ignored: the tensor checks still apply.
+    """
+    path = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "config.json")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if isinstance(config, dict) and "encoder_rates" in config and "vq_strides" in config:
+        return config
+    return None
+
+
 def save_converted(
     params: Any, config: ml_collections.ConfigDict, output: str, info: dict | None = None
 ) -> str:
@@ -321,6 +383,8 @@ def convert_checkpoint(
 ) -> str:
     """Load `checkpoint`, convert it for `config`, save to `output`; returns the directory."""
     state_dict, metadata = load_checkpoint(checkpoint, trust)
+    if source == "snac" and metadata is None:
+        metadata = snac_release_config(checkpoint)
     params = convert_state_dict(source, state_dict, config, metadata)
     n = sum(v.size for v in jax.tree.leaves(params))
     info = {

@@ -1,9 +1,10 @@
-"""Where each jax_codec parameter lives in a PyTorch DAC / EnCodec state dict.
+"""Where each jax_codec parameter lives in a PyTorch DAC / EnCodec / SNAC state dict.
 
 `torch_module(source, path, model_config)` maps the module path of one of our parameters
 (e.g. `("encoder", "EncoderBlock_0", "ResidualUnit_1", "WNConv1d_0")`) to the torch module
 prefix holding it and the kind of that module ("conv", "convtr", "snake", "embedding",
-"lstm"); `jax_codec.convert.core` turns the kind into tensor names and layouts.
+"lstm", "layernorm", "linear"); `jax_codec.convert.core` turns the kind into tensor names and
+layouts.
 
 DAC (descript-audio-codec, `dac/model/dac.py`), all `nn.Sequential` indices:
   encoder.block.0 conv; encoder.block.{1+i} EncoderBlock i = [ResidualUnit x len(dilations),
@@ -11,6 +12,11 @@ DAC (descript-audio-codec, `dac/model/dac.py`), all `nn.Sequential` indices:
   decoder.model.0 conv; decoder.model.{1+i} DecoderBlock i = [Snake, transposed conv,
   ResidualUnit ...]; then Snake, conv, Tanh.
   quantizer.quantizers.{i}.{in_proj, out_proj, codebook}.
+SNAC (`snac/layers.py`, DAC's layout with additions): encoder.block = [conv, EncoderBlock ...,
+  LocalMHA (if attn_window_size), conv k7]; decoder.model = [depthwise conv k7, conv k1 (or one
+  conv k7), LocalMHA, DecoderBlock ..., Snake, conv, Tanh]; DecoderBlock.block = [Snake,
+  transposed conv, NoiseBlock (`.linear`, if noise), ResidualUnit x 3]; LocalMHA holds
+  norm, to_qkv, to_out (and the rel_pos.inv_freq buffer); the quantizer is DAC's.
 EnCodec (`encodec/modules/seanet.py`): SConv1d weights sit at `<prefix>.conv.conv.*`,
   SConvTranspose1d at `<prefix>.convtr.convtr.*`, SLSTM at `<prefix>.lstm.*`; ELUs take an
   index too. quantizer.vq.layers.{i}._codebook.embed.
@@ -122,13 +128,63 @@ def _encodec(path: tuple[str, ...], m: ml_collections.ConfigDict) -> tuple[str, 
     return _seanet_resblock(f"decoder.model.{start + 2 + int(m_.group(3))}", rest[1])
 
 
-SOURCES = {"dac": _dac, "encodec": _encodec}
+_ATTENTION = {"norm": "layernorm", "to_qkv": "linear", "to_out": "linear"}
+
+
+def _snac(path: tuple[str, ...], m: ml_collections.ConfigDict) -> tuple[str, str]:
+    nb = len(m.encoder_strides)
+    attn = 1 if int(m.get("attn_window", 0) or 0) else 0
+    dw = 1 if m.get("depthwise", False) else 0
+    noise = 1 if m.get("noise", False) else 0
+    top, rest = path[0], path[1:]
+    if top == "quantizer":
+        return _dac(path, m)  # same ResidualVectorQuantize layout as DAC
+    if len(rest) == 2 and rest[0] == "LocalMHA_0" and rest[1] in _ATTENTION:
+        # encoder: after the blocks; decoder: after the first conv(s)
+        idx = nb + 1 if top == "encoder" else 1 + dw
+        seq = "encoder.block" if top == "encoder" else "decoder.model"
+        return f"{seq}.{idx}.{rest[1]}", _ATTENTION[rest[1]]
+    if top == "encoder":
+        # 0 conv | blocks | LocalMHA | conv (no Snake before it)
+        if rest == ("WNConv1d_1",):
+            return f"encoder.block.{nb + 1 + attn}", "conv"
+        if rest == ("Snake_0",):
+            raise NameError_(path)
+        return _dac(path, m)
+    # decoder: [depthwise conv] conv | LocalMHA | blocks | Snake, conv, Tanh
+    first = dw + attn + 1  # index of DecoderBlock_0
+    if rest == ("head_dw",) and dw:
+        return "decoder.model.0", "conv"
+    if rest == ("WNConv1d_0",):
+        return f"decoder.model.{dw}", "conv"
+    if rest == ("Snake_0",):
+        return f"decoder.model.{first + nb}", "snake"
+    if rest == ("WNConv1d_1",):
+        return f"decoder.model.{first + nb + 1}", "conv"
+    i = _index(rest[0], "DecoderBlock_")
+    base = f"decoder.model.{first + i}.block"
+    if rest[1:] == ("Snake_0",):
+        return f"{base}.0", "snake"
+    if rest[1:] == ("WNConvTranspose1d_0",):
+        return f"{base}.1", "convtr"
+    if rest[1:] == ("NoiseBlock_0", "linear") and noise:
+        return f"{base}.2.linear", "conv"
+    if len(rest) == 3:
+        j = _index(rest[1], "ResidualUnit_")
+        idx, kind = _RESIDUAL_UNIT[rest[2]]
+        return f"{base}.{j + 2 + noise}.block.{idx}", kind
+    raise NameError_(path)
+
+
+SOURCES = {"dac": _dac, "encodec": _encodec, "snac": _snac}
 
 # State-dict entries that are not model weights: EnCodec's EMA k-means codebook statistics
 # (training state of its codebook updates; jax_codec learns codebooks by gradient instead).
 IGNORED = {
     "dac": (),
     "encodec": (r"quantizer\.vq\.layers\.\d+\._codebook\.(inited|cluster_size|embed_avg)",),
+    # SNAC's rotary-embedding frequencies: a fixed function of the head size (64), recomputed.
+    "snac": (r"(encoder\.block|decoder\.model)\.\d+\.rel_pos\.inv_freq",),
 }
 
 

@@ -56,8 +56,9 @@ Array = jax.Array
 
 
 def block_frames(codec: Codec) -> int:
-    """L: frames per quantizer block (lcm of the level strides)."""
-    return math.lcm(*codec.vq_strides)
+    """L: frames per self-contained block (lcm of the level strides and, for SNAC, of the
+    attention window), so that windows starting at multiples of L align pooling and attention."""
+    return codec.block_frames
 
 
 def stream_delay_frames(codec: Codec, chunk_frames: int) -> int:
@@ -98,6 +99,9 @@ def encoder_receptive_field(codec: Codec) -> int:
         span += sum((2 if seanet else 6) * d for d in codec.dilations) * rate
         span += (2 * s - 1) * rate  # strided conv, k=2s
         rate *= s
+    if codec.arch == "snac":
+        # final conv k=7, and local attention over windows of `attn_window` frames
+        return span + 6 * rate + codec.attn_window * rate
     return span + (6 if seanet else 2) * rate  # final conv: k=7 (SEANet) or k=3 (DAC)
 
 
@@ -111,7 +115,8 @@ def decoder_receptive_field(codec: Codec) -> int:
         step //= s
         span += sum((2 if seanet else 6) * d for d in codec.dilations) * step
     span += 6 * step  # final conv k=7
-    return -(-span // hop)
+    attention = codec.attn_window if codec.arch == "snac" else 0  # frames, after the first conv
+    return -(-span // hop) + attention
 
 
 def chunk_frames_for(codec: Codec, chunk_ms: float) -> int:
@@ -420,7 +425,8 @@ def window_plan(
     if side == "encode":
         context = _ceil_to(_ceil_div(encoder_receptive_field(codec), codec.hop_length), L)
     else:
-        context = decoder_receptive_field(codec) + 1
+        # a multiple of L, so windows start on the quantizer and attention grid
+        context = _ceil_to(decoder_receptive_field(codec) + 1, L)
     exact = True
     if not bounded_receptive_field(codec):
         exact = core >= total_frames

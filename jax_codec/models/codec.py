@@ -65,8 +65,9 @@ class Codec(nn.Module):
     dtype: Any = jnp.float32
     # Rematerialise encoder/decoder blocks in the backward pass (training memory only).
     remat: bool = False
-    # Architecture options for imported models (configs/dac_*.py, configs/encodec_24khz.py):
-    # "dac" (Snake residual units, `Encoder`/`Decoder`) or "seanet" (EnCodec, `seanet.py`).
+    # Architecture options for imported models (configs/dac_*.py, configs/encodec_24khz.py,
+    # configs/snac_*.py): "dac" (Snake residual units, `Encoder`/`Decoder`), "seanet" (EnCodec,
+    # `seanet.py`) or "snac" (DAC's modules with SNAC's options below).
     arch: str = "dac"
     # "factorized" (DAC's projected, L2-normalised VQ) or "plain" (EnCodec's Euclidean VQ).
     vq_kind: str = "factorized"
@@ -82,9 +83,21 @@ class Codec(nn.Module):
     transpose_norm: str = "out"
     # Output activation: "tanh" or "none" (EnCodec).
     final_activation: str = "tanh"
+    # arch="snac" only (configs/snac_*.py): depthwise k=7 convs (residual units, the encoder's
+    # last conv, the decoder's first), local attention over windows of `attn_window` latent
+    # frames in encoder and decoder (0: none), and noise blocks in the decoder blocks.
+    # Noise: drawn from the "noise" RNG stream when the caller passes one
+    # (`apply(..., rngs={"noise": key})`), else, in training (train=True), from the "dropout"
+    # stream the train step already passes; otherwise it is zero, so encode/decode are
+    # deterministic and windowed decoding equals whole-signal decoding (layers.NoiseBlock).
+    depthwise: bool = False
+    attn_window: int = 0
+    noise: bool = False
 
     def setup(self):
         if self.arch == "seanet":
+            if self.depthwise or self.attn_window or self.noise:
+                raise ValueError("depthwise, attn_window and noise need arch='snac'")
             seanet = dict(
                 causal=self.causal,
                 pad_mode=self.pad_mode,
@@ -110,9 +123,12 @@ class Codec(nn.Module):
                 final_activation=self.final_activation,
                 **seanet,
             )
-        elif self.arch == "dac":
+        elif self.arch in ("dac", "snac"):
             if self.pad_mode != "zeros" or self.lstm_layers:
                 raise ValueError("pad_mode='reflect' and lstm_layers need arch='seanet'")
+            snac = self.arch == "snac"
+            if not snac and (self.depthwise or self.attn_window or self.noise):
+                raise ValueError("depthwise, attn_window and noise need arch='snac'")
             self.encoder = Encoder(
                 self.encoder_width,
                 tuple(self.encoder_strides),
@@ -121,6 +137,9 @@ class Codec(nn.Module):
                 self.causal,
                 self.dtype,
                 remat=self.remat,
+                arch=self.arch,
+                depthwise=self.depthwise,
+                attn_window=self.attn_window,
             )
             self.decoder = Decoder(
                 self.decoder_width,
@@ -133,9 +152,12 @@ class Codec(nn.Module):
                 transpose_trim=self.transpose_trim,
                 transpose_norm=self.transpose_norm,
                 final_activation=self.final_activation,
+                depthwise=self.depthwise,
+                attn_window=self.attn_window,
+                noise=self.noise,
             )
         else:
-            raise ValueError(f"model.arch={self.arch!r}: use 'dac' or 'seanet'")
+            raise ValueError(f"model.arch={self.arch!r}: use 'dac', 'seanet' or 'snac'")
         self.quantizer = HierarchicalRVQ(
             self.latent_dim,
             tuple(self.vq_strides),
@@ -165,9 +187,16 @@ class Codec(nn.Module):
         return tuple(self.frame_rate / s for s in self.vq_strides)
 
     @property
+    def block_frames(self) -> int:
+        """Latent frames of the smallest self-contained block: the lcm of the level strides
+        and of the attention window (SNAC), so that pooling and attention windows align."""
+        return math.lcm(*self.vq_strides, self.attn_window or 1)
+
+    @property
     def length_multiple(self) -> int:
-        """Inputs are right-padded with zeros to a multiple of this many samples."""
-        return self.hop_length * math.lcm(*self.vq_strides)
+        """Inputs are right-padded with zeros to a multiple of this many samples (SNAC's
+        `preprocess`: hop * lcm(vq_strides[0], attn_window))."""
+        return self.hop_length * self.block_frames
 
     @property
     def latency_samples(self) -> int | None:
@@ -212,7 +241,7 @@ class Codec(nn.Module):
         t = audio.shape[1]
         z = self.encoder(self._pad(audio))
         q = self.quantizer(z, n_quantizers, train)
-        y = self.decoder(q.quantized)[:, :t]
+        y = self.decoder(q.quantized, **self._noise(train))[:, :t]
         return CodecOutput(
             audio=y,
             codes=q.codes,
@@ -230,8 +259,18 @@ class Codec(nn.Module):
 
     def decode(self, codes: Sequence[Array], length: int | None = None) -> Array:
         """Codes (the first `len(codes)` levels) -> `[B, T, 1]`, cut to `length` if given."""
-        y = self.decoder(self.quantizer.decode(codes))
+        y = self.decoder(self.quantizer.decode(codes), **self._noise(False))
         return y if length is None else y[:, :length]
+
+    def _noise(self, train: bool) -> dict:
+        """The decoder's `noise_key` argument (see the `noise` field); {} without noise blocks."""
+        if not self.noise or self.arch != "snac":
+            return {}
+        if self.has_rng("noise"):
+            return {"noise_key": self.make_rng("noise")}
+        if train and self.has_rng("dropout"):
+            return {"noise_key": self.make_rng("dropout")}
+        return {"noise_key": None}
 
 
 def resolve_dtype(name: str) -> Any:
@@ -268,4 +307,7 @@ def build_codec(model_config: ml_collections.ConfigDict, dtype: Any = None) -> C
         transpose_trim=c.get("transpose_trim", "exact"),
         transpose_norm=c.get("transpose_norm", "out"),
         final_activation=c.get("final_activation", "tanh"),
+        depthwise=bool(c.get("depthwise", False)),
+        attn_window=int(c.get("attn_window", 0) or 0),
+        noise=bool(c.get("noise", False)),
     )

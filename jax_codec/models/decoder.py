@@ -1,4 +1,10 @@
-"""DAC-style convolutional decoder: latents `[B, F, D]` -> waveform `[B, F * hop, 1]`."""
+"""DAC-style convolutional decoder: latents `[B, F, D]` -> waveform `[B, F * hop, 1]`.
+
+SNAC's options (`configs/snac_*.py`): `depthwise` (a depthwise conv(k=7) on the latents, then a
+conv(k=1) to `width`, instead of one conv(k=7); depthwise k=7 convs in the residual units),
+`attn_window` (local windowed attention after that first conv; 0: none) and `noise` (a
+`NoiseBlock` after each transposed conv; see `layers.NoiseBlock` for where noise comes from).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jax_codec.models.layers import ResidualUnit, Snake, WNConv1d, WNConvTranspose1d
+from jax_codec.models.attention import LocalMHA
+from jax_codec.models.layers import NoiseBlock, ResidualUnit, Snake, WNConv1d, WNConvTranspose1d
 
 Array = jax.Array
 
@@ -26,9 +33,11 @@ class DecoderBlock(nn.Module):
     # The transposed conv's `trim` and weight-norm `norm_axis` (see WNConvTranspose1d).
     transpose_trim: str = "exact"
     transpose_norm: str = "out"
+    depthwise: bool = False
+    noise: bool = False
 
     @nn.compact
-    def __call__(self, x: Array) -> Array:
+    def __call__(self, x: Array, noise_key: Array | None = None) -> Array:
         x = Snake(self.dtype)(x)
         x = WNConvTranspose1d(
             self.features,
@@ -39,8 +48,10 @@ class DecoderBlock(nn.Module):
             trim=self.transpose_trim,
             norm_axis=self.transpose_norm,
         )(x)
+        if self.noise:
+            x = NoiseBlock(self.dtype)(x, noise_key)
         for d in self.dilations:
-            x = ResidualUnit(d, causal=self.causal, dtype=self.dtype)(x)
+            x = ResidualUnit(d, causal=self.causal, dtype=self.dtype, depthwise=self.depthwise)(x)
         return x
 
 
@@ -51,6 +62,7 @@ class Decoder(nn.Module):
     `transpose_trim="symmetric"` (DAC's odd strides) makes the last samples fall away; they
     are returned as zeros so the output keeps `F * prod(strides)` samples.
     `final_activation`: "tanh" (DAC) or "none".
+    `noise_key`: the key of the noise blocks (`noise=True`), None for none (zero noise).
     """
 
     width: int = 512
@@ -63,13 +75,23 @@ class Decoder(nn.Module):
     transpose_trim: str = "exact"
     transpose_norm: str = "out"
     final_activation: str = "tanh"
+    depthwise: bool = False
+    attn_window: int = 0
+    noise: bool = False
 
     @nn.compact
-    def __call__(self, z: Array) -> Array:
+    def __call__(self, z: Array, noise_key: Array | None = None) -> Array:
         if self.final_activation not in ("tanh", "none"):
             raise ValueError(f"final_activation={self.final_activation!r}: use 'tanh' or 'none'")
         block = nn.remat(DecoderBlock) if self.remat else DecoderBlock
-        x = WNConv1d(self.width, 7, causal=self.causal, dtype=self.dtype)(z)
+        if self.depthwise:
+            d = z.shape[-1]
+            x = WNConv1d(d, 7, causal=self.causal, groups=d, dtype=self.dtype, name="head_dw")(z)
+            x = WNConv1d(self.width, 1, causal=self.causal, dtype=self.dtype)(x)
+        else:
+            x = WNConv1d(self.width, 7, causal=self.causal, dtype=self.dtype)(z)
+        if self.attn_window:
+            x = LocalMHA(self.attn_window, dtype=self.dtype)(x)
         features = self.width
         for i, s in enumerate(self.strides):
             features //= 2
@@ -82,8 +104,10 @@ class Decoder(nn.Module):
                 self.dtype,
                 transpose_trim=self.transpose_trim,
                 transpose_norm=self.transpose_norm,
+                depthwise=self.depthwise,
+                noise=self.noise,
                 name=f"DecoderBlock_{i}",
-            )(x)
+            )(x, None if noise_key is None else jax.random.fold_in(noise_key, i))
         x = Snake(self.dtype)(x)
         x = WNConv1d(self.channels, 7, causal=self.causal, dtype=self.dtype)(x)
         x = x.astype(jnp.float32)

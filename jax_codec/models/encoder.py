@@ -1,4 +1,10 @@
-"""DAC-style convolutional encoder: waveform `[B, T, 1]` -> latents `[B, T // hop, D]`."""
+"""DAC-style convolutional encoder: waveform `[B, T, 1]` -> latents `[B, T // hop, D]`.
+
+`arch="snac"` gives SNAC's variant of it (`configs/snac_*.py`): depthwise k=7 convs in the
+residual units (`depthwise`), local windowed attention after the last block (`attn_window`),
+and a last conv of kernel 7 (depthwise when `depthwise`) keeping the channels, with no Snake
+before it.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jax_codec.models.attention import LocalMHA
 from jax_codec.models.layers import SCALED_INIT, ResidualUnit, Snake, WNConv1d
 
 Array = jax.Array
@@ -22,11 +29,18 @@ class EncoderBlock(nn.Module):
     dilations: Sequence[int] = (1, 3, 9)
     causal: bool = True
     dtype: Any = jnp.float32
+    depthwise: bool = False
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
         for d in self.dilations:
-            x = ResidualUnit(d, causal=self.causal, dtype=self.dtype, kernel_init=SCALED_INIT)(x)
+            x = ResidualUnit(
+                d,
+                causal=self.causal,
+                dtype=self.dtype,
+                kernel_init=SCALED_INIT,
+                depthwise=self.depthwise,
+            )(x)
         x = Snake(self.dtype)(x)
         return WNConv1d(
             self.features,
@@ -44,6 +58,9 @@ class Encoder(nn.Module):
     `[B, T, 1] -> [B, T / prod(strides), latent_dim]`; T must be a multiple of prod(strides).
     `remat`: recompute each block's activations in the backward pass instead of keeping them
     (`nn.remat`); less memory, about one more forward pass of compute, same parameters.
+    `arch`: "dac" (Snake, conv(k=3) to `latent_dim`) or "snac" (see the module doc; then
+    `latent_dim` must equal the last block's channels); `depthwise` and `attn_window` (0: no
+    attention) are SNAC's options.
     """
 
     width: int = 32
@@ -53,9 +70,16 @@ class Encoder(nn.Module):
     causal: bool = True
     dtype: Any = jnp.float32
     remat: bool = False
+    arch: str = "dac"
+    depthwise: bool = False
+    attn_window: int = 0
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
+        if self.arch not in ("dac", "snac"):
+            raise ValueError(f"Encoder arch={self.arch!r}: use 'dac' or 'snac'")
+        if self.arch == "dac" and (self.depthwise or self.attn_window):
+            raise ValueError("depthwise convs and attention are options of arch='snac'")
         block = nn.remat(EncoderBlock) if self.remat else EncoderBlock
         x = WNConv1d(self.width, 7, causal=self.causal, dtype=self.dtype, kernel_init=SCALED_INIT)(
             x
@@ -65,7 +89,29 @@ class Encoder(nn.Module):
             channels *= 2
             # Named as without remat (nn.remat's class is "CheckpointEncoderBlock").
             x = block(
-                channels, s, self.dilations, self.causal, self.dtype, name=f"EncoderBlock_{i}"
+                channels,
+                s,
+                self.dilations,
+                self.causal,
+                self.dtype,
+                depthwise=self.depthwise,
+                name=f"EncoderBlock_{i}",
+            )(x)
+        if self.arch == "snac":
+            if self.latent_dim != channels:
+                raise ValueError(
+                    f"arch='snac': latent_dim={self.latent_dim} must equal the encoder's last "
+                    f"width {channels} (encoder_width * 2 ** len(encoder_strides))"
+                )
+            if self.attn_window:
+                x = LocalMHA(self.attn_window, dtype=self.dtype)(x)
+            return WNConv1d(
+                channels,
+                7,
+                causal=self.causal,
+                groups=channels if self.depthwise else 1,
+                dtype=self.dtype,
+                kernel_init=SCALED_INIT,
             )(x)
         x = Snake(self.dtype)(x)
         return WNConv1d(

@@ -249,12 +249,7 @@ def transposed_conv(x: Array, w: Array, stride: int) -> Array:
     wm = jnp.pad(w, ((0, n * stride - k), (0, 0), (0, 0)))
     wm = wm.transpose(1, 0, 2).reshape(cin, n * stride * cout)
     p = jnp.dot(x, wm).reshape(b, f, n, stride * cout)
-    y = p[:, :, 0]
-    if n > 1:
-        y = sum(
-            (jnp.pad(p[:, :, i], ((0, 0), (i, n - 1 - i), (0, 0))) for i in range(1, n)),
-            jnp.pad(y, ((0, 0), (0, n - 1), (0, 0))),
-        )
+    y = sum(jnp.pad(p[:, :, i], ((0, 0), (i, n - 1 - i), (0, 0))) for i in range(n))
     return y.reshape(b, (f + n - 1) * stride, cout)[:, : (f - 1) * stride + k]
 
 
@@ -378,13 +373,17 @@ class Snake(nn.Module):
 
 
 class ResidualUnit(nn.Module):
-    """Snake -> dilated conv(k=7) -> Snake -> conv(k=1), plus skip. `[B, T, C] -> [B, T, C]`."""
+    """Snake -> dilated conv(k=7) -> Snake -> conv(k=1), plus skip. `[B, T, C] -> [B, T, C]`.
+
+    `depthwise`: the k=7 conv is depthwise (groups = C, SNAC's), `weight_v` `[7, 1, C]`.
+    """
 
     dilation: int
     kernel_size: int = 7
     causal: bool = True
     dtype: Dtype = jnp.float32
     kernel_init: Any = SMALL_INIT
+    depthwise: bool = False
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
@@ -395,9 +394,35 @@ class ResidualUnit(nn.Module):
             self.kernel_size,
             dilation=self.dilation,
             causal=self.causal,
+            groups=c if self.depthwise else 1,
             dtype=self.dtype,
             kernel_init=self.kernel_init,
         )(y)
         y = Snake(self.dtype)(y)
         y = WNConv1d(c, 1, causal=self.causal, dtype=self.dtype, kernel_init=self.kernel_init)(y)
         return x.astype(self.dtype) + y
+
+
+class NoiseBlock(nn.Module):
+    """SNAC's noise injection: `x + n * conv1x1(x)`, `n` `[B, T, 1]` standard normal noise.
+
+    `noise_key` None (the default everywhere in inference) means n = 0: the block is the
+    identity, so decoding is deterministic and a signal decoded window by window equals the
+    whole-signal decoding. With a key, n is drawn from it (one value per sample, shared by all
+    channels, as SNAC's `torch.randn(B, 1, T)`) and recorded with `sow("intermediates",
+    "noise")`, so a caller can read back exactly the noise that was used (the equivalence
+    tests feed it to PyTorch SNAC). `Codec` decides where keys come from (see `Codec.noise`).
+    """
+
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, noise_key: Array | None = None) -> Array:
+        conv = WNConv1d(x.shape[-1], 1, use_bias=False, dtype=self.dtype, name="linear")
+        if noise_key is None:
+            if self.is_initializing():
+                conv(x)  # create the parameters
+            return x.astype(self.dtype)
+        noise = jax.random.normal(noise_key, (x.shape[0], x.shape[1], 1), jnp.float32)
+        self.sow("intermediates", "noise", noise)
+        return x.astype(self.dtype) + noise.astype(self.dtype) * conv(x)
