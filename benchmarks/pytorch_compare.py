@@ -91,22 +91,6 @@ def _torchaudio_stand_in() -> None:
 # --------------------------------------------------------------------------- the references
 
 
-def snac_kwargs(m) -> dict:
-    return dict(
-        sampling_rate=m.sample_rate,
-        encoder_dim=m.encoder_width,
-        encoder_rates=list(m.encoder_strides),
-        decoder_dim=m.decoder_width,
-        decoder_rates=list(m.decoder_strides),
-        attn_window_size=m.get("attn_window_size") or None,
-        codebook_size=m.codebook_size,
-        codebook_dim=m.codebook_dim,
-        vq_strides=list(m.vq_strides),
-        noise=bool(m.get("noise", True)),
-        depthwise=bool(m.get("depthwise", True)),
-    )
-
-
 def build_reference(source: str, model_config):
     import torch
 
@@ -136,7 +120,9 @@ def build_reference(source: str, model_config):
     if source == "snac":
         import snac
 
-        return snac.SNAC(**snac_kwargs(m))
+        from jax_codec.convert.core import _snac_kwargs
+
+        return snac.SNAC(**_snac_kwargs(m))
     raise ValueError(source)
 
 

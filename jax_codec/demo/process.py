@@ -180,32 +180,6 @@ def write_wav(path: str, audio: np.ndarray, sample_rate: int) -> str:
     return path
 
 
-def jcodec_header(model, channels: int, num_samples: int, n_quantizers: int):
-    """The header `compress` writes for a file of `num_samples` at the model's rate."""
-    from jax_codec import bitstream
-    from jax_codec.inference import streaming as st
-
-    codec = model.codec
-    total = st.encoded_frames(codec, num_samples)
-    core, _, _ = st.window_plan(codec, total, None)
-    return bitstream.Header(
-        sample_rate=codec.sample_rate,
-        channels=channels,
-        num_samples=num_samples,
-        num_frames=total,
-        hop_length=codec.hop_length,
-        strides=codec.vq_strides,
-        codebook_sizes=codec.codebook_size,
-        n_quantizers=n_quantizers,
-        chunk_frames=core,
-        model_id=model.name,
-        model_hash=model.fingerprint,
-        original_sample_rate=codec.sample_rate,
-        original_num_samples=num_samples,
-        frame_rate=codec.frame_rate,
-    )
-
-
 def measure(ref: np.ndarray, est: np.ndarray, sr: int) -> dict[str, float]:
     """The demo's metrics (ViSQOL only when installed); NaN where one cannot be computed."""
     from jax_codec.evaluation import metrics
@@ -252,6 +226,7 @@ def run_codec(
     """
     from jax_codec import bitstream
     from jax_codec.evaluation import plots
+    from jax_codec.inference.compress import file_header
 
     codec = model.codec
     sr = codec.sample_rate
@@ -269,7 +244,7 @@ def run_codec(
 
     codes = model.encode(x)[:k]
     jcodec_path = os.path.join(workdir, f"{name}.jcodec")
-    header = jcodec_header(model, channels, t, k)
+    header, _ = file_header(model, channels, t, k)
     per_channel = [tuple(c[ch] for c in codes) for ch in range(channels)]
     bitstream.write_file(jcodec_path, header, per_channel, priors=model.priors)
     # What a receiver gets: the file read back, checked, decoded.

@@ -119,30 +119,8 @@ def spectrogram_comparison(
     vmax = float(next(iter(specs.values())).max())
     vmin = vmax - top_db
     top = min(max_hz or sr / 2, sr / 2)
-    n = len(specs)
-    fig = _figure(10.0, 1.0 + 2.2 * n)
-    axes = fig.subplots(n, 1, sharex=True, sharey=True, squeeze=False)[:, 0]
-    image = None
-    for ax, (name, spec) in zip(axes, specs.items(), strict=True):
-        duration = spec.shape[1] * hop_length / sr
-        image = ax.imshow(
-            spec,
-            origin="lower",
-            aspect="auto",
-            cmap="magma",
-            vmin=vmin,
-            vmax=vmax,
-            extent=(0.0, duration, 0.0, sr / 2 / 1000.0),
-            interpolation="nearest",
-        )
-        ax.set_ylim(0.0, top / 1000.0)
-        ax.set_ylabel("kHz")
-        ax.set_title(name, fontsize=10, loc="left")
-    axes[-1].set_xlabel("time (s)")
-    fig.colorbar(image, ax=list(axes), label="dB", shrink=0.9, pad=0.01)
-    if title:
-        fig.suptitle(title)
-    return fig
+    fig = _figure(10.0, 1.0 + 2.2 * len(specs))
+    return _spectrogram_panels(fig, specs, sr, hop_length, vmin, vmax, top, title)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -286,26 +286,13 @@ def neural_round_trip(
     """
     from jax_codec import bitstream
     from jax_codec.inference import streaming as st
+    from jax_codec.inference.compress import file_header
 
     model, codec = nc.model, nc.codec
     rate = codec.sample_rate
     x = _resample(audio, sr, rate)
     channels, length = x.shape
-    header = bitstream.Header(
-        sample_rate=rate,
-        channels=channels,
-        num_samples=length,
-        num_frames=st.encoded_frames(codec, length),
-        hop_length=codec.hop_length,
-        strides=codec.vq_strides,
-        codebook_sizes=codec.codebook_size,
-        n_quantizers=n_quantizers,
-        chunk_frames=st.window_core_frames(codec, window_frames, st.encoded_frames(codec, length)),
-        model_id=model.name,
-        model_hash=model.fingerprint,
-        original_sample_rate=rate,
-        frame_rate=codec.frame_rate,
-    )
+    header, _ = file_header(model, channels, length, n_quantizers, window_frames)
     with bitstream.Writer(path, header, priors=nc.priors) as w:
         for codes in st.iter_encode(codec, model.params, [x], length, n_quantizers, window_frames):
             w.write_chunk([tuple(c[ch] for c in codes) for ch in range(channels)])

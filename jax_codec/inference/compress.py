@@ -355,6 +355,43 @@ def packed_file_size(header) -> int:
     return header.header_size + chunks + 20
 
 
+def file_header(
+    model: Model,
+    channels: int,
+    num_samples: int,
+    n_quantizers: int,
+    window_frames: int | None = None,
+    original_sample_rate: int | None = None,
+    original_num_samples: int | None = None,
+):
+    """(the `.jcodec` header of `num_samples` at the model's rate, exact): one chunk per window
+    of `streaming.window_plan`, whose `exact` flag it passes on. Shared by `compress`, the
+    evaluation and the demo, so their files are byte-identical."""
+    from jax_codec import bitstream
+    from jax_codec.inference import streaming as st
+
+    codec = model.codec
+    total = st.encoded_frames(codec, num_samples)
+    core, _, exact = st.window_plan(codec, total, window_frames)
+    header = bitstream.Header(
+        sample_rate=codec.sample_rate,
+        channels=channels,
+        num_samples=num_samples,
+        num_frames=total,
+        hop_length=codec.hop_length,
+        strides=codec.vq_strides,
+        codebook_sizes=codec.codebook_size,
+        n_quantizers=n_quantizers,
+        chunk_frames=core,
+        model_id=model.name,
+        model_hash=model.fingerprint,
+        original_sample_rate=original_sample_rate,
+        original_num_samples=original_num_samples,
+        frame_rate=codec.frame_rate,
+    )
+    return header, exact
+
+
 def run_compress(args: argparse.Namespace) -> dict:
     from jax_codec import bitstream
     from jax_codec.data import audio
@@ -393,23 +430,8 @@ def run_compress(args: argparse.Namespace) -> dict:
 
     sr = codec.sample_rate
     m = model_rate_length(info.frames, info.sample_rate, sr)
-    total = st.encoded_frames(codec, m)
-    core, _, exact = st.window_plan(codec, total, args.window_frames)
-    header = bitstream.Header(
-        sample_rate=sr,
-        channels=channels,
-        num_samples=m,
-        num_frames=total,
-        hop_length=codec.hop_length,
-        strides=codec.vq_strides,
-        codebook_sizes=codec.codebook_size,
-        n_quantizers=k,
-        chunk_frames=core,
-        model_id=model.name,
-        model_hash=model.fingerprint,
-        original_sample_rate=info.sample_rate,
-        original_num_samples=info.frames,
-        frame_rate=codec.frame_rate,
+    header, exact = file_header(
+        model, channels, m, k, args.window_frames, info.sample_rate, info.frames
     )
     duration = info.frames / info.sample_rate
     t0 = time.perf_counter()
