@@ -110,6 +110,7 @@ def test_noncausal_uses_chunked_offline(runlocal_codec):
         st.StreamingEncoder(codec, params, 2)
 
 
+@pytest.mark.slow
 def test_ten_minutes_stream_in_bounded_memory(model):
     """10 minutes through the streaming path, chunk by chunk from a generator: memory stays
     flat, and the end of the stream still equals the offline output of its last seconds."""

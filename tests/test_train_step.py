@@ -162,3 +162,42 @@ def test_dead_codes_are_restarted(single_device):
     assert np.all(jumps[restarted1] > 10 * jumps[~restarted1].max())
     # Elsewhere a plain EMA update of the grace count 1: 0.95 + 0.05 * count.
     assert np.all(new_usage[2] >= 0.95 - 1e-6) and np.any(np.abs(new_usage[2] - 1.0) > 1e-3)
+
+
+def test_flat_optimizer_matches_per_leaf_optimizer():
+    """`make_optimizer(flatten=True)` (used without FSDP) is the same AdamW + clipping."""
+    import optax
+
+    from jax_codec.training.step import make_optimizer
+
+    config = load_config("configs/base.py:runlocal")
+    schedule = optax.constant_schedule(1e-2)
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    params = {"a": jax.random.normal(k1, (3, 4)), "b": {"c": jax.random.normal(k2, (5,))}}
+    results = []
+    for flatten in (False, True):
+        tx = make_optimizer(schedule, 0.5, config.optim, flatten=flatten)
+        p, opt = params, tx.init(params)
+        for i in range(3):  # big gradients: the clipping is exercised too
+            grads = jax.tree.map(lambda x, i=i: 10.0 * jnp.cos(x + i), p)
+            updates, opt = tx.update(grads, opt, p)
+            p = optax.apply_updates(p, updates)
+        results.append(p)
+        shapes = sorted(x.shape for x in jax.tree.leaves(opt) if x.ndim)
+        # Flat: mu and nu are single vectors of all 17 weights; else one leaf per parameter.
+        assert shapes == ([(17,), (17,)] if flatten else [(3, 4), (3, 4), (5,), (5,)]), shapes
+    for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1])):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_trainer_flattens_the_optimizer_only_without_fsdp():
+    config = load_config("configs/base.py:runlocal")
+    assert Trainer(config).flat
+    with config.unlocked():
+        config.mesh.fsdp = 2
+    trainer = Trainer(config)
+    assert not trainer.flat
+    abstract = jax.eval_shape(trainer.init_state, jax.random.key(0))
+    # Per-leaf moments: the FSDP rule can split them like their parameters.
+    mu = abstract.gen_opt_state[1][0].mu
+    assert jax.tree.structure(mu) == jax.tree.structure(abstract.gen_params)
