@@ -136,8 +136,12 @@ def _final_state(workdir, config):
         return jax.device_get(ckpt.restore_latest(abstract))
 
 
-def test_resume_is_exact(tmp_path):
+def test_resume_is_exact(tmp_path, monkeypatch):
     # 4 steps straight vs 2 steps, stop, resume for 2 more: bitwise equal on CPU (8 devices).
+    from jax_codec.training import loop
+
+    monkeypatch.setattr(loop, "EVAL_SECONDS", 0.1)  # evaluation is not under test here
+    monkeypatch.setattr(loop, "EVAL_EXAMPLES", 2)
     straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
     train_and_evaluate(_tiny_config(4), straight)
     train_and_evaluate(_tiny_config(2), resumed)
