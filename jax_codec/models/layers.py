@@ -16,6 +16,7 @@ chunk gives the same output as the whole signal at once (see `jax_codec.inferenc
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -217,19 +218,72 @@ class WNConv1d(nn.Module):
                 x = jnp.concatenate([cache.value, x.astype(self.dtype)], axis=1)
                 cache.value = x[:, x.shape[1] - pad[0] :]
             pad = (0, 0)
-        y = jax.lax.conv_general_dilated(
-            x.astype(self.dtype),
-            w.astype(self.dtype),
-            window_strides=(self.stride,),
-            padding=(pad,),
-            rhs_dilation=(self.dilation,),
-            dimension_numbers=_DIMS,
-            feature_group_count=self.groups,
-        )
+        if self.groups == cin == self.features and self.stride == 1 and self.groups > 1:
+            y = depthwise_conv1d(x.astype(self.dtype), w.astype(self.dtype), self.dilation, pad)
+        else:
+            y = jax.lax.conv_general_dilated(
+                x.astype(self.dtype),
+                w.astype(self.dtype),
+                window_strides=(self.stride,),
+                padding=(pad,),
+                rhs_dilation=(self.dilation,),
+                dimension_numbers=_DIMS,
+                feature_group_count=self.groups,
+            )
         if self.use_bias:
             b = self.param("bias", nn.initializers.zeros, (self.features,))
             y = y + b.astype(self.dtype)
         return y
+
+
+def depthwise_conv1d(x: Array, w: Array, dilation: int, pad: tuple[int, int]) -> Array:
+    """Depthwise (groups = channels) stride-1 conv: `[B, T, C]`, `w` `[k, 1, C]` ->
+    `[B, T + pad[0] + pad[1] - (k - 1) dilation, C]`; `y[t] = sum_i xp[t + i dilation] w[i]`.
+
+    The same numbers as `conv_general_dilated(..., feature_group_count=C)`, computed as k
+    shifted multiply-adds in one fused loop: XLA's CPU grouped convolution is 10-60x slower
+    forward (SNAC's k=7 residual units; see benchmarks/README.md). Autodiff of the shifted
+    sums would reduce over time once per tap badly, so the backward pass is written out:
+    the input gradient is the same shifted sum with the taps reversed, the kernel gradient
+    one reduction per tap.
+    """
+    return _depthwise(x, w, dilation, tuple(pad))
+
+
+def _depthwise_sum(xp: Array, w: Array, dilation: int, n: int) -> Array:
+    return sum(xp[:, i * dilation : i * dilation + n] * w[i, 0] for i in range(w.shape[0]))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _depthwise(x: Array, w: Array, dilation: int, pad: tuple[int, int]) -> Array:
+    xp = jnp.pad(x, ((0, 0), pad, (0, 0)))
+    n = xp.shape[1] - (w.shape[0] - 1) * dilation
+    return _depthwise_sum(xp, w, dilation, n)
+
+
+def _depthwise_fwd(x, w, dilation, pad):
+    return _depthwise(x, w, dilation, pad), (x, w)
+
+
+def _depthwise_bwd(dilation, pad, res, g):
+    x, w = res
+    k, span = w.shape[0], (w.shape[0] - 1) * dilation
+    n = g.shape[1]
+    # d xp[u] = sum_i g[u - i d] w[i]: g zero-padded by the span, taps reversed.
+    gp = jnp.pad(g, ((0, 0), (span, span), (0, 0)))
+    gxp = _depthwise_sum(gp, w[::-1], dilation, n + span)
+    gx = gxp[:, pad[0] : pad[0] + x.shape[1]]
+    xp = jnp.pad(x, ((0, 0), pad, (0, 0)))
+    gw = jnp.stack(
+        [
+            jnp.sum((xp[:, i * dilation : i * dilation + n] * g).astype(jnp.float32), axis=(0, 1))
+            for i in range(k)
+        ]
+    )[:, None, :]
+    return gx.astype(x.dtype), gw.astype(w.dtype)
+
+
+_depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
 
 
 def transposed_conv(x: Array, w: Array, stride: int) -> Array:
