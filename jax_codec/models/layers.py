@@ -274,13 +274,16 @@ def _depthwise_bwd(dilation, pad, res, g):
     gxp = _depthwise_sum(gp, w[::-1], dilation, n + span)
     gx = gxp[:, pad[0] : pad[0] + x.shape[1]]
     xp = jnp.pad(x, ((0, 0), pad, (0, 0)))
-    gw = jnp.stack(
-        [
-            jnp.sum((xp[:, i * dilation : i * dilation + n] * g).astype(jnp.float32), axis=(0, 1))
-            for i in range(k)
-        ]
-    )[:, None, :]
-    return gx.astype(x.dtype), gw.astype(w.dtype)
+
+    # d w[i] = sum_{b,t} xp[b, t + i d] g[b, t], one tap per scan step. As k unrolled
+    # reductions, XLA:CPU scheduled them so that the SNAC-32k fwd+bwd held 12.6 GiB of
+    # temporaries (7.4 GiB as a scan) and ran 30% slower (benchmarks/README.md).
+    def tap(carry, i):
+        xi = jax.lax.dynamic_slice_in_dim(xp, i * dilation, n, axis=1)
+        return carry, jnp.sum((xi * g).astype(jnp.float32), axis=(0, 1))
+
+    _, gw = jax.lax.scan(tap, None, jnp.arange(k))
+    return gx.astype(x.dtype), gw[:, None, :].astype(w.dtype)
 
 
 _depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
