@@ -203,3 +203,48 @@ def test_cli_bad_data_source_is_one_clean_line(tmp_path):
     r = run_cli(wd, f"--config.data.source=folder:{tmp_path}/missing")
     assert r.returncode != 0
     assert "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+CACHE_PROBE = """
+import sys, jax, jax.numpy as jnp
+from jax_codec.train import enable_compilation_cache
+print(enable_compilation_cache(jax, sys.argv[1]))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.jit(lambda x: jnp.sin(x) * 2)(jnp.ones(3)).block_until_ready()
+"""
+
+
+@pytest.mark.parametrize("from_env", [False, True])
+def test_compilation_cache_directory_is_used_and_env_wins(tmp_path, from_env):
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    flag_dir, env_dir = tmp_path / "flag" / "xla", tmp_path / "env"
+    if from_env:
+        env["JAX_COMPILATION_CACHE_DIR"] = str(env_dir)
+    r = subprocess.run(
+        [sys.executable, "-c", CACHE_PROBE, str(flag_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    used = env_dir if from_env else flag_dir
+    assert r.stdout.strip() == str(used)
+    assert any(p.name.startswith("jit_") for p in used.iterdir())  # the compiled function
+    assert not (flag_dir.exists() and from_env)
+
+
+def test_compilation_cache_can_be_disabled():
+    import types
+
+    from jax_codec.train import enable_compilation_cache
+
+    updates = []
+    fake = types.SimpleNamespace(
+        config=types.SimpleNamespace(
+            jax_compilation_cache_dir=None, update=lambda *a: updates.append(a)
+        )
+    )
+    assert enable_compilation_cache(fake, "") is None and not updates
+    assert enable_compilation_cache(fake, "~/c") == os.path.expanduser("~/c")
+    assert updates == [("jax_compilation_cache_dir", os.path.expanduser("~/c"))]
