@@ -14,6 +14,7 @@ from jax_codec.models.layers import (
     WNConvTranspose1d,
     fold_weight_norm,
     sin_squared,
+    snake,
 )
 from jax_codec.models.quantizer import HierarchicalRVQ, restart_dead_codes
 
@@ -251,6 +252,33 @@ def test_sin_squared_matches_float64():
     # The gradient is that of sin^2: sin(2u).
     g = jax.vmap(jax.grad(lambda x: sin_squared(x)))(jnp.linspace(-5.0, 5.0, 101))
     np.testing.assert_allclose(g, np.sin(2 * np.linspace(-5.0, 5.0, 101)), atol=2e-6)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_snake_gradient_matches_float64(dtype):
+    """The hand-written Snake backward (sin(2 alpha x), alpha's gradient as a ones-matmul)."""
+    rng = np.random.default_rng(0)
+    scale = np.array([0.1, 1.0, 3.0, 10.0, 30.0, 1.0, 1.0, 0.3])
+    x = (rng.normal(size=(2, 500, 8)) * scale).astype(np.float32)
+    a = np.array([1.0, 0.5, 2.0, 1.3, 0.05, 7.0, 1e-3, 1.0], np.float32)
+    w = rng.normal(size=x.shape).astype(np.float32)
+    xd, ad = jnp.asarray(x, dtype), jnp.asarray(a, dtype)
+    y, (gx, ga) = jax.value_and_grad(
+        lambda x, a: jnp.sum(snake(x, a).astype(jnp.float32) * w), (0, 1)
+    )(xd, ad)
+    assert gx.dtype == dtype and ga.dtype == dtype and gx.shape == x.shape and ga.shape == a.shape
+    x64, a64, w64 = (np.asarray(jnp.asarray(v, dtype), np.float64) for v in (x, a, w))
+    inv = 1.0 / (a64 + 1e-9)
+    s2 = np.sin(2 * a64 * x64)
+    want_y = np.sum((x64 + np.sin(a64 * x64) ** 2 * inv) * w64)
+    want_gx = w64 * (1.0 + s2)
+    want_ga = (w64 * (x64 * s2 * inv - np.sin(a64 * x64) ** 2 * inv**2)).sum((0, 1))
+    tol = 1e-3 if dtype == jnp.float32 else 2e-2
+    np.testing.assert_allclose(float(y), want_y, rtol=tol)
+    np.testing.assert_allclose(np.asarray(gx, np.float64), want_gx, atol=tol * 10, rtol=tol)
+    np.testing.assert_allclose(
+        np.asarray(ga, np.float64), want_ga, rtol=tol, atol=tol * np.abs(want_ga).max()
+    )
 
 
 def test_folded_weight_norm_gives_identical_outputs(runlocal):
