@@ -15,6 +15,7 @@ from jax_codec.models.layers import (
     fold_weight_norm,
     sin_squared,
     snake,
+    weight_norm,
 )
 from jax_codec.models.quantizer import HierarchicalRVQ, restart_dead_codes
 
@@ -327,3 +328,33 @@ def test_depthwise_conv_matches_grouped_conv_and_its_gradients(k, dilation, pad)
     ref = jax.grad(lambda x, w: jnp.sum(grouped(x, w) * g), (0, 1))(x, w)
     for a, b in zip(ours, ref):
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize("v_shape,g_shape", [((7, 5, 6), (6,)), ((7, 5, 6), (1, 5, 1))])
+def test_weight_norm_gradient_matches_autodiff(v_shape, g_shape):
+    """`weight_norm`'s written-out backward equals autodiff of g v / max(|v|, eps), for both
+    norm axes (per output channel; per input channel as torch's ConvTranspose1d), and stays
+    finite for an all-zero channel (autodiff's sqrt gives NaN there)."""
+
+    def plain(v, g):
+        axes = tuple(range(v.ndim - 1)) if g.ndim == 1 else (0, 2)
+        norm = jnp.sqrt(jnp.sum(jnp.square(v), axis=axes, keepdims=True))
+        return v * (jnp.reshape(g, norm.shape) / jnp.maximum(norm, 1e-12))
+
+    rng = np.random.default_rng(3)
+    v = jnp.asarray(rng.normal(size=v_shape), jnp.float32)
+    g = jnp.asarray(rng.normal(size=g_shape), jnp.float32)
+    ct = jnp.asarray(rng.normal(size=v_shape), jnp.float32)
+    np.testing.assert_array_equal(weight_norm(v, g), plain(v, g))
+    ours = jax.vjp(weight_norm, v, g)[1](ct)
+    ref = jax.vjp(plain, v, g)[1](ct)
+    for a, b in zip(ours, ref):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # An all-zero channel: the norm is clamped, so v's gradient there is g ct / eps.
+    if g.ndim == 1:
+        v0 = v.at[..., 0].set(0.0)
+        dv, dg = jax.vjp(weight_norm, v0, g)[1](ct)
+        assert np.all(np.isfinite(dv)) and np.all(np.isfinite(dg))
+        np.testing.assert_allclose(dv[..., 0], g[0] * ct[..., 0] / 1e-12, rtol=1e-5)
+        np.testing.assert_allclose(dv[..., 1:], ref[0][..., 1:], rtol=1e-5, atol=1e-6)

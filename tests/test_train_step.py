@@ -119,10 +119,11 @@ def test_nonfinite_batch_leaves_state_unchanged(single_device):
     new = jax.device_get(new)
     assert int(new.nonfinite_steps) == 1 and int(new.step) == 1
     assert float(m["train/step_finite"]) == 0.0
-    for a, b in zip(jax.tree.leaves(new.gen_params), jax.tree.leaves(initial.gen_params)):
-        np.testing.assert_array_equal(a, b)
-    for a, b in zip(jax.tree.leaves(new.disc_opt_state), jax.tree.leaves(initial.disc_opt_state)):
-        np.testing.assert_array_equal(a, b)
+    for part in ("gen_params", "disc_params", "gen_opt_state", "disc_opt_state"):
+        got, want = jax.tree.leaves(getattr(new, part)), jax.tree.leaves(getattr(initial, part))
+        assert len(got) == len(want) > 0, part
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b, err_msg=part)
 
 
 def test_overfit_one_batch_lowers_mel_loss(single_device):

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jax_codec.models.layers import grouped_conv1d
+from jax_codec.models.layers import grouped_conv1d, weight_norm
 
 Array = jax.Array
 Dtype = Any
@@ -106,8 +106,7 @@ class _WNConv(nn.Module):
         )
         reduce_axes = tuple(range(nd + 1))
         g = self.param("weight_g", lambda _, v_: jnp.sqrt(jnp.sum(v_**2, axis=reduce_axes)), v)
-        norm = jnp.sqrt(jnp.sum(jnp.square(v), axis=reduce_axes))
-        w = v * (g / jnp.maximum(norm, 1e-12))
+        w = weight_norm(v, g)
         spatial = "DHW"[-nd:]
         dims = (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
         padding = tuple((k // 2, k // 2) for k in self.kernel_size)
