@@ -168,7 +168,9 @@ def _kernel(module: nn.Module, v: Array, g: Array) -> Array:
     """The conv kernel g v / |v|, or its precomputed value from the ``folded`` collection."""
     if module.has_variable("folded", "kernel"):
         return module.get_variable("folded", "kernel")
-    return weight_norm(v, g)
+    # Autodiff's weight-norm backward here: with the written-out one (`weight_norm`, which
+    # the discriminators use), the DAC-44k generator's fwd+bwd measured ~12% slower.
+    return v * _weight_norm_parts(v, g)[1]
 
 
 def fold_weight_norm(params: Any) -> Any:
