@@ -109,6 +109,11 @@ def weight_norm(v: Array, g: Array) -> Array:
     small kernels per conv, and every kernel costs XLA compile time (the discriminators have
     ~100 weight-normed convs).
     """
+    return _weight_norm_autodiff(v, g)
+
+
+def _weight_norm_autodiff(v: Array, g: Array) -> Array:
+    """`weight_norm`'s value, differentiated by autodiff."""
     return v * _weight_norm_parts(v, g)[1]
 
 
@@ -170,7 +175,7 @@ def _kernel(module: nn.Module, v: Array, g: Array) -> Array:
         return module.get_variable("folded", "kernel")
     # Autodiff's weight-norm backward here: with the written-out one (`weight_norm`, which
     # the discriminators use), the DAC-44k generator's fwd+bwd measured ~12% slower.
-    return v * _weight_norm_parts(v, g)[1]
+    return _weight_norm_autodiff(v, g)
 
 
 def fold_weight_norm(params: Any) -> Any:

@@ -92,12 +92,12 @@ class Trainer:
         # `make_optimizer`. The optimizer state's structure follows, so a checkpoint resumes
         # under the same `mesh.fsdp == 1` (or `> 1`) choice.
         self.flat = int(config.mesh.fsdp) == 1
-        self.gen_tx = make_optimizer(self.gen_schedule, optim.clip_norm, optim, self.flat)
-        self.disc_tx = make_optimizer(disc_schedule, optim.disc_clip_norm, optim, self.flat)
-        # The same optimizers on one raveled vector, used by the step when `flat` (their state
-        # is the flattened optimizers' state).
+        # `_*_core` are the per-vector optimizers; when `flat`, `*_tx` wrap them in
+        # `optax.flatten` (same state) and the step calls the cores on raveled vectors.
         self._gen_core = make_optimizer(self.gen_schedule, optim.clip_norm, optim)
         self._disc_core = make_optimizer(disc_schedule, optim.disc_clip_norm, optim)
+        self.gen_tx = optax.flatten(self._gen_core) if self.flat else self._gen_core
+        self.disc_tx = optax.flatten(self._disc_core) if self.flat else self._disc_core
         self.segment = segment_samples(config, self.codec)
         lc = config.loss
         if lc.adversarial not in L.ADVERSARIAL_KINDS:
@@ -154,8 +154,8 @@ class Trainer:
         `keep`. That zeroing is a `lax.cond`, which XLA does not fuse across: the AdamW step
         and the learning-rate schedule are computed once into one buffer, and each parameter's
         `p + u` reads a slice of it. Without it XLA recomputed them inside every kernel that
-        reads an updated parameter (~1,500 kernels, about a third of the step's fused HLO and
-        of its compile time). Sharded, `keep` is left to the step's final guard.
+        reads an updated parameter (~1,500 kernels, about a third of the step's fused HLO).
+        Sharded, `keep` is left to the step's final guard.
         """
         if not self.flat:
             tx = self.gen_tx if which == "gen" else self.disc_tx
