@@ -436,6 +436,7 @@ FINETUNE_OVERRIDES = {
 }
 
 
+@pytest.mark.slow  # ~100 s on 2 cores (CI runs the slow suite too)
 def test_init_from_finetunes_converted_weights(tmp_path, caplog, monkeypatch):
     """`--init_from`: the run starts from the converted generator, discriminators fresh."""
     from jax_codec.convert.finetune import load_generator_params

@@ -217,6 +217,7 @@ def test_scale_out_configs_load():
 # ------------------------------------------------------------------ preflight (subprocess)
 
 
+@pytest.mark.slow  # ~100 s on 2 cores (CI runs the slow suite too)
 def test_preflight_prints_memory_and_flops(tmp_path):
     r = cli(
         *SMALL,

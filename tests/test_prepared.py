@@ -250,6 +250,7 @@ def test_prepare_cli(music, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["out"]
 
 
+@pytest.mark.slow  # ~100 s on 2 cores (CI runs the slow suite too)
 def test_train_cli_on_prepared(music, tmp_path):
     from test_train_cli import metric_steps, run_cli
 
