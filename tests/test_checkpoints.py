@@ -196,7 +196,7 @@ def test_interrupted_saves_are_ignored(tmp_path, monkeypatch):
         raise RuntimeError("simulated crash")
 
     with monkeypatch.context() as patch:
-        patch.setattr(checkpoints.ocp.StandardCheckpointHandler, "async_save", crash)
+        patch.setattr(checkpoints.ocp.PyTreeCheckpointHandler, "async_save", crash)
         with pytest.raises(RuntimeError, match="simulated crash"):
             ckpt.maybe_save(4, make_state(fill=4.0), it)
     ckpt.close()
@@ -219,3 +219,39 @@ def test_interrupted_saves_are_ignored(tmp_path, monkeypatch):
         state, step = ckpt.restore_latest(abstract(make_state()))
     assert step == 6
     assert_same(state, host_copy(make_state(fill=6.0)))
+
+
+def test_single_process_saves_compile_nothing(tmp_path):
+    # Orbax's default splits each replicated array into one slice per device, a compiled
+    # `lax.slice` per shape: hundreds of compiles and seconds per save of a real train state.
+    # Within one process our handlers write each array from one replica instead.
+    mesh = jax.make_mesh((jax.device_count(),), ("data",))
+    replicated = NamedSharding(mesh, P())
+    params = {
+        f"w{i}": jax.device_put(jnp.full((jax.device_count() * (i + 1), 3), float(i)), replicated)
+        for i in range(6)
+    }
+    compiles = []
+
+    def listen(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        with checkpoints.Checkpointer(tmp_path, handle_sigterm=False) as ckpt:
+            ckpt.save(1, params, force=True)
+        checkpoints.save_pytree(tmp_path / "export", params)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert compiles == []
+    with checkpoints.Checkpointer(tmp_path, handle_sigterm=False) as ckpt:
+        restored, step = ckpt.restore_latest(abstract(params))
+    assert step == 1
+    for k, v in params.items():
+        np.testing.assert_array_equal(np.asarray(restored[k]), np.asarray(v))
+    import orbax.checkpoint as ocp
+
+    exported = ocp.StandardCheckpointer().restore(tmp_path / "export")
+    for k, v in params.items():
+        np.testing.assert_array_equal(np.asarray(exported[k]), np.asarray(v))

@@ -93,7 +93,7 @@ class Checkpointer:
             self.directory,
             options=options,
             item_handlers={
-                STATE: ocp.StandardCheckpointHandler(),
+                STATE: ocp.PyTreeCheckpointHandler(type_handler_registry=type_handlers()),
                 DATA: grain.checkpoint.CheckpointHandler(),
                 CONFIG: ocp.JsonCheckpointHandler(),
             },
@@ -195,7 +195,7 @@ class Checkpointer:
         if step in self._manager.all_steps():
             return False
         items = {
-            STATE: ocp.args.StandardSave(state),
+            STATE: ocp.args.PyTreeSave(state),
             CONFIG: ocp.args.JsonSave(_metadata(step, config)),
         }
         if data_iterator is not None:
@@ -241,9 +241,11 @@ class Checkpointer:
         if differences:
             raise CheckpointMismatchError(self._mismatch_message(step, differences, None))
         try:
-            restored = self._manager.restore(
-                step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract_state)})
+            restore = ocp.args.PyTreeRestore(
+                item=abstract_state,
+                restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state),
             )
+            restored = self._manager.restore(step, args=ocp.args.Composite(**{STATE: restore}))
         except (ValueError, KeyError, TypeError) as e:
             differences = self._describe_differences(step, abstract_state, structure=True)
             raise CheckpointMismatchError(self._mismatch_message(step, differences, e)) from None
@@ -338,6 +340,36 @@ class Checkpointer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def type_handlers() -> Any:
+    """Orbax's standard type handlers, with replica-parallel array writes only across processes.
+
+    Orbax's default ``ArrayHandler`` splits every replicated array into one slice per replica
+    and has each replica write its slice. That spreads the writing over hosts; within one
+    process it only adds a ``lax.slice`` per array and device (a compile per slice shape). For
+    the runlocal train state on 8 CPU devices that was ~14,000 slices, ~330 compiles and
+    ~2-3 s per save; without them a save takes ~0.3 s. The files are the same either way.
+    """
+    import numpy as np
+
+    th = ocp.type_handlers
+    return th.create_type_handler_registry(
+        *[(ty, th.get_type_handler(ty)) for ty in (int, float, bytes, np.number, np.ndarray, str)],
+        (jax.Array, th.ArrayHandler(use_replica_parallel=jax.process_count() > 1)),
+    )
+
+
+def save_pytree(path: str | os.PathLike[str], tree: Any) -> None:
+    """Writes a pytree of arrays to ``path`` with Orbax (synchronously); every process must
+    call it. `ocp.StandardCheckpointer().restore(path)` reads it back."""
+    checkpointer = ocp.Checkpointer(
+        ocp.PyTreeCheckpointHandler(type_handler_registry=type_handlers())
+    )
+    try:
+        checkpointer.save(_absolute(epath.Path(path)), args=ocp.args.PyTreeSave(tree))
+    finally:
+        checkpointer.close()
 
 
 def _absolute(path: epath.Path) -> epath.Path:

@@ -27,7 +27,6 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
@@ -103,12 +102,10 @@ class BestExporter:
             return False
         self.best = mel
         tmp = self.path.parent / (self.path.name + ".tmp")
-        ckptr = ocp.StandardCheckpointer()
         if jax.process_index() == 0 and tmp.exists():
             tmp.rmtree()
         # Every process takes part (each writes its shards); Orbax waits for all of them.
-        ckptr.save(tmp / "params", params)
-        ckptr.wait_until_finished()
+        checkpoints.save_pytree(tmp / "params", params)
         if jax.process_index() == 0:
             _write_text(tmp / "config.json", json.dumps(config.to_dict(), default=list))
             _write_text(tmp / "best.json", json.dumps({"step": step, "eval_mel": mel}))
