@@ -202,3 +202,13 @@ def test_trainer_flattens_the_optimizer_only_without_fsdp():
     # Per-leaf moments: the FSDP rule can split them like their parameters.
     mu = abstract.gen_opt_state[1][0].mu
     assert jax.tree.structure(mu) == jax.tree.structure(abstract.gen_params)
+
+
+def test_training_compiler_options_on_cpu():
+    from jax_codec.training.step import _cpu_option_known, training_compiler_options
+
+    mesh = make_mesh(small_config().mesh, jax.devices()[:1])
+    # The option the train step is compiled with exists in this jaxlib ...
+    assert training_compiler_options(mesh) == {"xla_cpu_use_fusion_emitters": False}
+    # ... and one that a jaxlib lacks is dropped with a warning, not a failed compile.
+    assert not _cpu_option_known("xla_cpu_no_such_option", True)

@@ -10,12 +10,14 @@ Shapes: B batch, T samples. Batches are `[B, T]` float32 mono audio.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from absl import logging
 from jax.flatten_util import ravel_pytree
 
 from jax_codec import losses as L
@@ -385,6 +387,34 @@ def si_sdr(estimate: Array, reference: Array, eps: float = 1e-8) -> Array:
     return 10 * jnp.log10((jnp.sum(target**2, -1) + eps) / (jnp.sum(noise**2, -1) + eps))
 
 
+def training_compiler_options(mesh: jax.sharding.Mesh) -> dict[str, Any]:
+    """XLA options for the train step compiled over `mesh`.
+
+    On CPU: XLA's older (non-MLIR) fusion emitters. For the base train step (batch 2),
+    measured back to back against the default: compile 48.5/50.0 s against 61.7 s, peak host
+    memory after compiling 2.1 against 4.3 GiB, step time unchanged (4.7-5.2 against 5.0 s),
+    same losses. Inference, evaluation and the parameter init keep the MLIR emitters: they
+    ran faster with them (base encode+decode 226-232 against 158-189 GFLOP/s; the base
+    init, mostly threefry random bits, 32 against 86-89 s). Other platforms: no options.
+    """
+    if all(d.platform == "cpu" for d in mesh.devices.flat) and _cpu_option_known(
+        "xla_cpu_use_fusion_emitters", False
+    ):
+        return {"xla_cpu_use_fusion_emitters": False}
+    return {}
+
+
+@functools.cache
+def _cpu_option_known(name: str, value: Any) -> bool:
+    """Whether this jaxlib's XLA:CPU accepts the option (a future one may drop it)."""
+    try:
+        jax.jit(lambda x: x + 1, compiler_options={name: value}).lower(0.0).compile()
+        return True
+    except Exception:  # jaxlib raises "No such compile option" as a runtime error
+        logging.warning("XLA:CPU has no option %s; compiling the train step without it.", name)
+        return False
+
+
 def compile_train_step(trainer: Trainer, mesh: jax.sharding.Mesh, state_sharding: Any) -> Any:
     """`jax.jit` of the step over the mesh: state sharded as given (donated), batch split on B."""
     return jax.jit(
@@ -392,6 +422,7 @@ def compile_train_step(trainer: Trainer, mesh: jax.sharding.Mesh, state_sharding
         in_shardings=(state_sharding, sh.batch_sharding(mesh), sh.replicated(mesh)),
         out_shardings=(state_sharding, sh.replicated(mesh)),
         donate_argnums=(0,),
+        compiler_options=training_compiler_options(mesh),
     )
 
 
