@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -250,8 +251,6 @@ def test_single_process_saves_compile_nothing(tmp_path):
     assert step == 1
     for k, v in params.items():
         np.testing.assert_array_equal(np.asarray(restored[k]), np.asarray(v))
-    import orbax.checkpoint as ocp
-
     exported = ocp.StandardCheckpointer().restore(tmp_path / "export")
     for k, v in params.items():
         np.testing.assert_array_equal(np.asarray(exported[k]), np.asarray(v))

@@ -347,9 +347,10 @@ def type_handlers() -> Any:
 
     Orbax's default ``ArrayHandler`` splits every replicated array into one slice per replica
     and has each replica write its slice. That spreads the writing over hosts; within one
-    process it only adds a ``lax.slice`` per array and device (a compile per slice shape). For
-    the runlocal train state on 8 CPU devices that was ~14,000 slices, ~330 compiles and
-    ~2-3 s per save; without them a save takes ~0.3 s. The files are the same either way.
+    process it only adds a ``lax.slice`` per array and device (a compile per slice shape).
+    Base train state on 8 CPU devices (``benchmarks/checkpoint.py``): first save 22.0 s and 488
+    compiles with Orbax's default, 4.2 s and none with these; later saves 2.6 s against
+    0.8-1.05 s. The files are the same either way.
     """
     import numpy as np
 

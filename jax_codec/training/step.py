@@ -391,10 +391,10 @@ def training_compiler_options(mesh: jax.sharding.Mesh) -> dict[str, Any]:
     """XLA options for the train step compiled over `mesh`.
 
     On CPU: XLA's older (non-MLIR) fusion emitters. For the base train step (batch 2),
-    measured back to back against the default: compile 48.5/50.0 s against 61.7 s, peak host
-    memory after compiling 2.1 against 4.3 GiB, step time unchanged (4.7-5.2 against 5.0 s),
-    same losses. Inference, evaluation and the parameter init keep the MLIR emitters: they
-    ran faster with them (base encode+decode 226-232 against 158-189 GFLOP/s; the base
+    measured back to back against the default: compile 48.5/50.0 s against 61.7/59.8 s, peak
+    host memory after compiling 2.1 against 4.3 GiB, step time unchanged (4.7-5.2 against
+    4.8-5.0 s), same losses. Inference, evaluation and the parameter init keep the MLIR
+    emitters: they ran faster with them (base encode+decode 226-232 against 158-189 GFLOP/s; the base
     init, mostly threefry random bits, 32 against 86-89 s). Other platforms: no options.
     """
     if all(d.platform == "cpu" for d in mesh.devices.flat) and _cpu_option_known(
