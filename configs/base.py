@@ -95,6 +95,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     loss.adv_weight = 1.0
     # Discriminator feature-matching L1 weight.
     loss.fm_weight = 2.0
+    # Feature matching summed over layers and discriminators ("sum", DAC's definition, which
+    # its weight of 2 assumes) or averaged over them ("mean": ~100x weaker at DAC's widths).
+    loss.fm_reduction = "sum"
     # VQ commitment (encoder -> codes) and codebook (codes -> encoder) loss weights.
     loss.commitment_weight = 0.25
     loss.codebook_weight = 1.0

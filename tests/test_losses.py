@@ -349,14 +349,19 @@ def test_feature_matching():
     real = [[jnp.zeros((2, 4, 3)), jnp.ones((2, 2, 8))], [jnp.full((2, 5), 2.0)]]
     assert float(losses.feature_matching_loss(real, real)) == 0.0
     fake = [[real[0][0] + 1.0, real[0][1] - 3.0], [real[1][0] + 0.5]]
-    # D1 layers: 1 and 3 -> 2; D2: 0.5. Mean over discriminators 1.25, sum 2.5.
-    assert float(losses.feature_matching_loss(real, fake)) == pytest.approx(1.25)
-    assert float(losses.feature_matching_loss(real, fake, reduction="sum")) == pytest.approx(2.5)
+    # D1 layers: 1 and 3; D2: 0.5. DAC's sum over layers and discriminators: 4.5; the mean
+    # over each discriminator's layers, then over discriminators: (2 + 0.5) / 2 = 1.25.
+    assert float(losses.feature_matching_loss(real, fake)) == pytest.approx(4.5)
+    assert float(losses.feature_matching_loss(real, fake, reduction="mean")) == pytest.approx(1.25)
+    with pytest.raises(ValueError, match="reduction"):
+        losses.feature_matching_loss(real, fake, reduction="max")
     grad_real = jax.grad(lambda r: losses.feature_matching_loss(r, fake))(real)
     assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grad_real))
     grad_fake = jax.grad(lambda f: losses.feature_matching_loss(real, f))(fake)
-    # sign(+1) / 24 elements / 2 layers / 2 discriminators.
-    np.testing.assert_allclose(np.asarray(grad_fake[0][0]), 1 / 96)
+    # sign(+1) / 24 elements (summed over layers and discriminators: no further division).
+    np.testing.assert_allclose(np.asarray(grad_fake[0][0]), 1 / 24)
+    grad_mean = jax.grad(lambda f: losses.feature_matching_loss(real, f, reduction="mean"))(fake)
+    np.testing.assert_allclose(np.asarray(grad_mean[0][0]), 1 / 96)  # / 2 layers / 2 discs
 
 
 # --- balancer ------------------------------------------------------------------------------

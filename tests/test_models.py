@@ -17,7 +17,7 @@ from jax_codec.models.layers import (
     snake,
     weight_norm,
 )
-from jax_codec.models.quantizer import HierarchicalRVQ, restart_dead_codes
+from jax_codec.models.quantizer import FactorizedVQ, HierarchicalRVQ, restart_dead_codes
 
 
 def _init(codec, t, batch=1, seed=0):
@@ -192,6 +192,30 @@ def test_quantizer_dropout_varies_levels():
         np.testing.assert_allclose(np.asarray(out.quantized[one]), np.asarray(q1), atol=1e-5)
     eval_out = rvq.apply(params, z, train=False)
     assert np.all(np.asarray(eval_out.n_quantizers) == k)
+
+
+def test_quantizer_losses_follow_dacs_reduction():
+    """Per level the batch mean of the per-example loss (0 where the level is unused), summed
+    over levels, as DAC's ResidualVectorQuantize; an explicit per-example draw is honoured."""
+    rvq = HierarchicalRVQ(16, strides=(1, 1, 1), codebook_size=32, codebook_dim=4)
+    z = jax.random.normal(jax.random.key(0), (4, 8, 16))
+    params = rvq.init(jax.random.key(1), z)
+    draw = jnp.array([1, 3, 2, 3])
+    out = rvq.apply(params, z, n_quantizers=draw, train=True)
+    np.testing.assert_array_equal(np.asarray(out.n_quantizers), [1, 3, 2, 3])
+
+    # By hand: run the levels one by one on the residual.
+    residual, expected = z, 0.0
+    for i in range(3):
+        lv = {"params": params["params"][f"level{i}"]}
+        q, _, commit, _, _ = FactorizedVQ(16, 32, 4).apply(lv, residual)
+        used = (np.asarray(draw) > i).astype(np.float32)
+        expected += float(np.mean(np.asarray(commit) * used))
+        residual = residual - q * used[:, None, None]
+    assert float(out.commitment) == pytest.approx(expected, rel=1e-5)
+    assert float(out.codebook) == pytest.approx(expected, rel=1e-5)  # same value, other side
+    with pytest.raises(ValueError, match="per example"):
+        rvq.apply(params, z, n_quantizers=jnp.array([1, 2]))
 
 
 def test_rvq_levels_reduce_error():

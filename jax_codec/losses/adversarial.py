@@ -9,8 +9,8 @@ without the final logits.
 - "hinge" (MelGAN, EnCodec/audiocraft): D: mean(relu(1 - real)) + mean(relu(1 + fake));
   G: -mean(fake).
 
-Per-discriminator terms are summed (`reduction="sum"`, as DAC and HiFi-GAN) or averaged
-(`"mean"`, as EnCodec's normalised loss).
+Per-discriminator (and, for feature matching, per-layer) terms are summed (`reduction="sum"`,
+as DAC and HiFi-GAN) or averaged (`"mean"`, as EnCodec's normalised loss).
 """
 
 from __future__ import annotations
@@ -78,14 +78,17 @@ def generator_adv_loss(
 def feature_matching_loss(
     real_feats: Sequence[Sequence[Array]],
     fake_feats: Sequence[Sequence[Array]],
-    reduction: str = "mean",
+    reduction: str = "sum",
 ) -> Array:
     """L1 between discriminator features of real and generated audio -> scalar.
 
-    Mean absolute difference per feature map, averaged over the layers of each discriminator,
-    then averaged (`"mean"`) or summed (`"sum"`) over discriminators. Real features carry no
-    gradient. (DAC sums over both layers and discriminators: multiply by the layer count.)
+    Mean absolute difference per feature map, then over the layers and the discriminators
+    either summed (`"sum"`, DAC's and HiFi-GAN's definition, which DAC's weight of 2 assumes)
+    or averaged (`"mean"`: mean over each discriminator's layers, then over discriminators).
+    Real features carry no gradient.
     """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"unknown reduction {reduction!r}; valid: 'sum', 'mean'")
     if len(real_feats) != len(fake_feats):
         raise ValueError(f"{len(real_feats)} real vs {len(fake_feats)} fake feature lists")
     terms = []
@@ -98,5 +101,5 @@ def feature_matching_loss(
             jnp.mean(jnp.abs(fake - jax.lax.stop_gradient(real)))
             for real, fake in zip(real_layers, fake_layers, strict=True)
         ]
-        terms.append(sum(per_layer) / len(per_layer))
+        terms.append(sum(per_layer) if reduction == "sum" else sum(per_layer) / len(per_layer))
     return _combine(terms, reduction)

@@ -134,7 +134,8 @@ class QuantizerOutput:
     quantized: `[B, F, D]` sum of the used levels (straight-through).
     codes: one `[B, F / strides[i]]` int32 array per level (all levels, used or not).
     n_quantizers: `[B]` number of levels used per example (quantizer dropout).
-    commitment, codebook: scalar losses, averaged over the used levels and the batch.
+    commitment, codebook: scalar losses as DAC defines them: per level the mean over the batch
+      (examples that do not use the level count as zero), summed over levels.
     stats: `level{i}/perplexity`, `level{i}/dead_fraction`, `level{i}/counts` `[N]`.
     projected: per level, the projected pooled residual `[B, F / strides[i], d]`.
     """
@@ -197,12 +198,22 @@ class HierarchicalRVQ(nn.Module):
         return n
 
     def __call__(
-        self, z: Array, n_quantizers: int | None = None, train: bool = False
+        self, z: Array, n_quantizers: int | Array | None = None, train: bool = False
     ) -> QuantizerOutput:
-        """`z [B, F, D]` -> QuantizerOutput. Draws from the 'dropout' RNG when training."""
+        """`z [B, F, D]` -> QuantizerOutput. Draws from the 'dropout' RNG when training.
+
+        `n_quantizers`: None (all levels, or quantizer dropout when training), one int for
+        every example, or an int array `[B]` of levels per example (an explicit dropout draw,
+        e.g. to reproduce another implementation's).
+        """
         b = z.shape[0]
         k = self.num_levels
-        if train and self.dropout_prob > 0 and n_quantizers is None:
+        if n_quantizers is not None and jnp.ndim(n_quantizers) == 1:
+            if jnp.shape(n_quantizers) != (b,):
+                raise ValueError(f"n_quantizers per example has shape {jnp.shape(n_quantizers)}, "
+                                 f"expected ({b},)")
+            n_used = jnp.clip(jnp.asarray(n_quantizers, jnp.int32), 1, k)
+        elif train and self.dropout_prob > 0 and n_quantizers is None:
             key_use, key_n = jax.random.split(self.make_rng("dropout"))
             random_n = jax.random.randint(key_n, (b,), 1, k + 1)
             use_dropout = jax.random.uniform(key_use, (b,)) < self.dropout_prob
@@ -222,8 +233,10 @@ class HierarchicalRVQ(nn.Module):
             residual = residual - q
             quantized = quantized + q
             codes.append(c)
-            commitment = commitment + jnp.sum(commit_i * mask)
-            codebook = codebook + jnp.sum(cb_i * mask)
+            # DAC's reduction: per level the batch mean (unused examples count as 0), summed
+            # over levels, so its loss weights (commitment 0.25, codebook 1) mean the same here.
+            commitment = commitment + jnp.mean(commit_i * mask)
+            codebook = codebook + jnp.mean(cb_i * mask)
             counts = (
                 jnp.zeros((self.codebook_size,), jnp.float32)
                 .at[c]
@@ -234,13 +247,12 @@ class HierarchicalRVQ(nn.Module):
             stats[f"level{i}/perplexity"] = jnp.exp(entropy)
             stats[f"level{i}/dead_fraction"] = jnp.mean(counts == 0)
             stats[f"level{i}/counts"] = counts
-        n_total = jnp.maximum(jnp.sum(n_used), 1).astype(jnp.float32)
         return QuantizerOutput(
             quantized=quantized,
             codes=tuple(codes),
             n_quantizers=n_used,
-            commitment=commitment / n_total,
-            codebook=codebook / n_total,
+            commitment=commitment,
+            codebook=codebook,
             stats=stats,
             projected=tuple(projected),
         )

@@ -198,7 +198,9 @@ class Trainer:
             [f32(lg) for lg, _ in fake], self.config.loss.adversarial
         )
         out["fm"] = L.feature_matching_loss(
-            [[f32(f) for f in fs] for _, fs in real], [[f32(f) for f in fs] for _, fs in fake]
+            [[f32(f) for f in fs] for _, fs in real],
+            [[f32(f) for f in fs] for _, fs in fake],
+            reduction=self.config.loss.get("fm_reduction", "sum"),
         )
         return out
 
