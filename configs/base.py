@@ -87,6 +87,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     loss.mel_power = 1.0
     # Multi-scale STFT log-magnitude loss weight (0 disables).
     loss.stft_weight = 1.0
+    # Compressed complex multi-resolution STFT L1 (sees phase: waveform alignment) and
+    # waveform L1 loss weights (0 disables).
+    loss.complex_stft_weight = 0.0
+    loss.waveform_weight = 0.0
     # Constant-Q log-magnitude loss: pitch resolution in the bass and mids (0 disables).
     loss.cqt_weight = 1.0
     # Spectral-flux weighted log-mel loss: emphasises attacks/transients (0 disables).
@@ -101,6 +105,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # VQ commitment (encoder -> codes) and codebook (codes -> encoder) loss weights.
     loss.commitment_weight = 0.25
     loss.codebook_weight = 1.0
+    # Reconstruction-only warm-up: adv_g and fm count from this step on (D trains throughout).
+    loss.gan_start_step = 0
     # "lsgan" or "hinge".
     loss.adversarial = "lsgan"
     # EnCodec-style gradient balancer over the audio losses (weights become gradient shares).

@@ -449,3 +449,29 @@ def test_balancer_with_spectral_loss_is_jittable_and_finite():
 def test_spectral_rejects_bad_reduction():
     with pytest.raises(ValueError, match="reduction"):
         spectral.multi_scale_stft_loss(music(), music(), reduction="max")
+
+
+# --- waveform-aligned terms ------------------------------------------------------------------
+
+
+def test_complex_stft_and_waveform_losses_see_phase_that_mel_misses():
+    x = jnp.asarray(music(1), jnp.float32)
+    assert float(losses.complex_stft_loss(x, x)) < 1e-5  # the magnitude's 1e-6 floor per window
+    assert float(losses.waveform_l1_loss(x, x)) == 0.0
+    # A polarity flip keeps every magnitude (mel distance 0) but is the worst waveform match.
+    flipped = -x
+    mel = float(losses.multi_resolution_mel_loss(flipped, x, SR, power=1.0))
+    assert mel < 1e-5
+    assert float(losses.complex_stft_loss(flipped, x)) > 1.0
+    np.testing.assert_allclose(
+        float(losses.waveform_l1_loss(flipped, x)), 2 * float(jnp.mean(jnp.abs(x))), rtol=1e-6
+    )
+    # The compressed spectra make the loss far less level-dependent than waveform L1.
+    quiet = 0.01 * x
+    ratio_complex = float(losses.complex_stft_loss(-quiet, quiet)) / float(
+        losses.complex_stft_loss(flipped, x)
+    )
+    assert ratio_complex == pytest.approx(0.01**0.3, rel=0.02)  # |X|^0.3 scales as 0.01^0.3
+    # Finite gradients even for silence (the magnitude floor).
+    g = jax.grad(lambda y: losses.complex_stft_loss(y, x))(jnp.zeros_like(x))
+    assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).max()) > 0

@@ -212,3 +212,15 @@ def test_training_compiler_options_on_cpu():
     assert training_compiler_options(mesh) == {"xla_cpu_use_fusion_emitters": False}
     # ... and one that a jaxlib lacks is dropped with a warning, not a failed compile.
     assert not _cpu_option_known("xla_cpu_no_such_option", True)
+
+
+def test_gan_warmup_zeroes_adversarial_weights_until_its_step():
+    trainer = Trainer(small_config(**{"loss.gan_start_step": "5"}))
+    before = trainer._step_weights(jnp.asarray(4))
+    after = trainer._step_weights(jnp.asarray(5))
+    assert float(before["adv_g"]) == 0.0 and float(before["fm"]) == 0.0
+    assert float(before["mel"]) == trainer.weights["mel"]
+    assert float(after["adv_g"]) == trainer.weights["adv_g"]
+    assert float(after["fm"]) == trainer.weights["fm"]
+    with pytest.raises(Exception, match="gan_start_step"):
+        Trainer(small_config(**{"loss.gan_start_step": "5", "loss.balancer": "True"}))

@@ -28,7 +28,7 @@ higher for SI-SDR, ViSQOL, PESQ and STOI.
 - `code_usage`: per quantizer level, the fraction of the codebook used, the entropy of the code
   distribution in bits and its perplexity.
 
-Optional packages (visqol-python, pesq, pystoi, pyloudnorm; `pip install jax_codec[eval]`) are
+Optional packages (visqol-python, pesq, pystoi; `pip install jax_codec[eval]`) are
 imported when first needed; a missing one raises `MissingDependencyError` saying what to
 install. `compute_all(..., which=None)` runs every metric whose package is installed.
 

@@ -20,11 +20,13 @@ from jax_codec.losses.music import (
     onset_weights,
 )
 from jax_codec.losses.spectral import (
+    complex_stft_loss,
     mel_filterbank,
     mel_spectrogram,
     multi_resolution_mel_loss,
     multi_scale_stft_loss,
     stft,
+    waveform_l1_loss,
 )
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "balance_gradients",
     "cqt",
     "cqt_kernel",
+    "complex_stft_loss",
     "cqt_loss",
     "discriminator_loss",
     "feature_matching_loss",
@@ -46,4 +49,5 @@ __all__ = [
     "onset_weighted_loss",
     "onset_weights",
     "stft",
+    "waveform_l1_loss",
 ]

@@ -71,6 +71,25 @@ def validate_run(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> 
         )
 
 
+def listener_metrics(ref: np.ndarray, est: np.ndarray, sr: int, n: int) -> dict[str, float]:
+    """Host-side held-out metrics of reconstructions `est` of `ref` (both `[B, T]`) at `n`
+    levels: the mean absolute loudness difference (LU, ITU-R BS.1770 via pyloudnorm) and the
+    mean signed level error (dB, positive = too loud), which a listener hears first."""
+    from jax_codec.evaluation import metrics
+
+    diffs, signed = [], []
+    for r, e in zip(ref, est, strict=True):
+        lr, le = metrics.loudness(r[None], sr), metrics.loudness(e[None], sr)
+        if np.isfinite(lr) and np.isfinite(le):
+            diffs.append(abs(le - lr))
+            signed.append(le - lr)
+    nan = float("nan")
+    return {
+        f"eval/loudness_diff/{n}q": float(np.mean(diffs)) if diffs else nan,
+        f"eval/level_error_db/{n}q": float(np.mean(signed)) if signed else nan,
+    }
+
+
 def eval_bitrates(num_quantizers: int) -> list[int]:
     """Quantizer counts evaluated: 1, powers of two, and all."""
     ns = {1, num_quantizers}
@@ -149,13 +168,8 @@ def _compiled_functions(config: ml_collections.ConfigDict, mesh: jax.sharding.Me
             n: jax.jit(lambda p, b, n=n: trainer.eval_step(p, b, n), out_shardings=out)
             for n in eval_bitrates(codec.num_quantizers)
         }
-        recon_fn = jax.jit(
-            lambda p, b, n: codec.apply(p, b[..., None], n).audio[..., 0],
-            static_argnums=2,
-            out_shardings=out,
-        )
         _COMPILED.clear()  # keep one entry: compiled executables hold memory
-        _COMPILED[key] = (trainer, abstract, shardings, init_fn, train_step, eval_fns, recon_fn)
+        _COMPILED[key] = (trainer, abstract, shardings, init_fn, train_step, eval_fns)
     return _COMPILED[key]
 
 
@@ -225,7 +239,7 @@ def train_and_evaluate(
     eval_audio = pipeline.eval_batch(
         config, codec.sample_rate, eval_len, EVAL_EXAMPLES, cache_dir=data_cache
     )
-    trainer, abstract, shardings, init_fn, train_step, eval_fns, recon_fn = _compiled_functions(
+    trainer, abstract, shardings, init_fn, train_step, eval_fns = _compiled_functions(
         config, mesh
     )
     codec = trainer.codec
@@ -309,31 +323,34 @@ def train_and_evaluate(
     report_data(data, writer, bar, workdir, start, is_main)
 
     def evaluate(step: int) -> dict:
-        out = {}
+        # Every process calls every jitted function over the mesh; only process 0 logs.
+        out, recons = {}, {}
         for n, fn in eval_fns.items():
             m = jax.device_get(fn(state.gen_params, eval_audio))
+            recons[n] = np.asarray(m["audio"])
+            out.update(listener_metrics(eval_audio, recons[n], codec.sample_rate, n))
             out[f"eval/mel/{n}q"] = float(m["mel"])
-            out[f"eval/si_sdr/{n}q"] = float(m["si_sdr"])
+            out[f"eval/si_sdr/{n}q"] = float(np.mean(m["si_sdr"]))
+        k = codec.num_quantizers
+        # Does each added codebook help? Below 1 when all levels beat the first alone.
+        out["eval/mel_ratio_all_to_1q"] = out[f"eval/mel/{k}q"] / max(out["eval/mel/1q"], 1e-9)
         writer.write_scalars(step, out)
-        # On every process (a jitted call over the mesh involves all of them); only 0 logs.
-        recons = {
-            n: np.asarray(jax.device_get(recon_fn(state.gen_params, eval_audio[:1], n)))[0]
-            for n in eval_fns
-        }
         if is_main:
             sr = codec.sample_rate
             audio = {"audio/input": eval_audio[0]}
             images = {"spectrogram/input": tlog.spectrogram_image(eval_audio[0], sr)}
             for n, y in recons.items():
-                audio[f"audio/recon_{n}q"] = y
-                images[f"spectrogram/recon_{n}q"] = tlog.spectrogram_image(y, sr)
+                audio[f"audio/recon_{n}q"] = y[0]
+                images[f"spectrogram/recon_{n}q"] = tlog.spectrogram_image(y[0], sr)
             writer.write_audio(step, audio, sr)
             writer.write_images(step, images)
-        full = f"eval/mel/{codec.num_quantizers}q"
+        full = f"eval/mel/{k}q"
         distributed.barrier(f"eval_{step}")  # before Orbax's collective barriers in the export
         best.maybe_export(step, out[full], state.gen_params, config)
         bar.write(
-            f"step {step}: eval mel {out[full]:.3f}, SI-SDR {out[f'eval/si_sdr/{codec.num_quantizers}q']:.2f} dB"
+            f"step {step}: eval mel {out[full]:.3f} (1q {out['eval/mel/1q']:.3f}), "
+            f"SI-SDR {out[f'eval/si_sdr/{k}q']:.2f} dB, "
+            f"loudness off by {out[f'eval/loudness_diff/{k}q']:.2f} LU"
         )
         return out
 

@@ -30,7 +30,8 @@ from jax_codec.training.state import TrainState
 
 Array = jax.Array
 
-AUDIO_LOSSES = ("mel", "stft", "cqt", "onset", "adv_g", "fm")
+AUDIO_LOSSES = ("mel", "stft", "complex_stft", "waveform", "cqt", "onset", "adv_g", "fm")
+ADVERSARIAL_TERMS = ("adv_g", "fm")
 
 
 def segment_samples(config: ml_collections.ConfigDict, codec: Codec) -> int:
@@ -106,9 +107,16 @@ class Trainer:
             raise ConfigError(
                 f"loss.adversarial={lc.adversarial!r}; use one of {L.ADVERSARIAL_KINDS}"
             )
+        if lc.balancer and int(lc.get("gan_start_step", 0)) > 0:
+            raise ConfigError(
+                "loss.gan_start_step needs fixed loss weights; set loss.balancer=False or "
+                "loss.gan_start_step=0"
+            )
         self.weights = {
             "mel": lc.mel_weight,
             "stft": lc.stft_weight,
+            "complex_stft": lc.get("complex_stft_weight", 0.0),
+            "waveform": lc.get("waveform_weight", 0.0),
             "cqt": lc.cqt_weight,
             "onset": lc.onset_weight,
             "adv_g": lc.adv_weight,
@@ -143,6 +151,15 @@ class Trainer:
         if self.flat:
             return jnp.linalg.norm(ravel_pytree(tree)[0])
         return optax.tree.norm(tree)
+
+    def _step_weights(self, step: Array) -> dict[str, Array | float]:
+        """Loss weights at `step`: the adversarial terms (adv_g, fm) are 0 before
+        `loss.gan_start_step` (a reconstruction-only warm-up; D trains throughout)."""
+        start = int(self.config.loss.get("gan_start_step", 0))
+        if start <= 0:
+            return dict(self.weights)
+        on = (step >= start).astype(jnp.float32)
+        return {k: (w * on if k in ADVERSARIAL_TERMS else w) for k, w in self.weights.items()}
 
     def _active_losses(self) -> list[str]:
         return [k for k in AUDIO_LOSSES if self.weights[k] > 0]
@@ -179,6 +196,10 @@ class Trainer:
             )
         if self.weights["stft"] > 0:
             out["stft"] = L.multi_scale_stft_loss(y, x)
+        if self.weights["complex_stft"] > 0:
+            out["complex_stft"] = L.complex_stft_loss(y, x)
+        if self.weights["waveform"] > 0:
+            out["waveform"] = L.waveform_l1_loss(y, x)
         if self.weights["cqt"] > 0:
             out["cqt"] = L.cqt_loss(y, x, sr)
         if self.weights["onset"] > 0:
@@ -206,15 +227,18 @@ class Trainer:
 
     # ---- the step ----
     def train_step(
-        self, state: TrainState, batch: Array, base_key: Array
+        self, state: TrainState, batch: Array, base_key: Array, n_quantizers: Array | None = None
     ) -> tuple[TrainState, dict]:
-        """One D update then one G update. `batch [B, T]`. Returns (new state, metrics)."""
+        """One D update then one G update. `batch [B, T]`. Returns (new state, metrics).
+
+        `n_quantizers`: optional int `[B]` levels per example, a given quantizer-dropout draw
+        (e.g. DAC's, to reproduce its step); None draws it from the key."""
         cfg = self.config
         key = jax.random.fold_in(base_key, state.step)
         x = batch.astype(jnp.float32)[..., None]
 
         def generator(gen_params):
-            out = self.codec.apply(gen_params, x, train=True, rngs={"dropout": key})
+            out = self.codec.apply(gen_params, x, n_quantizers, train=True, rngs={"dropout": key})
             vq = (
                 cfg.loss.commitment_weight * out.losses["commitment"]
                 + cfg.loss.codebook_weight * out.losses["codebook"]
@@ -252,6 +276,7 @@ class Trainer:
 
         balancer_state = state.balancer_state
         metrics = {}
+        weights = self._step_weights(state.step)
         if cfg.loss.balancer:
             fns = {k: (lambda y_, k=k: audio_losses(y_)[k]) for k in self._active_losses()}
             g_y, balancer_state, bal_metrics = L.balance_gradients(
@@ -263,11 +288,11 @@ class Trainer:
 
             def weighted(y_):
                 parts = audio_losses(y_)
-                return sum(self.weights[k] * v for k, v in parts.items()), parts
+                return sum(weights[k] * v for k, v in parts.items()), parts
 
             (_, parts), g_y = jax.value_and_grad(weighted, has_aux=True)(y)
         (g_grads,) = gen_vjp((g_y.astype(y.dtype), jnp.ones_like(vq_loss)))
-        loss_g = sum(self.weights[k] * v for k, v in parts.items()) + vq_loss
+        loss_g = sum(weights[k] * v for k, v in parts.items()) + vq_loss
         grad_g = self._norm(g_grads)
         finite = (
             jnp.isfinite(loss_g)
@@ -358,23 +383,18 @@ class Trainer:
         return {**gen_params, "params": params}, jnp.stack(new_usage), total
 
     def eval_step(self, gen_params: Any, batch: Array, n_quantizers: int | None) -> dict:
-        """Held-out metrics at one bitrate: mel distance and SI-SDR, averaged over `batch [B, T]`."""
+        """Held-out metrics at one bitrate, over `batch [B, T]`: DAC's mel distance (its seven
+        resolutions, as `python -m jax_codec evaluate` reports it, whatever the training loss
+        uses), per-example SI-SDR `[B]`, and the reconstructions `audio [B, T]` (for the
+        host-side loudness difference and TensorBoard)."""
         x = batch.astype(jnp.float32)
         y = (
             self.codec.apply(gen_params, x[..., None], n_quantizers)
             .audio[..., 0]
             .astype(jnp.float32)
         )
-        lc = self.config.loss
-        mel = L.multi_resolution_mel_loss(
-            y,
-            x,
-            self.codec.sample_rate,
-            tuple(lc.mel_window_lengths),
-            tuple(lc.mel_n_mels),
-            power=lc.mel_power,
-        )
-        return {"mel": mel, "si_sdr": jnp.mean(si_sdr(y, x))}
+        mel = L.multi_resolution_mel_loss(y, x, self.codec.sample_rate, power=1.0)
+        return {"mel": mel, "si_sdr": si_sdr(y, x), "audio": y}
 
 
 def si_sdr(estimate: Array, reference: Array, eps: float = 1e-8) -> Array:
