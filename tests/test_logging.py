@@ -7,6 +7,7 @@ import zlib
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jax_codec.training import logging as tlog
 
@@ -155,3 +156,21 @@ def test_spectrogram_image_puts_low_frequencies_at_the_bottom():
     assert tlog.spectrogram_image(stereo, SR, n_mels=64).shape == (64, frames, 3)
     silent = tlog.spectrogram_image(np.zeros(SR), SR, n_mels=64)
     assert (silent == silent[0, 0]).all() and silent[0, 0].sum() < 30  # uniformly dark
+
+
+def test_listener_metrics_report_level_errors_in_db():
+    from jax_codec.training.loop import listener_metrics
+
+    rng = np.random.default_rng(0)
+    sr = 16000
+    ref = (0.1 * rng.standard_normal((3, sr))).astype(np.float32)
+    louder = ref * np.float32(10 ** (6.0 / 20))  # +6 dB
+    m = listener_metrics(ref, louder, sr, 4)
+    assert m["eval/level_error_db/4q"] == pytest.approx(6.0, abs=0.01)
+    assert m["eval/loudness_diff/4q"] == pytest.approx(6.0, abs=0.01)
+    quieter = listener_metrics(ref, ref / 4, sr, 1)  # -12 dB
+    assert quieter["eval/level_error_db/1q"] == pytest.approx(-12.04, abs=0.01)
+    assert quieter["eval/loudness_diff/1q"] == pytest.approx(12.04, abs=0.01)
+    # A silent reconstruction (gated away) is left out, not averaged in as a number.
+    silent = listener_metrics(ref[:1], np.zeros_like(ref[:1]), sr, 2)
+    assert math.isnan(silent["eval/loudness_diff/2q"])
