@@ -1,7 +1,7 @@
 """Recipe ablations on real music: the same data, steps and seed per setting, held-out metrics.
 
   python benchmarks/ablate_recipe.py --train_dir=/tmp/music/train --heldout_dir=/tmp/music/heldout \
-      --steps=500 --settings=fm_mean,default,complex_stft,waveform,gan_warmup
+      --steps=500 --settings=fm_mean,default,complex_stft_15,gan_warmup
 
 Each setting runs the real command (`python -m jax_codec.train --config=<config>` plus the
 setting's overrides) from scratch for `--steps` steps, one after the other, with evaluation on
@@ -30,8 +30,14 @@ import time
 SETTINGS = {
     "default": [],
     "fm_mean": ["--config.loss.fm_reduction=mean"],
-    "complex_stft": ["--config.loss.complex_stft_weight=1.0"],
-    "waveform": ["--config.loss.waveform_weight=10.0"],
+    "complex_stft_1": ["--config.loss.complex_stft_weight=1.0"],
+    "complex_stft_15": ["--config.loss.complex_stft_weight=15.0"],
+    "complex_stft_15_lr_3e-4": [
+        "--config.loss.complex_stft_weight=15.0",
+        "--config.optim.learning_rate=3e-4",
+        "--config.optim.disc_learning_rate=3e-4",
+    ],
+    "waveform_100": ["--config.loss.waveform_weight=100.0"],
     "gan_warmup": ["--config.loss.gan_start_step=250"],
     "no_dropout": ["--config.model.quantizer_dropout=0.0"],
     "no_restart": ["--config.train.dead_code_threshold=0.0"],

@@ -76,6 +76,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     disc.channels = 32
     # Remove DC and peak-normalise each input, as DAC does.
     disc.normalize_input = True
+    # MPD's reflect padding to a whole period: "minimal" pads (-T) % p samples, "dac" pads
+    # p - T % p as DAC does (a whole extra row when p divides T).
+    disc.mpd_pad = "minimal"
 
     loss = config.loss = ml_collections.ConfigDict()
     # Multi-resolution log-mel L1 (DAC's definition, summed over resolutions) and its weight.
