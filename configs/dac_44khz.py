@@ -12,9 +12,11 @@ Variants (comma separated after a colon):
 The model is DAC's `dac.DAC(encoder_dim=64, encoder_rates=[2, 4, 8, 8], decoder_dim=1536,
 decoder_rates=[8, 8, 4, 2], n_codebooks=9, codebook_size=1024, codebook_dim=8)` (release
 conf/final/44khz.yml): non-causal, Snake, factorized L2-normalised residual VQ at one frame
-rate, tanh output. The training recipe follows DAC's conf/base.yml (mel 15, adversarial 1,
-feature matching 2, commitment 0.25, codebook 1; MPD + multi-band MRD; AdamW 1e-4,
-betas (0.8, 0.99), decay 0.999996 per step; 0.38 s crops).
+rate, tanh output. The training recipe is DAC's conf/base.yml and scripts/train.py (mel 15,
+adversarial 1, feature matching 2 summed over layers, commitment 0.25, codebook 1; MPD + multi-band
+MRD; AdamW 1e-4, betas (0.8, 0.99), weight decay 0.01, decay 0.999996 per step, no warmup; clipping
+1000 (G) and 10 (D); 0.38 s crops): tests/test_dac_recipe.py checks one step term by term
+against PyTorch DAC's.
 """
 
 import importlib.util
@@ -83,6 +85,8 @@ def dac_config(
 
         d = config.discriminator
         d.kinds = ("mpd", "mrd")  # DAC: Discriminator.rates = [] (no MSD)
+        # DAC's MPD reflect-pads p - T % p samples (a whole extra row when p divides T).
+        d.mpd_pad = "dac"
 
         loss = config.loss
         loss.mel_weight = 15.0
@@ -93,6 +97,15 @@ def dac_config(
         loss.fm_weight = 2.0
         loss.commitment_weight = 0.25
         loss.codebook_weight = 1.0
+        loss.fm_reduction = "sum"  # GANLoss: L1 of every layer, summed over all discriminators
+
+        o = config.optim
+        o.learning_rate = o.disc_learning_rate = 1e-4
+        o.b1, o.b2 = 0.8, 0.99
+        o.weight_decay = 0.01  # torch.optim.AdamW's default (DAC sets none)
+        o.warmup_steps = 0  # ExponentialLR from the first step, no warmup
+        o.decay_rate = 0.999996
+        o.clip_norm, o.disc_clip_norm = 1000.0, 10.0  # scripts/train.py clip_grad_norm_
 
         t = config.train
         t.segment_seconds = 0.38

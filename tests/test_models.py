@@ -162,9 +162,13 @@ def test_straight_through_gradient_reaches_encoder(runlocal):
     enc_norm = np.sqrt(sum(float(jnp.sum(g**2)) for g in jax.tree.leaves(grads["encoder"])))
     # Without the straight-through estimator this is exactly 0 (argmax has no gradient).
     assert np.isfinite(enc_norm) and enc_norm > 0
-    # Codebook vectors get no gradient from reconstruction except via the straight-through path.
+    # The straight-through path reaches the projection into the code space...
     vq_in = grads["quantizer"]["level0"]["in_proj"]["weight_v"]
     assert float(jnp.abs(vq_in).sum()) > 0
+    # ...but not the codebook vectors: they learn from the codebook loss only (DAC's
+    # z_e + sg(z_q - z_e)).
+    for level in grads["quantizer"].values():
+        assert not np.any(np.asarray(level["codebook"]))
 
 
 def test_quantizer_dropout_varies_levels():

@@ -7,6 +7,11 @@ and `python -m jax_codec.train --init_from=DIR` read. Bad input exits with code 
 `error: ...` naming the first missing, mis-shaped or unused tensor. A SNAC release is a plain
 state dict (`pytorch_model.bin`); its `config.json`, when it lies beside the file, is checked
 against the preset too.
+
+DAC training runs save the discriminator apart from the generator (`<save_path>/<tag>/dac/` and
+`<tag>/discriminator/weights.pth`): pass the `<tag>` folder (or its `dac/weights.pth`) as
+`--checkpoint` and both are converted, so that `train --init_from=DIR` starts from the
+discriminators too; `--discriminator FILE` names one explicitly, `--discriminator none` skips it.
 """
 
 from __future__ import annotations
@@ -27,7 +32,21 @@ def main(argv: list[str] | None = None) -> int:
         description="Convert a PyTorch DAC / EnCodec / SNAC checkpoint to a jax_codec checkpoint.",
     )
     parser.add_argument("--from", dest="source", required=True, choices=("dac", "encodec", "snac"))
-    parser.add_argument("--checkpoint", required=True, help=".pth / .th / .safetensors file")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help=".pth / .th / .safetensors file; for DAC also the folder a training run saved "
+        "(<save_path>/<tag>, holding dac/weights.pth)",
+    )
+    parser.add_argument(
+        "--discriminator",
+        default="auto",
+        help="DAC only: the discriminator weights of a DAC training run "
+        "(<save_path>/<tag>/discriminator/weights.pth), converted too so that "
+        "`train --init_from` starts from them. Default 'auto': that file when it lies beside "
+        "<tag>/dac/weights.pth; 'none': convert the generator only. Released DAC weights "
+        "hold no discriminator.",
+    )
     parser.add_argument(
         "--config",
         required=True,
@@ -57,13 +76,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
+        checkpoint, discriminator = args.checkpoint, None
+        if args.source == "dac":
+            from jax_codec.convert.discriminator import dac_checkpoint_files
+
+            checkpoint, discriminator = dac_checkpoint_files(checkpoint, args.discriminator)
+        elif args.discriminator not in ("auto", "none"):
+            raise ConversionError(f"--discriminator is for --from dac, not {args.source}")
         out = convert_checkpoint(
-            args.source, args.checkpoint, config, args.output, trust=args.trust_checkpoint
+            args.source,
+            checkpoint,
+            config,
+            args.output,
+            trust=args.trust_checkpoint,
+            discriminator=discriminator,
         )
     except (ConfigError, ConversionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {out} ({config.get('name', '')}); load it with jax_codec.inference.load_codec")
+    if discriminator is not None:
+        print(f"with the discriminators of {discriminator} (train --init_from starts from them)")
     return 0
 
 

@@ -30,6 +30,8 @@ import numpy as np
 from jax_codec.convert import names
 
 SOURCES = tuple(names.SOURCES)
+# The converted discriminators' directory beside `params/` (absent when none were converted).
+DISC_PARAMS = "disc_params"
 
 
 class ConversionError(ValueError):
@@ -264,7 +266,9 @@ def convert_state_dict(
                 f"tensor {key} has shape {src.shape(key)}, the preset expects {want} "
                 f"(for {our_name}): the checkpoint does not match the preset (wrong --config?)"
             )
-        value = np.asarray(to_ours(src.take(key)), np.float32)
+        # A copy: torch tensors share memory with their numpy views, and an optimizer step on
+        # the source model must not change the converted weights.
+        value = np.array(to_ours(src.take(key)), np.float32)
         if value.shape != ours:  # a bug in a layout rule, not a user error
             raise ConversionError(f"internal: {key} -> {value.shape}, {our_name} needs {ours}")
         node = out
@@ -346,9 +350,15 @@ def snac_release_config(checkpoint: str) -> dict | None:
 
 
 def save_converted(
-    params: Any, config: ml_collections.ConfigDict, output: str, info: dict | None = None
+    params: Any,
+    config: ml_collections.ConfigDict,
+    output: str,
+    info: dict | None = None,
+    discriminator_params: Any = None,
 ) -> str:
-    """Write `output/{params, config.json, converted.json}` (the training loop's `best/` layout).
+    """Write `output/{params, config.json, converted.json}` (the training loop's `best/` layout),
+    plus `output/disc_params` when discriminator weights are given (`train --init_from` then
+    starts from them too).
 
     Written to `output.tmp` and renamed, so a failed save leaves no half checkpoint.
     """
@@ -364,6 +374,9 @@ def save_converted(
     ckptr = ocp.StandardCheckpointer()
     ckptr.save(os.path.join(tmp, "params"), jax.tree.map(jnp.asarray, params))
     ckptr.wait_until_finished()
+    if discriminator_params is not None:
+        ckptr.save(os.path.join(tmp, DISC_PARAMS), jax.tree.map(jnp.asarray, discriminator_params))
+        ckptr.wait_until_finished()
     with open(os.path.join(tmp, "config.json"), "w") as f:
         f.write(json.dumps(config.to_dict(), default=list))
     with open(os.path.join(tmp, "converted.json"), "w") as f:
@@ -380,12 +393,30 @@ def convert_checkpoint(
     config: ml_collections.ConfigDict,
     output: str,
     trust: bool = False,
+    discriminator: str | None = None,
 ) -> str:
-    """Load `checkpoint`, convert it for `config`, save to `output`; returns the directory."""
+    """Load `checkpoint`, convert it for `config`, save to `output`; returns the directory.
+
+    `discriminator`: a DAC `Discriminator` weights file (DAC's training saves it as
+    `<tag>/discriminator/weights.pth`), converted onto `config.discriminator` as well.
+    """
+    if discriminator is not None and source != "dac":
+        raise ConversionError(f"--discriminator converts DAC discriminators only, not {source}")
     state_dict, metadata = load_checkpoint(checkpoint, trust)
+    if any(k.startswith(("discriminators.", "module.discriminators.")) for k in state_dict):
+        raise ConversionError(
+            f"{checkpoint} holds a DAC discriminator, not the generator: pass it as "
+            "--discriminator and the generator (dac/weights.pth) as --checkpoint"
+        )
     if source == "snac" and metadata is None:
         metadata = snac_release_config(checkpoint)
     params = convert_state_dict(source, state_dict, config, metadata)
+    disc_params = None
+    if discriminator is not None:
+        from jax_codec.convert.discriminator import convert_discriminator_state_dict
+
+        disc_state_dict, _ = load_checkpoint(discriminator, trust)
+        disc_params = convert_discriminator_state_dict(disc_state_dict, config, discriminator)
     n = sum(v.size for v in jax.tree.leaves(params))
     info = {
         "source": source,
@@ -394,4 +425,7 @@ def convert_checkpoint(
         "tensors": len(state_dict),
         "parameters": int(n),
     }
-    return save_converted(params, config, output, info)
+    if discriminator is not None:
+        info["discriminator"] = os.path.abspath(discriminator)
+        info["discriminator_parameters"] = int(sum(v.size for v in jax.tree.leaves(disc_params)))
+    return save_converted(params, config, output, info, disc_params)

@@ -2,8 +2,10 @@
 
 The training loop calls `init_generator_from` once, right after creating a fresh train state
 (never when resuming: a resumed run already holds its own weights). The generator params (and
-their EMA, if the run keeps one) are replaced by the checkpoint's; discriminators, optimizer
-states and counters stay fresh.
+their EMA, if the run keeps one) are replaced by the checkpoint's. So are the discriminators when
+the checkpoint holds some (a DAC training checkpoint converted with its discriminator/weights.pth)
+and this run's discriminators have the same architecture; otherwise they stay fresh (with a log
+line saying why). Optimizer states and counters always start fresh.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 
 from jax_codec.config import ConfigError
 
@@ -80,9 +83,7 @@ def load_generator_params(path: str, config: ml_collections.ConfigDict) -> Any:
     return params
 
 
-def replace_generator(state: Any, params: Any, source: str = "--init_from") -> Any:
-    """`state` with `gen_params` (and `ema_params`) set to `params`, on their shardings."""
-    wanted, given = _flat(state.gen_params), _flat(params)
+def _check_tree(wanted: dict, given: dict, source: str) -> None:
     for key, leaf in wanted.items():
         if key not in given:
             raise ConfigError(f"{source}: the checkpoint has no parameter {key}")
@@ -96,22 +97,92 @@ def replace_generator(state: Any, params: Any, source: str = "--init_from") -> A
         if key not in wanted:
             raise ConfigError(f"{source}: the checkpoint's parameter {key} is not in this model")
 
-    def put(old, new):
-        host = np.asarray(new, dtype=old.dtype)
-        # Each process fills its own shards (works for any sharding, one or many hosts).
-        return jax.make_array_from_callback(host.shape, old.sharding, lambda idx: host[idx])
 
-    ordered = jax.tree.unflatten(
-        jax.tree.structure(state.gen_params),
-        [given[k] for k in _flat(state.gen_params)],
-    )
-    gen = jax.tree.map(put, state.gen_params, ordered)
-    updates = {"gen_params": gen}
+def _put(old: Any, new: Any) -> jax.Array:
+    host = np.asarray(new, dtype=old.dtype)
+    # Each process fills its own shards (works for any sharding, one or many hosts).
+    return jax.make_array_from_callback(host.shape, old.sharding, lambda idx: host[idx])
+
+
+def _placed(target: Any, params: Any, source: str) -> Any:
+    """`params` (checked against `target`'s names and shapes) on `target`'s shardings."""
+    wanted, given = _flat(target), _flat(params)
+    _check_tree(wanted, given, source)
+    ordered = jax.tree.unflatten(jax.tree.structure(target), [given[k] for k in wanted])
+    return jax.tree.map(_put, target, ordered)
+
+
+def replace_generator(state: Any, params: Any, source: str = "--init_from") -> Any:
+    """`state` with `gen_params` (and `ema_params`) set to `params`, on their shardings."""
+    updates = {"gen_params": _placed(state.gen_params, params, source)}
     if state.ema_params is not None:
-        updates["ema_params"] = jax.tree.map(put, state.ema_params, ordered)
+        updates["ema_params"] = _placed(state.ema_params, params, source)
     return state.replace(**updates)
 
 
+# Discriminator fields that decide what each weight means (dtype, input normalisation and MPD
+# padding do not change the weights' shapes or roles).
+_DISC_ARCHITECTURE = (
+    "kinds",
+    "periods",
+    "msd_rates",
+    "mrd_window_lengths",
+    "mrd_hop_factor",
+    "mrd_bands",
+    "channels",
+)
+
+
+def _disc_architecture(disc_config: Any) -> dict:
+    def norm(v):
+        return [norm(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+    return {k: norm(disc_config.get(k)) for k in _DISC_ARCHITECTURE}
+
+
+def load_discriminator_params(path: str, config: ml_collections.ConfigDict) -> Any | None:
+    """The checkpoint's converted discriminators (`{'params': ...}`) when it holds some whose
+    architecture is this run's; None otherwise (logged, with the reason)."""
+    from jax_codec.convert.core import DISC_PARAMS
+    from jax_codec.inference.api import _read_json, _restore, resolve_checkpoint
+
+    kind, directory = resolve_checkpoint(path)
+    disc_dir = os.path.join(directory, DISC_PARAMS)
+    if kind != "best" or not os.path.isdir(disc_dir):
+        return None
+    saved = _read_json(os.path.join(directory, "config.json")).get("discriminator", {})
+    theirs, ours = _disc_architecture(saved), _disc_architecture(config.discriminator)
+    differ = [k for k in _DISC_ARCHITECTURE if theirs[k] != ours[k]]
+    if differ:
+        logging.warning(
+            "--init_from=%s: its discriminators are not taken (discriminator.%s=%r there, %r "
+            "in this run); they start fresh. Use the checkpoint's discriminator settings to take "
+            "them.",
+            path,
+            differ[0],
+            theirs[differ[0]],
+            ours[differ[0]],
+        )
+        return None
+    return _restore(disc_dir)
+
+
 def init_generator_from(state: Any, path: str, config: ml_collections.ConfigDict) -> Any:
-    """Fresh train `state` with its generator (and EMA) loaded from the checkpoint at `path`."""
-    return replace_generator(state, load_generator_params(path, config), f"--init_from={path}")
+    """Fresh train `state` with its generator (and EMA) loaded from the checkpoint at `path`,
+    and its discriminators too when the checkpoint holds matching ones."""
+    source = f"--init_from={path}"
+    state = replace_generator(state, load_generator_params(path, config), source)
+    disc = load_discriminator_params(path, config)
+    if disc is None:
+        logging.info("%s: generator taken; discriminators fresh.", source)
+        return state
+    state = state.replace(disc_params=_placed(state.disc_params, disc, source))
+    d = config.discriminator
+    logging.warning(
+        "%s: generator and discriminators taken (%s; MPD periods %s, MRD windows %s).",
+        source,
+        "+".join(d.kinds),
+        tuple(d.periods),
+        tuple(d.mrd_window_lengths),
+    )
+    return state

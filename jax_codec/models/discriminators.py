@@ -29,6 +29,7 @@ Dtype = Any
 
 DEFAULT_BANDS = ((0.0, 0.1), (0.1, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
 KINDS = ("mpd", "msd", "mrd")
+MPD_PADS = ("minimal", "dac")
 _LEAK = 0.1
 
 
@@ -51,6 +52,9 @@ def default_discriminator_config() -> ml_collections.ConfigDict:
     cfg.channels = 32
     # Remove DC and peak-normalise each input as DAC does, so gain alone cannot fool D.
     cfg.normalize_input = True
+    # MPD's reflect padding to a whole period: "minimal" pads (-T) % p samples, "dac" pads
+    # p - T % p as DAC does (a whole extra row when p divides T), needed to match its weights.
+    cfg.mpd_pad = "minimal"
     return cfg
 
 
@@ -67,6 +71,7 @@ def build_discriminators(
         mrd_bands=tuple(tuple(b) for b in cfg.mrd_bands),
         channels=int(cfg.channels),
         normalize_input=bool(cfg.normalize_input),
+        mpd_pad=str(cfg.get("mpd_pad", "minimal")),
         dtype=dtype,
     )
 
@@ -159,13 +164,17 @@ class PeriodDiscriminator(nn.Module):
     period: int
     channels: int = 32
     dtype: Dtype = jnp.float32
+    # "minimal": pad (-T) % p samples; "dac": p - T % p, DAC's (a whole row when p divides T).
+    pad: str = "minimal"
 
     @nn.compact
     def __call__(self, x: Array) -> tuple[Array, list[Array]]:
         b, t, _ = x.shape
         p = self.period
-        # DAC always pads p - t % p (a whole extra row when divisible); we pad only what is needed.
-        x = jnp.pad(x, ((0, 0), (0, (-t) % p), (0, 0)), mode="reflect")
+        if self.pad not in MPD_PADS:
+            raise ValueError(f"mpd_pad={self.pad!r}; use one of {MPD_PADS}")
+        extra = p - t % p if self.pad == "dac" else (-t) % p
+        x = jnp.pad(x, ((0, 0), (0, extra), (0, 0)), mode="reflect")
         x = x.reshape(b, -1, p, 1)
         c = self.channels
         widths, strides = (c, 4 * c, 16 * c, 32 * c, 32 * c), (3, 3, 3, 3, 1)
@@ -184,11 +193,12 @@ class MultiPeriodDiscriminator(nn.Module):
     periods: Sequence[int] = (2, 3, 5, 7, 11)
     channels: int = 32
     dtype: Dtype = jnp.float32
+    pad: str = "minimal"
 
     @nn.compact
     def __call__(self, x: Array) -> list[tuple[Array, list[Array]]]:
         return [
-            PeriodDiscriminator(p, self.channels, self.dtype, name=f"period_{p}")(x)
+            PeriodDiscriminator(p, self.channels, self.dtype, self.pad, name=f"period_{p}")(x)
             for p in self.periods
         ]
 
@@ -350,6 +360,7 @@ class Discriminators(nn.Module):
     mrd_bands: Sequence[tuple[float, float]] = DEFAULT_BANDS
     channels: int = 32
     normalize_input: bool = True
+    mpd_pad: str = "minimal"
     dtype: Dtype = jnp.float32
 
     def __post_init__(self) -> None:
@@ -365,7 +376,7 @@ class Discriminators(nn.Module):
         outputs = []
         if "mpd" in self.kinds:
             outputs += MultiPeriodDiscriminator(
-                self.periods, self.channels, self.dtype, name="mpd"
+                self.periods, self.channels, self.dtype, self.mpd_pad, name="mpd"
             )(x)
         if "msd" in self.kinds:
             msd_width = max(1, self.channels // 2)

@@ -84,7 +84,9 @@ class FactorizedVQ(nn.Module):
         codebook = jnp.mean(jnp.square(jax.lax.stop_gradient(z_e) - z_q), axis=(1, 2))
         # Straight-through, written so the value is exactly z_q (z_e - sg(z_e) == 0 bit for bit):
         # the forward pass then matches decode() exactly, and d z_q / d z_e is the identity.
-        z_q = z_q + (z_e - jax.lax.stop_gradient(z_e))
+        # The codebook learns from the codebook loss only (DAC's z_e + sg(z_q - z_e)): the
+        # decoder's gradient goes to the encoder, never to the codebook vectors.
+        z_q = jax.lax.stop_gradient(z_q) + (z_e - jax.lax.stop_gradient(z_e))
         return self.out_proj(z_q), codes, commitment, codebook, z_e
 
 
@@ -123,7 +125,8 @@ class PlainVQ(nn.Module):
         z_q = jnp.take(self.codebook, codes, axis=0)
         commitment = jnp.mean(jnp.square(z_e - jax.lax.stop_gradient(z_q)), axis=(1, 2))
         codebook = jnp.mean(jnp.square(jax.lax.stop_gradient(z_e) - z_q), axis=(1, 2))
-        z_q = z_q + (z_e - jax.lax.stop_gradient(z_e))  # straight-through, value exactly z_q
+        # Straight-through, value exactly z_q; the codebook learns from the codebook loss only.
+        z_q = jax.lax.stop_gradient(z_q) + (z_e - jax.lax.stop_gradient(z_e))
         return z_q, codes, commitment, codebook, z_e
 
 
@@ -210,8 +213,9 @@ class HierarchicalRVQ(nn.Module):
         k = self.num_levels
         if n_quantizers is not None and jnp.ndim(n_quantizers) == 1:
             if jnp.shape(n_quantizers) != (b,):
-                raise ValueError(f"n_quantizers per example has shape {jnp.shape(n_quantizers)}, "
-                                 f"expected ({b},)")
+                raise ValueError(
+                    f"n_quantizers per example has shape {jnp.shape(n_quantizers)}, expected ({b},)"
+                )
             n_used = jnp.clip(jnp.asarray(n_quantizers, jnp.int32), 1, k)
         elif train and self.dropout_prob > 0 and n_quantizers is None:
             key_use, key_n = jax.random.split(self.make_rng("dropout"))
