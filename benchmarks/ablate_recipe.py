@@ -130,16 +130,28 @@ def main() -> None:
     )
     for name in names:
         results.append(run_setting(name, SETTINGS[name], args))
-        k = max(
-            int(key.split("/")[-1][:-1])
-            for r in results
-            if "evals" in r
-            for key in r["evals"][-1]
-            if key.startswith("eval/mel/")
-        ) if any("evals" in r for r in results) else 1
+        k = (
+            max(
+                int(key.split("/")[-1][:-1])
+                for r in results
+                if "evals" in r
+                for key in r["evals"][-1]
+                if key.startswith("eval/mel/")
+            )
+            if any("evals" in r for r in results)
+            else 1
+        )
         with open(out, "w") as f:
-            json.dump({"command": " ".join(sys.argv), "config": args.config,
-                       "steps": args.steps, "results": results}, f, indent=1)
+            json.dump(
+                {
+                    "command": " ".join(sys.argv),
+                    "config": args.config,
+                    "steps": args.steps,
+                    "results": results,
+                },
+                f,
+                indent=1,
+            )
         print(table(results, k), flush=True)
     print("wrote", out)
 

@@ -433,8 +433,13 @@ def test_round_trip_keeps_level_and_alignment(ckpts, tmp_path):
     from jax_codec.evaluation import metrics
 
     args = argparse.Namespace(
-        checkpoint=ckpts[0], which="best", config=None, random_init=False, seed=0,
-        entropy="off", n_quantizers="4",
+        checkpoint=ckpts[0],
+        which="best",
+        config=None,
+        random_init=False,
+        seed=0,
+        entropy="off",
+        n_quantizers="4",
     )
     nc = ev._load_neural(args, ckpts[0], "ours", set(), [])
     x = render_song(2.0, 3, rate, 1).reshape(1, -1)

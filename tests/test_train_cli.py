@@ -61,8 +61,12 @@ def test_cli_run_writes_everything_and_resumes(tmp_path):
     assert any("loss/mel" in x for x in lines) and any("eval/mel/2q" in x for x in lines)
     # What a listener notices, at one and at all levels.
     evals = [x for x in lines if "eval/mel/2q" in x]
-    for key in ("eval/loudness_diff/1q", "eval/level_error_db/2q", "eval/si_sdr/1q",
-                "eval/mel_ratio_all_to_1q"):
+    for key in (
+        "eval/loudness_diff/1q",
+        "eval/level_error_db/2q",
+        "eval/si_sdr/1q",
+        "eval/mel_ratio_all_to_1q",
+    ):
         assert all(key in x for x in evals), key
     assert os.path.exists(os.path.join(wd, "best", "params"))
 

@@ -239,9 +239,7 @@ def train_and_evaluate(
     eval_audio = pipeline.eval_batch(
         config, codec.sample_rate, eval_len, EVAL_EXAMPLES, cache_dir=data_cache
     )
-    trainer, abstract, shardings, init_fn, train_step, eval_fns = _compiled_functions(
-        config, mesh
-    )
+    trainer, abstract, shardings, init_fn, train_step, eval_fns = _compiled_functions(config, mesh)
     codec = trainer.codec
     is_main = jax.process_index() == 0
     if jax.process_count() > 1:
