@@ -174,3 +174,11 @@ def test_listener_metrics_report_level_errors_in_db():
     # A silent reconstruction (gated away) is left out, not averaged in as a number.
     silent = listener_metrics(ref[:1], np.zeros_like(ref[:1]), sr, 2)
     assert math.isnan(silent["eval/loudness_diff/2q"])
+
+
+def test_listener_metrics_skip_loudness_of_clips_shorter_than_a_block():
+    from jax_codec.training.loop import listener_metrics
+
+    short = np.full((2, 1000), 0.1, np.float32)  # 62 ms at 16 kHz: no 400 ms block
+    m = listener_metrics(short, short, 16000, 1)
+    assert math.isnan(m["eval/loudness_diff/1q"]) and math.isnan(m["eval/level_error_db/1q"])
