@@ -459,7 +459,7 @@ def test_init_from_finetunes_converted_weights(tmp_path, caplog, monkeypatch):
     with caplog.at_level("WARNING"):
         metrics = train_and_evaluate(config, wd, init_from=converted)
     assert metrics["step"] == 2 and np.isfinite(metrics["loss/mel"])
-    assert "Generator initialised from" in caplog.text
+    assert "Initialised from" in caplog.text
     # The step-0 evaluation exported the generator as loaded: exactly the converted weights
     # (unless a later evaluation scored better and replaced it).
     _, best, _ = load_codec(os.path.join(wd, "best"))
