@@ -100,17 +100,9 @@ def build_reference(source: str, model_config):
     if source == "dac":
         import dac
 
-        return dac.DAC(
-            encoder_dim=m.encoder_width,
-            encoder_rates=list(m.encoder_strides),
-            latent_dim=m.latent_dim,
-            decoder_dim=m.decoder_width,
-            decoder_rates=list(m.decoder_strides),
-            n_codebooks=len(m.vq_strides),
-            codebook_size=m.codebook_size,
-            codebook_dim=m.codebook_dim,
-            sample_rate=m.sample_rate,
-        )
+        from jax_codec.convert.core import dac_kwargs
+
+        return dac.DAC(**dac_kwargs(m))
     if source == "encodec":
         import encodec
 

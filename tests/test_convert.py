@@ -30,6 +30,7 @@ from jax_codec.convert import (  # noqa: E402
     convert_checkpoint,
     convert_state_dict,
 )
+from jax_codec.convert.core import dac_kwargs  # noqa: E402
 from jax_codec.models.codec import build_codec  # noqa: E402
 
 TOL = 1e-4
@@ -77,17 +78,7 @@ def _dac_model(model_config, seed: int = 0):
     dac = _reference("dac")
     m = model_config
     torch.manual_seed(seed)
-    model = dac.DAC(
-        encoder_dim=m.encoder_width,
-        encoder_rates=list(m.encoder_strides),
-        latent_dim=m.latent_dim,
-        decoder_dim=m.decoder_width,
-        decoder_rates=list(m.decoder_strides),
-        n_codebooks=len(m.vq_strides),
-        codebook_size=m.codebook_size,
-        codebook_dim=m.codebook_dim,
-        sample_rate=m.sample_rate,
-    ).eval()
+    model = dac.DAC(**dac_kwargs(m)).eval()
     _perturb(model, seed + 1)
     return model
 

@@ -26,6 +26,7 @@ torch = pytest.importorskip("torch")
 
 from jax_codec.config import load_config  # noqa: E402
 from jax_codec.convert import ConversionError, convert_state_dict  # noqa: E402
+from jax_codec.convert.core import dac_kwargs  # noqa: E402
 from jax_codec.convert.discriminator import convert_discriminator_state_dict  # noqa: E402
 from jax_codec.models.discriminators import build_discriminators  # noqa: E402
 from jax_codec.training.state import TrainState  # noqa: E402
@@ -129,18 +130,7 @@ def _dac_models(config, seed: int = 0):
     """(DAC generator, DAC discriminator) of `config`'s shapes; the same weights every call."""
     m, d = config.model, config.discriminator
     torch.manual_seed(seed)
-    generator = dac.DAC(
-        encoder_dim=m.encoder_width,
-        encoder_rates=list(m.encoder_strides),
-        latent_dim=m.latent_dim,
-        decoder_dim=m.decoder_width,
-        decoder_rates=list(m.decoder_strides),
-        n_codebooks=len(m.vq_strides),
-        codebook_size=m.codebook_size,
-        codebook_dim=m.codebook_dim,
-        quantizer_dropout=m.quantizer_dropout,
-        sample_rate=m.sample_rate,
-    )
+    generator = dac.DAC(**dac_kwargs(m), quantizer_dropout=m.quantizer_dropout)
     discriminator = dac.model.Discriminator(
         rates=[],
         periods=list(d.periods),

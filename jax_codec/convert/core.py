@@ -135,6 +135,22 @@ def _leaf_rule(src: _Source, prefix: str, kind: str, leaf: str, ours: tuple):
     raise names.NameError_(f"{prefix}:{leaf}")
 
 
+def dac_kwargs(m: ml_collections.ConfigDict) -> dict:
+    """The preset's model as `dac.DAC(**kwargs)` spells it (reference models in tests and
+    benchmarks)."""
+    return {
+        "encoder_dim": m.encoder_width,
+        "encoder_rates": list(m.encoder_strides),
+        "latent_dim": m.latent_dim,
+        "decoder_dim": m.decoder_width,
+        "decoder_rates": list(m.decoder_strides),
+        "n_codebooks": len(m.vq_strides),
+        "codebook_size": m.codebook_size,
+        "codebook_dim": m.codebook_dim,
+        "sample_rate": m.sample_rate,
+    }
+
+
 def _snac_kwargs(m: ml_collections.ConfigDict) -> dict:
     """The preset as `snac.SNAC(**kwargs)` / a SNAC release's config.json would spell it."""
     return {
