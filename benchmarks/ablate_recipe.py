@@ -38,11 +38,23 @@ SETTINGS = {
         "--config.optim.disc_learning_rate=3e-4",
     ],
     "waveform_100": ["--config.loss.waveform_weight=100.0"],
+    "band_energy_15": ["--config.loss.band_energy_weight=15.0"],
+    "band_energy_5": ["--config.loss.band_energy_weight=5.0"],
     "gan_warmup": ["--config.loss.gan_start_step=250"],
     "no_dropout": ["--config.model.quantizer_dropout=0.0"],
     "no_restart": ["--config.train.dead_code_threshold=0.0"],
     "balancer": ["--config.loss.balancer=True"],
     "lr_3e-4": ["--config.optim.learning_rate=3e-4", "--config.optim.disc_learning_rate=3e-4"],
+    "recon_waveform_100": [
+        "--config.loss.adv_weight=0.0",
+        "--config.loss.fm_weight=0.0",
+        "--config.loss.waveform_weight=100.0",
+    ],
+    "recon_complex_stft_15": [
+        "--config.loss.adv_weight=0.0",
+        "--config.loss.fm_weight=0.0",
+        "--config.loss.complex_stft_weight=15.0",
+    ],
     "mel_only": [
         "--config.loss.adv_weight=0.0",
         "--config.loss.fm_weight=0.0",

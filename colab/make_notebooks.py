@@ -45,7 +45,7 @@ def install_cell(extra_jax: bool = False) -> str:
     )
     text = _src(
         """
-        # Install jax_codec (Colab, Kaggle): clone the repository (the notebooks read its configs/)
+        # Install jax_codec (Colab, Kaggle): clone the repository and pip-install it
         # and pip install it. Skipped where jax_codec is already importable from a checkout
         # (`pip install -e .` locally), and on a second run of this cell.
         import importlib
@@ -127,7 +127,7 @@ QUICKSTART = [
         _src(
             """
             # Parameters (papermill convention: a runner may override them in a cell after this one).
-            config = "configs/base.py:runlocal"  # config file (relative to the repository) and variant
+            config = "base:runlocal"  # a preset of jax_codec.configs and its variant
             num_steps = 300  # train steps (the first ones compile; then ~1 step/s on a 2-core CPU)
             data_source = "synthetic"  # or "folder:/content/drive/MyDrive/music" (wav/flac/ogg/opus/mp3)
             overrides = {}  # any other config field, e.g. {"train.batch_size": "8"}
@@ -162,7 +162,7 @@ QUICKSTART = [
             from jax_codec.training.loop import train_and_evaluate
 
             print("devices:", jax.devices())
-            cfg = load_config(os.path.join(REPO_DIR, config))
+            cfg = load_config(config)
             apply_overrides(cfg, {**overrides, "data.source": data_source, "train.num_steps": str(num_steps)})
             metrics = train_and_evaluate(cfg, workdir)
             print(f"step {metrics['step']}:", {k: round(v, 3) for k, v in metrics.items() if k.startswith("eval/mel")})
@@ -346,7 +346,7 @@ TPU = [
             workdir = "/content/drive/MyDrive/jax_codec/runs/base"  # on Drive, gs://BUCKET/runs/base, or local
             data_source = "folder:/content/drive/MyDrive/music"  # folder:, prepared:, tfds: or synthetic
             tfds_data_dir = ""  # TFDS data_dir for tfds: sources ("": ~/tensorflow_datasets)
-            config = ""  # "": tpu_v5e.py:v5e8 on a TPU, base.py on a GPU, base.py:runlocal on a CPU
+            config = ""  # "": tpu_v5e:v5e8 on a TPU, base on a GPU, base:runlocal on a CPU
             rows_per_device = 8  # accelerators: global batch = rows x devices (0: the config's batch)
             steps_before_stop = 1000  # first session: train to this step and stop
             num_steps = 2000  # second session: resume and train to this step
@@ -383,8 +383,8 @@ TPU = [
             platform = jax.devices()[0].platform
             print(f"{jax.device_count()} {platform} device(s):", jax.devices())
             if not config:
-                config = {"tpu": "configs/tpu_v5e.py:v5e8", "gpu": "configs/base.py"}.get(platform, "configs/base.py:runlocal")
-            cfg = load_config(os.path.join(REPO_DIR, config))
+                config = {"tpu": "tpu_v5e:v5e8", "gpu": "base"}.get(platform, "base:runlocal")
+            cfg = load_config(config)
             settings = {"train.log_every": str(log_every), "train.eval_every": str(eval_every), "train.checkpoint_every": str(checkpoint_every)}
             if platform != "cpu" and rows_per_device:
                 settings["train.batch_size"] = str(rows_per_device * jax.device_count())
@@ -611,7 +611,7 @@ EVALUATE = [
             from jax_codec.training.loop import train_and_evaluate
 
             if not checkpoint:
-                cfg = load_config(os.path.join(REPO_DIR, "configs/base.py:runlocal"))
+                cfg = load_config("base:runlocal")
                 apply_overrides(cfg, {"train.num_steps": str(train_steps)})
                 train_and_evaluate(cfg, workdir)
                 checkpoint = workdir

@@ -1,23 +1,8 @@
-r"""Descript Audio Codec (DAC) 16 kHz (the "16khz" release, 12 codebooks at 50 Hz = 6 kbps).
+"""The `dac_16khz` preset, defined (with its variants and commands) in `jax_codec/configs/dac_16khz.py`.
 
-Its exact architecture, to import its weights:
-  python -m jax_codec.convert --from dac --checkpoint weights_16khz.pth \
-      --config configs/dac_16khz.py --output runs/dac_16khz_converted
-  python -m jax_codec.train --config=configs/dac_16khz.py --init_from=runs/dac_16khz_converted
-Variants: runlocal, tiny (as in configs/dac_44khz.py).
-The model is DAC's release conf/final/16khz.yml: `dac.DAC(encoder_dim=64,
-encoder_rates=[2, 4, 5, 8], decoder_dim=1536, decoder_rates=[8, 5, 4, 2], n_codebooks=12,
-codebook_size=1024, codebook_dim=8, sample_rate=16000)`, hop 320. Its stride-5 transposed conv
-drops one sample, so DAC decodes F frames to 320 F - 8 samples; we return those and 8 zeros.
+  python -m jax_codec.train --config=configs/dac_16khz.py    # the same as --config=dac_16khz
 """
 
-import importlib.util
-import os
+from jax_codec.configs.dac_16khz import VARIANTS, get_config
 
-
-def get_config(arg: str | None = None):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dac_44khz.py")
-    spec = importlib.util.spec_from_file_location("_jax_codec_configs_dac_44khz", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dac_config("dac_16khz", 16000, (2, 4, 5, 8), (8, 5, 4, 2), 12, arg)
+__all__ = ["VARIANTS", "get_config"]

@@ -1,23 +1,8 @@
-r"""Descript Audio Codec (DAC) 24 kHz (the "24khz" release, 32 codebooks at 75 Hz = 24 kbps).
+"""The `dac_24khz` preset, defined (with its variants and commands) in `jax_codec/configs/dac_24khz.py`.
 
-Its exact architecture, to import its weights:
-  python -m jax_codec.convert --from dac --checkpoint weights_24khz.pth \
-      --config configs/dac_24khz.py --output runs/dac_24khz_converted
-  python -m jax_codec.train --config=configs/dac_24khz.py --init_from=runs/dac_24khz_converted
-Variants: runlocal, tiny (as in configs/dac_44khz.py).
-The model is DAC's release conf/final/24khz.yml: `dac.DAC(encoder_dim=64,
-encoder_rates=[2, 4, 5, 8], decoder_dim=1536, decoder_rates=[8, 5, 4, 2], n_codebooks=32,
-codebook_size=1024, codebook_dim=8, sample_rate=24000)`, hop 320. Its stride-5 transposed conv
-drops one sample, so DAC decodes F frames to 320 F - 8 samples; we return those and 8 zeros.
+  python -m jax_codec.train --config=configs/dac_24khz.py    # the same as --config=dac_24khz
 """
 
-import importlib.util
-import os
+from jax_codec.configs.dac_24khz import VARIANTS, get_config
 
-
-def get_config(arg: str | None = None):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dac_44khz.py")
-    spec = importlib.util.spec_from_file_location("_jax_codec_configs_dac_44khz", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dac_config("dac_24khz", 24000, (2, 4, 5, 8), (8, 5, 4, 2), 32, arg)
+__all__ = ["VARIANTS", "get_config"]

@@ -1,84 +1,8 @@
-r"""EnCodec 24 kHz (Meta): its exact architecture, to import its weights.
+"""The `encodec_24khz` preset, defined (with its variants and commands) in `jax_codec/configs/encodec_24khz.py`.
 
-  python -m jax_codec.convert --from encodec --checkpoint encodec_24khz-d7cc33bc.th \
-      --config configs/encodec_24khz.py --output runs/encodec_24khz_converted
-  python -m jax_codec.train --config=configs/encodec_24khz.py \
-      --init_from=runs/encodec_24khz_converted
-Variants: runlocal (tiny batch and crops for a CPU; the model stays EnCodec's).
-The model is `encodec.EncodecModel.encodec_model_24khz()`: causal SEANet (ELU, weight norm,
-reflect padding, ratios [8, 5, 4, 2], n_filters 32, one residual block per stride with
-compress 2 and a k=1 conv shortcut, a 2-layer LSTM with skip at the bottleneck, no output
-activation), dimension 128, and a plain residual VQ of 32 codebooks of 1024 x 128 (Euclidean).
-Bandwidths: the first 2 / 4 / 8 / 16 / 32 codebooks give 1.5 / 3 / 6 / 12 / 24 kbps (75 Hz
-frames, 10 bits each). Offline only: the LSTM and reflect padding do not stream here.
-The training recipe is ours (EnCodec's MS-STFT discriminator and EMA codebooks are not
-reproduced): mel + adversarial + feature matching with the gradient balancer, 1 s crops.
+  python -m jax_codec.train --config=configs/encodec_24khz.py    # the same as --config=encodec_24khz
 """
 
-import importlib.util
-import os
+from jax_codec.configs.encodec_24khz import VARIANTS, get_config
 
-VARIANTS = ("runlocal",)
-
-
-def get_config(arg: str | None = None):
-    variants = [v for v in (arg or "").split(",") if v]
-    for v in variants:
-        if v not in VARIANTS:
-            raise ValueError(f"unknown variant {v!r} of configs/encodec_24khz.py; use {VARIANTS}")
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "base.py")
-    spec = importlib.util.spec_from_file_location("_jax_codec_configs_base", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    with config.unlocked():
-        config.name = "encodec_24khz" + "".join(f"_{v}" for v in variants)
-        m = config.model
-        m.sample_rate = 24000
-        m.causal = True
-        m.encoder_width = 32  # n_filters
-        m.encoder_strides = (2, 4, 5, 8)  # EnCodec's ratios, reversed for the encoder
-        m.latent_dim = 128  # dimension
-        m.decoder_width = 512  # n_filters * 2 ** len(ratios)
-        m.decoder_strides = (8, 5, 4, 2)
-        m.dilations = (1,)  # n_residual_layers = 1, dilation_base ** 0
-        m.vq_strides = (1,) * 32  # n_q = 32 at 24 kbps
-        m.codebook_size = 1024
-        m.codebook_dim = 128  # no projection
-        m.quantizer_dropout = 0.5
-        m.arch = "seanet"
-        m.quantizer = "plain"
-        m.pad_mode = "reflect"
-        m.lstm_layers = 2
-        m.residual_compress = 2
-        m.true_skip = False
-        m.transpose_trim = "exact"
-        m.transpose_norm = "in"  # torch's weight_norm on ConvTranspose1d
-        m.final_activation = "none"
-
-        config.discriminator.kinds = ("mpd", "mrd")
-        loss = config.loss
-        loss.cqt_weight = 0.0
-        loss.onset_weight = 0.0
-        loss.balancer = True
-        config.train.segment_seconds = 1.0
-        config.train.dead_code_threshold = 0.0
-
-        if "runlocal" in variants:
-            d = config.discriminator
-            d.periods = (2, 3, 5)
-            d.mrd_window_lengths = (1024, 512)
-            d.channels = 8
-            loss.mel_window_lengths = (64, 256, 1024)
-            loss.mel_n_mels = (10, 40, 160)
-            config.optim.warmup_steps = 10
-            t = config.train
-            t.num_steps = 100
-            t.batch_size = 1
-            t.segment_seconds = 0.1
-            t.log_every = 1
-            t.eval_every = 50
-            t.checkpoint_every = 50
-            config.data.prefetch = 2
-    config.lock()
-    return config
+__all__ = ["VARIANTS", "get_config"]

@@ -1,8 +1,10 @@
-"""Loading and validating `configs/*.py` files (`path[:variant,...]`, `get_config(arg)`)."""
+"""Loading and validating configs: a preset name (`base:runlocal`, the modules of
+`jax_codec.configs`) or a file (`configs/base.py:runlocal`), each `get_config(arg)`."""
 
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.util
 import math
 import os
@@ -15,21 +17,74 @@ class ConfigError(ValueError):
     """A config value is invalid; the message names the field and the fix."""
 
 
-def load_config(spec: str) -> ml_collections.ConfigDict:
-    """Load `path/to/config.py[:arg]` by calling its `get_config(arg)`; validates the result."""
-    path, _, arg = spec.partition(":")
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file {path!r} not found (expected e.g. configs/base.py)")
-    module_spec = importlib.util.spec_from_file_location(
-        f"_jax_codec_config_{abs(hash(path))}", path
-    )
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+def _get_config_module(name: str):
+    """The module of `name`: a file path (ends in .py or names a directory) or a preset."""
+    if name.endswith(".py") or os.sep in name or "/" in name:
+        if not os.path.isfile(name):
+            raise ConfigError(
+                f"config file {name!r} not found (expected e.g. configs/base.py, or a preset "
+                "name such as base)"
+            )
+        module_spec = importlib.util.spec_from_file_location(
+            f"_jax_codec_config_{abs(hash(name))}", name
+        )
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        return module
+    from jax_codec.configs import PRESETS
+
+    if name not in PRESETS:
+        raise ConfigError(
+            f"config {name!r} not found: give a preset ({', '.join(PRESETS)}) or a file such "
+            "as configs/base.py"
+        )
+    return importlib.import_module(f"jax_codec.configs.{name}")
+
+
+def get_config(spec: str) -> ml_collections.ConfigDict:
+    """`get_config(arg)` of `preset[:arg]` or `path/to/config.py[:arg]`, not validated."""
+    name, _, arg = spec.partition(":")
+    module = _get_config_module(name)
     if not hasattr(module, "get_config"):
-        raise ConfigError(f"{path} defines no get_config(arg) function")
-    config = module.get_config(arg or None)
+        raise ConfigError(f"{name} defines no get_config(arg) function")
+    return module.get_config(arg or None)
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+    """Load `preset[:arg]` (e.g. `base:runlocal`, a module of `jax_codec.configs`) or
+    `path/to/config.py[:arg]` by calling its `get_config(arg)`; validates the result."""
+    config = get_config(spec)
     validate_config(config)
     return config
+
+
+def define_config_flag(name: str, help_string: str, flag_values=None, sys_argv=None):
+    """An absl `--<name>` config flag, as `config_flags.DEFINE_config_file` (overrides such as
+    `--config.train.batch_size=8` included), that reads its value as `load_config` does:
+    `--config=base:runlocal` as well as `--config=configs/base.py:runlocal`."""
+    from absl import flags
+    from ml_collections.config_flags import config_flags
+
+    class Parser(config_flags.ConfigFileFlagParser):
+        def parse(self, spec):
+            if isinstance(spec, ml_collections.ConfigDict):
+                return spec
+            config = get_config(spec)
+            if self._lock_config:
+                config.lock()
+            return config
+
+    flag_values = flags.FLAGS if flag_values is None else flag_values
+    flag = config_flags._ConfigFlag(  # DEFINE_config_file's flag, with the parser above
+        parser=Parser(name=name, lock_config=True),
+        serializer=flags.ArgumentSerializer(),
+        name=name,
+        default=None,
+        help_string=help_string,
+        flag_values=flag_values,
+        sys_argv=sys_argv,  # where the overrides are looked for (default: sys.argv)
+    )
+    return flags.DEFINE_flag(flag, flag_values)
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]) -> None:

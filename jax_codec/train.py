@@ -1,4 +1,7 @@
-r"""Train a codec: `python -m jax_codec.train --config=configs/base.py [--workdir=DIR]`.
+r"""Train a codec: `python -m jax_codec train --config=configs/base.py [--workdir=DIR]`.
+
+Example: `python -m jax_codec train --config=configs/base.py:runlocal --workdir=runs/try
+--config.train.num_steps=200` (alias: `python -m jax_codec.train ...`).
 
 Override any config field from the command line, e.g. `--config.train.batch_size=8`.
 Without `--workdir` the run writes to `runs/<config name>`; rerunning resumes it.
@@ -17,13 +20,14 @@ against (default: the device's, when the runtime reports it).
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import app, flags
-from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file, e.g. configs/base.py[:runlocal]."
+from jax_codec.cli_errors import FAILURE, fail
+from jax_codec.config import define_config_flag
+
+_CONFIG = define_config_flag(
+    "config", "Config: a preset such as base[:runlocal], or a file such as configs/base.py."
 )
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory (default: runs/<config name>); gs://... works on TPU pods."
@@ -52,7 +56,7 @@ _INIT_FROM = flags.DEFINE_string(
     "init_from",
     None,
     "Start a new run from this checkpoint's generator weights (e.g. one written by "
-    "`python -m jax_codec.convert`), with fresh discriminators; ignored when resuming.",
+    "`python -m jax_codec convert`), with fresh discriminators; ignored when resuming.",
 )
 _COMPILATION_CACHE = flags.DEFINE_string(
     "compilation_cache",
@@ -88,7 +92,7 @@ def enable_compilation_cache(jax, path: str) -> str | None:
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        fail(f"unexpected arguments: {' '.join(argv[1:])}")
     from absl import logging
 
     # Orbax logs every save step at INFO; keep the terminal for the progress bar.
@@ -121,7 +125,7 @@ def main(argv: list[str]) -> None:
                 _LOCAL_DEVICE_IDS.value,
             )
     except distributed.DistributedError as e:
-        sys.exit(f"error: {e}")
+        fail(e, FAILURE)
 
     from jax_codec.config import ConfigError, validate_config
     from jax_codec.data.pipeline import DataError
@@ -129,7 +133,7 @@ def main(argv: list[str]) -> None:
 
     config = _CONFIG.value
     if config is None:
-        sys.exit("error: --config is required, e.g. --config=configs/base.py")
+        fail("--config is required, e.g. --config=configs/base.py", FAILURE)
     try:
         validate_config(config)
         if preflight:
@@ -143,16 +147,36 @@ def main(argv: list[str]) -> None:
         from jax_codec.training.loop import train_and_evaluate
 
         workdir = _WORKDIR.value or os.path.join("runs", config.get("name", "run"))
-        saved = os.path.join(workdir, "checkpoints")
-        resuming = os.path.isdir(saved) and any(d.isdigit() for d in os.listdir(saved))
+        from jax_codec.inference.api import latest_finished_step
+
+        resuming = latest_finished_step(os.path.join(workdir, "checkpoints")) is not None
         if _INIT_FROM.value and not resuming:  # fail before compiling anything
             from jax_codec.convert.finetune import check_init_from
 
             check_init_from(_INIT_FROM.value, config)
         train_and_evaluate(config, workdir, init_from=_INIT_FROM.value)
     except (ConfigError, CheckpointMismatchError, DataError) as e:
-        sys.exit(f"error: {e}")
+        fail(e, FAILURE)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing with one-line errors (exit 2): a bad flag, an unknown config key in
+    `--config.KEY=VALUE`, or a value of the wrong type."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        fail(f"{e} (see --help)", 2)
+    except (AttributeError, KeyError) as e:  # ml_collections: an override of a missing field
+        key = str(e).strip("'\"")
+        arg = next((a for a in argv if a.startswith("--config.") and key in a), key)
+        fail(
+            f"unknown config key {key!r} in {arg}; "
+            "`python -m jax_codec info --config=... --json` lists the fields",
+            2,
+        )
+    except (TypeError, ValueError) as e:
+        fail(f"bad --config override: {e}", 2)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -33,6 +33,14 @@ def runlocal_codec():
     return codec, params
 
 
+@pytest.fixture(params=["custom", "reference"])
+def kernel_mode(request, monkeypatch):
+    """Runs a test once with the hand-written kernels and once with the plain XLA ops
+    (`jax_codec.models.kernels`; the switch is read when a function is traced)."""
+    monkeypatch.setenv("JAX_CODEC_KERNELS", request.param)
+    return request.param
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked `slow` run only when asked for (`pytest -m slow`, or any -m naming slow)."""
     if "slow" in (config.option.markexpr or ""):

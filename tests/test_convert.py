@@ -288,7 +288,7 @@ def test_mismatched_preset_names_the_tensor():
 
 def _run_convert(*args):
     return subprocess.run(
-        [sys.executable, "-m", "jax_codec.convert", *args],
+        [sys.executable, "-m", "jax_codec", "convert", *args],
         capture_output=True,
         text=True,
         timeout=600,
@@ -308,7 +308,7 @@ def test_convert_cli_writes_a_loadable_checkpoint(tmp_path):
     out = tmp_path / "converted"
     r = _run_convert(
         "--from=dac",
-        f"--checkpoint={ckpt}",
+        f"--weights={ckpt}",
         "--config=configs/dac_24khz.py:tiny",
         f"--output={out}",
     )
@@ -324,7 +324,7 @@ def test_convert_cli_writes_a_loadable_checkpoint(tmp_path):
     # Bad input: exit code 2 and one line naming the problem, no traceback.
     r = _run_convert(
         "--from=dac",
-        f"--checkpoint={ckpt}",
+        f"--weights={ckpt}",
         "--config=configs/dac_16khz.py:tiny",
         f"--output={tmp_path / 'bad'}",
     )
@@ -334,9 +334,9 @@ def test_convert_cli_writes_a_loadable_checkpoint(tmp_path):
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
     for args, message in (
-        ([f"--checkpoint={tmp_path / 'nope.pth'}"], "does not exist"),
-        ([f"--checkpoint={ckpt}", "--config=configs/dac_24khz.py:huge"], "unknown variant"),
-        ([f"--checkpoint={ckpt}", f"--output={out}"], "exists; pass --overwrite"),
+        ([f"--weights={tmp_path / 'nope.pth'}"], "does not exist"),
+        ([f"--weights={ckpt}", "--config=configs/dac_24khz.py:huge"], "unknown variant"),
+        ([f"--weights={ckpt}", f"--output={out}"], "exists; pass --overwrite"),
     ):
         full = {
             "--config": "--config=configs/dac_24khz.py:tiny",

@@ -215,14 +215,14 @@ def test_snac_convert_cli_round_trip(tmp_path):
     out = tmp_path / "converted"
     r = _run_convert(
         "--from=snac",
-        f"--checkpoint={release / 'pytorch_model.bin'}",
+        f"--weights={release / 'pytorch_model.bin'}",
         f"--config={spec}",
         f"--output={out}",
     )
     assert r.returncode == 0, r.stderr
     assert json.loads((out / "converted.json").read_text())["source"] == "snac"
     codec, params, loaded = load_codec(str(out))
-    assert loaded.model.arch == "snac" and loaded.model.attn_window == 32
+    assert loaded.model.arch == "snac" and loaded.model.snac.attn_window == 32
     audio = _music(1.0, config.model.sample_rate, seed=2)
     with torch.no_grad():
         codes_ref = [c[0].numpy() for c in model.encode(torch.from_numpy(audio)[None, None])]
@@ -238,7 +238,7 @@ def test_snac_convert_cli_round_trip(tmp_path):
     )
     r = _run_convert(
         "--from=snac",
-        f"--checkpoint={release / 'pytorch_model.bin'}",
+        f"--weights={release / 'pytorch_model.bin'}",
         f"--config={spec}",
         f"--output={tmp_path / 'bad'}",
     )

@@ -549,7 +549,7 @@ def test_convert_cli_takes_dacs_training_folder_and_init_from_uses_it(
 
     out = tmp_path / "converted"
     args = ["--from=dac", "--config=configs/dac_44khz.py:tiny", f"--output={out}"]
-    assert main([*args, f"--checkpoint={tag}"]) == 0
+    assert main([*args, f"--weights={tag}"]) == 0
     assert "with the discriminators of" in capsys.readouterr().out
     assert (out / "disc_params").is_dir()
 
@@ -577,13 +577,13 @@ def test_convert_cli_takes_dacs_training_folder_and_init_from_uses_it(
     for extra, message in (
         (
             [
-                f"--checkpoint={tag / 'dac' / 'weights.pth'}",
+                f"--weights={tag / 'dac' / 'weights.pth'}",
                 f"--discriminator={tag / 'dac' / 'weights.pth'}",
             ],
             "holds a DAC generator (encoder/decoder/quantizer tensors), not a discriminator",
         ),
-        ([f"--checkpoint={disc_file}"], "holds a DAC discriminator, not the generator"),
-        ([f"--checkpoint={tmp_path}"], "is a directory without dac/weights.pth"),
+        ([f"--weights={disc_file}"], "holds a DAC discriminator, not the generator"),
+        ([f"--weights={tmp_path}"], "is a directory without dac/weights.pth"),
     ):
         assert main([*args[:-1], f"--output={tmp_path / 'bad'}", *extra]) == 2
         err = capsys.readouterr().err
@@ -613,7 +613,7 @@ def test_discriminator_weight_norm_spellings_convert_alike():
     ref = convert_discriminator_state_dict(sd, config)
     jax.tree.map(np.testing.assert_array_equal, convert_discriminator_state_dict(new, config), ref)
     # Without weight norm, v is the weight and g its norm: the same kernels g v / |v|.
-    from jax_codec.models.layers import weight_norm
+    from jax_codec.models.kernels import weight_norm
 
     def kernels(p):
         flat = jax.tree_util.tree_flatten_with_path(p)[0]

@@ -5,7 +5,6 @@ Gradio page and the command's argument errors. Runlocal weights, 1-2 s of genera
 The browser test is tests/test_demo_browser.py (slow).
 """
 
-import argparse
 import os
 
 import numpy as np
@@ -18,6 +17,7 @@ from jax_codec.data.synthetic import render_song
 from jax_codec.demo import process
 from jax_codec.demo.engine import DemoModel, bucket_lengths
 from jax_codec.demo.process import UploadError, load_upload, run_codec, run_stream
+from jax_codec.inference.api import LoadedCodec
 
 CONFIG = "configs/base.py:runlocal"
 MAX_SECONDS = 2.0
@@ -27,7 +27,7 @@ SR = 44100
 @pytest.fixture(scope="module")
 def model(runlocal_codec):
     codec, params = runlocal_codec
-    m = DemoModel(codec, params, load_config(CONFIG), max_seconds=MAX_SECONDS)
+    m = DemoModel(LoadedCodec(codec, params, load_config(CONFIG)), max_seconds=MAX_SECONDS)
     m.warmup(stream=False)
     return m
 
@@ -126,18 +126,6 @@ def test_formats_soundfile_cannot_read_go_through_ffmpeg(tmp_path):
 # ---------------------------------------------------------------------------------- a run
 
 
-def _compress_model(model):
-    from jax_codec.inference.compress import Model
-
-    return Model(model.codec, model.params, model.config, model.name, model.fingerprint, None, None)
-
-
-def _args(**kw):
-    base = dict(checkpoint=None, which="best", config=CONFIG, random_init=True, seed=0,
-                priors=None, window_frames=None, json=True)  # fmt: skip
-    return argparse.Namespace(**{**base, **kw})
-
-
 @pytest.mark.parametrize(("channels", "k"), [(1, 2), (2, 4)])
 def test_run_codec(model, tmp_path, monkeypatch, channels, k):
     from jax_codec.evaluation import metrics
@@ -163,21 +151,18 @@ def test_run_codec(model, tmp_path, monkeypatch, channels, k):
     # The file: a valid .jcodec with the run's codes, as `compress` makes of the input WAV.
     header, codes = bitstream.read_file(r["jcodec_path"])
     assert (header.channels, header.num_samples, header.n_quantizers) == (channels, t, k)
-    assert header.model_hash == model.fingerprint
+    assert header.model_hash == model.loaded.fingerprint
     for level, c in enumerate(r["codes"]):
         for ch in range(channels):
             np.testing.assert_array_equal(codes[ch][level], c[ch])
-    monkeypatch.setattr(compress, "load", lambda args: _compress_model(model))
     out = str(tmp_path / "cli.jcodec")
-    compress.run_compress(_args(input=r["original_path"], output=out, kbps=None,
-                                n_quantizers=k, entropy="auto"))  # fmt: skip
+    compress.compress_file(r["original_path"], out, model.loaded, n_quantizers=k)
     with open(out, "rb") as a, open(r["jcodec_path"], "rb") as b:
         assert a.read() == b.read()
 
     # ... and decompresses to the reconstruction the page plays.
     wav = str(tmp_path / "decoded.wav")
-    compress.run_decompress(_args(input=r["jcodec_path"], output=wav, sample_rate=None,
-                                  subtype="FLOAT"))  # fmt: skip
+    compress.decompress_file(r["jcodec_path"], wav, model.loaded, subtype="FLOAT")
     decoded, rate = sf.read(wav, dtype="float32", always_2d=True)
     assert rate == sr
     np.testing.assert_allclose(decoded.T, r["reconstruction"], atol=1e-6)
@@ -240,7 +225,8 @@ def test_non_causal_model_cannot_stream(runlocal_codec, tmp_path):
     from jax_codec.models.codec import build_codec
 
     config = load_config("configs/base.py:runlocal,noncausal")
-    m = DemoModel(build_codec(config.model), runlocal_codec[1], config, max_seconds=MAX_SECONDS)
+    loaded = LoadedCodec(build_codec(config.model), runlocal_codec[1], config)
+    m = DemoModel(loaded, max_seconds=MAX_SECONDS)
     assert not m.bucketed and m.padded_length(1000) == m.codec.length_multiple
     r = run_stream(m, song(1.0)[None], 2, str(tmp_path))
     assert r == {"streaming": False, "notice": process.NON_CAUSAL_NOTICE}

@@ -248,36 +248,7 @@ def test_param_counts_match_dac_at_default_width():
     assert counts["mpd"] + counts["mrd"] == 42_519_760
 
 
-@pytest.mark.parametrize("stride,groups,k", [(4, 4, 41), (1, 2, 5), (3, 3, 7)])
-def test_grouped_conv_gradients_match_xla(stride, groups, k):
-    """`grouped_conv1d` (MSD's convs): XLA's conv forward, our weight gradient, same numbers."""
-    from jax_codec.models.layers import grouped_conv1d
-
-    pad = (k // 2, k // 2)
-
-    def xla(x, w):
-        return jax.lax.conv_general_dilated(
-            x,
-            w,
-            (stride,),
-            (pad,),
-            dimension_numbers=("NWC", "WIO", "NWC"),
-            feature_group_count=groups,
-        )
-
-    kx, kw, kg = jax.random.split(jax.random.key(stride * 10 + groups), 3)
-    x = jax.random.normal(kx, (2, 67, 4 * groups))
-    w = jax.random.normal(kw, (k, 4, 8 * groups))
-    want = xla(x, w)
-    np.testing.assert_allclose(grouped_conv1d(x, w, stride, pad, groups), want, rtol=1e-6)
-    g = jax.random.normal(kg, want.shape)
-    ours = jax.grad(lambda x, w: jnp.sum(grouped_conv1d(x, w, stride, pad, groups) * g), (0, 1))
-    ref = jax.grad(lambda x, w: jnp.sum(xla(x, w) * g), (0, 1))
-    for a, b in zip(ours(x, w), ref(x, w)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-
-
-def test_period_conv_as_1d_equals_the_2d_conv():
+def test_period_conv_as_1d_equals_the_2d_conv(kernel_mode):
     """MPD's (k, 1) convs run as 1D convs over folded phases: same outputs and gradients as
     the 2D convolution they stand for."""
     conv = D._WNConv(6, (5, 1), (3, 1))

@@ -1,7 +1,7 @@
 """`python -m jax_codec.evaluate`: end to end on generated music with a runlocal checkpoint and
 the Opus baseline, determinism, `--compare`, clean errors, and the plotting functions.
 
-Everything runs in-process through `jax_codec.evaluation.run.main` (one set of compiled
+Everything runs in-process through `jax_codec.evaluation.__main__.main` (one set of compiled
 functions for the module), on a `best/` export of random runlocal weights (decoders made louder,
 as in test_compress, so the output is not near silence), with windows of 64 frames.
 """
@@ -18,8 +18,8 @@ import pytest
 import soundfile as sf
 
 from jax_codec.data.synthetic import render_song
-from jax_codec.evaluation import baselines, plots
-from jax_codec.evaluation import run as ev
+from jax_codec.evaluation import __main__ as ev
+from jax_codec.evaluation import baselines, plots, report, run, stats
 
 CONFIG = "configs/base.py:runlocal"
 WINDOW = ["--window_frames", "64"]
@@ -126,7 +126,7 @@ def test_end_to_end_outputs(first_run, capsys):
     codecs = ["base_runlocal"] + (["opus"] if HAVE_FFMPEG else [])
     assert len(rows) == 2 * 2 * len(codecs)  # files x settings x codecs
     header = list(rows[0])
-    assert header[: len(ev.ROW_FIELDS)] == list(ev.ROW_FIELDS)
+    assert header[: len(report.ROW_FIELDS)] == list(report.ROW_FIELDS)
     assert set(metric_names) <= set(header)
     assert {"code_usage_l0", "code_entropy_bits_l3", "code_perplexity_l3"} <= set(header)
     assert [(r["file"], r["codec"], r["n_quantizers"]) for r in rows] == [
@@ -336,22 +336,22 @@ def test_ladder_and_argument_parsing():
 
 
 def test_mean_ci_and_summary():
-    n, mean, half = ev.mean_ci([1.0, 2.0, 3.0, float("nan")])
+    n, mean, half = stats.mean_ci([1.0, 2.0, 3.0, float("nan")])
     assert (n, mean) == (3, 2.0)
     assert half == pytest.approx(4.302652729911275 / math.sqrt(3))  # t(0.975, 2) * s / sqrt(n)
-    assert ev.mean_ci([5.0])[:2] == (1, 5.0) and math.isnan(ev.mean_ci([5.0])[2])
-    assert ev.mean_ci([])[0] == 0
+    assert stats.mean_ci([5.0])[:2] == (1, 5.0) and math.isnan(stats.mean_ci([5.0])[2])
+    assert stats.mean_ci([])[0] == 0
     rows = [
         {"codec": "ours", "kind": "ours", "n_quantizers": 2, "actual_kbps": 2.0, "m": 1.0},
         {"codec": "opus", "kind": "baseline", "n_quantizers": 1, "actual_kbps": 6.0, "m": 3.0},
         {"codec": "ours", "kind": "ours", "n_quantizers": 1, "actual_kbps": 1.0, "m": 2.0},
         {"codec": "ours", "kind": "ours", "n_quantizers": 1, "actual_kbps": 3.0, "m": 4.0},
     ]
-    s = ev.summarize(rows, ["m"])
+    s = stats.summarize(rows, ["m"])
     assert [(g["codec"], g["n_quantizers"]) for g in s] == [("ours", 1), ("opus", 1), ("ours", 2)]
     assert s[0]["kbps"] == 2.0 and s[0]["metrics"]["m"]["mean"] == 3.0
     assert s[0]["metrics"]["m"]["ci95"] == pytest.approx(12.706204736)  # t(0.975, 1) * s / sqrt(2)
-    table = ev.format_metric_table(s, "m")
+    table = report.format_metric_table(s, "m")
     assert table.splitlines()[0] == "| codec | n_q | kbps | n | mean | 95% CI (±) |"
     assert "| opus | 1 | 6 | 1 | 3 | – |" in table
 
@@ -441,14 +441,14 @@ def test_round_trip_keeps_level_and_alignment(ckpts, tmp_path):
         entropy="off",
         n_quantizers="4",
     )
-    nc = ev._load_neural(args, ckpts[0], "ours", set(), [])
+    nc = ev.load_model(args, ckpts[0], "ours", set(), [])
     x = render_song(2.0, 3, rate, 1).reshape(1, -1)
-    y, facts, _ = ev.neural_round_trip(nc, x, rate, 4, str(tmp_path / "a.jcodec"), 64)
+    y, facts, _ = run.neural_round_trip(nc, x, rate, 4, str(tmp_path / "a.jcodec"), 64)
     assert y.shape == x.shape
-    codec, params = nc.codec, nc.model.params
-    xm = ev._resample(x, rate, codec.sample_rate)
+    codec, params = nc.codec, nc.loaded.params
+    xm = run._resample(x, rate, codec.sample_rate)
     direct = np.asarray(codec.apply(params, jnp.asarray(xm[..., None]), 4).audio[..., 0])
-    direct = ev._resample(direct, codec.sample_rate, rate, x.shape[1])
+    direct = run._resample(direct, codec.sample_rate, rate, x.shape[1])
     np.testing.assert_allclose(y, direct, atol=2e-4)
     # And the metrics see exactly that signal: the same SI-SDR and loudness.
     assert metrics.si_sdr(x, y) == pytest.approx(metrics.si_sdr(x, direct), abs=0.05)

@@ -168,6 +168,10 @@ def test_listener_metrics_report_level_errors_in_db():
     m = listener_metrics(ref, louder, sr, 4)
     assert m["eval/level_error_db/4q"] == pytest.approx(6.0, abs=0.01)
     assert m["eval/loudness_diff/4q"] == pytest.approx(6.0, abs=0.01)
+    assert m["eval/si_sdr/4q"] > 100.0  # scale-invariant: a gain is no error (float32 rounding)
+    noisy = ref + np.float32(0.1) * rng.standard_normal(ref.shape).astype(np.float32)
+    # Equal signal and noise power: 0 dB, the order (reference, estimate) as in `evaluate`.
+    assert listener_metrics(ref, noisy, sr, 1)["eval/si_sdr/1q"] == pytest.approx(0.0, abs=0.2)
     quieter = listener_metrics(ref, ref / 4, sr, 1)  # -12 dB
     assert quieter["eval/level_error_db/1q"] == pytest.approx(-12.04, abs=0.01)
     assert quieter["eval/loudness_diff/1q"] == pytest.approx(12.04, abs=0.01)

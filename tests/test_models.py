@@ -9,14 +9,7 @@ import pytest
 
 from jax_codec.config import load_config
 from jax_codec.models.codec import build_codec
-from jax_codec.models.layers import (
-    WNConv1d,
-    WNConvTranspose1d,
-    fold_weight_norm,
-    sin_squared,
-    snake,
-    weight_norm,
-)
+from jax_codec.models.layers import WNConv1d, WNConvTranspose1d, fold_weight_norm
 from jax_codec.models.quantizer import FactorizedVQ, HierarchicalRVQ, restart_dead_codes
 
 
@@ -270,46 +263,6 @@ def test_every_config_builds_abstractly(spec):
     assert sum(p.size for p in jax.tree.leaves(params)) > 0
 
 
-def test_sin_squared_matches_float64():
-    u = np.concatenate([np.linspace(-60.0, 60.0, 200_001), [0.0, np.pi / 2, 1e4, -3e4]])
-    got = np.asarray(sin_squared(jnp.asarray(u, jnp.float32)), np.float64)
-    want = np.sin(u.astype(np.float32).astype(np.float64)) ** 2
-    assert np.abs(got - want).max() < 1e-6
-    # Bounded where the argument is too large for the reduction, NaN stays NaN.
-    big = np.asarray(sin_squared(jnp.asarray([1e9, -3e12, np.nan], jnp.float32)))
-    assert np.all((big[:2] >= 0) & (big[:2] <= 1)) and np.isnan(big[2])
-    # The gradient is that of sin^2: sin(2u).
-    g = jax.vmap(jax.grad(lambda x: sin_squared(x)))(jnp.linspace(-5.0, 5.0, 101))
-    np.testing.assert_allclose(g, np.sin(2 * np.linspace(-5.0, 5.0, 101)), atol=2e-6)
-
-
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_snake_gradient_matches_float64(dtype):
-    """The hand-written Snake backward (sin(2 alpha x), alpha's gradient as a ones-matmul)."""
-    rng = np.random.default_rng(0)
-    scale = np.array([0.1, 1.0, 3.0, 10.0, 30.0, 1.0, 1.0, 0.3])
-    x = (rng.normal(size=(2, 500, 8)) * scale).astype(np.float32)
-    a = np.array([1.0, 0.5, 2.0, 1.3, 0.05, 7.0, 1e-3, 1.0], np.float32)
-    w = rng.normal(size=x.shape).astype(np.float32)
-    xd, ad = jnp.asarray(x, dtype), jnp.asarray(a, dtype)
-    y, (gx, ga) = jax.value_and_grad(
-        lambda x, a: jnp.sum(snake(x, a).astype(jnp.float32) * w), (0, 1)
-    )(xd, ad)
-    assert gx.dtype == dtype and ga.dtype == dtype and gx.shape == x.shape and ga.shape == a.shape
-    x64, a64, w64 = (np.asarray(jnp.asarray(v, dtype), np.float64) for v in (x, a, w))
-    inv = 1.0 / (a64 + 1e-9)
-    s2 = np.sin(2 * a64 * x64)
-    want_y = np.sum((x64 + np.sin(a64 * x64) ** 2 * inv) * w64)
-    want_gx = w64 * (1.0 + s2)
-    want_ga = (w64 * (x64 * s2 * inv - np.sin(a64 * x64) ** 2 * inv**2)).sum((0, 1))
-    tol = 1e-3 if dtype == jnp.float32 else 2e-2
-    np.testing.assert_allclose(float(y), want_y, rtol=tol)
-    np.testing.assert_allclose(np.asarray(gx, np.float64), want_gx, atol=tol * 10, rtol=tol)
-    np.testing.assert_allclose(
-        np.asarray(ga, np.float64), want_ga, rtol=tol, atol=tol * np.abs(want_ga).max()
-    )
-
-
 def test_folded_weight_norm_gives_identical_outputs(runlocal):
     codec, params = runlocal
     x = jax.random.normal(jax.random.key(5), (1, codec.length_multiple * 2, 1)) * 0.3
@@ -325,64 +278,3 @@ def test_folded_weight_norm_gives_identical_outputs(runlocal):
     zero = jax.tree.map(jnp.zeros_like, folded)
     silent = fwd({**params, "folded": zero}, x)
     assert not np.allclose(silent.audio, ref.audio)
-
-
-@pytest.mark.parametrize(
-    "k,dilation,pad",
-    [(7, 1, (6, 0)), (7, 3, (9, 9)), (7, 9, (54, 0)), (3, 2, (1, 3)), (7, 1, (0, 0))],
-)
-def test_depthwise_conv_matches_grouped_conv_and_its_gradients(k, dilation, pad):
-    """The shifted-sum depthwise conv (and its hand-written backward) equals XLA's grouped conv."""
-    from jax_codec.models.layers import depthwise_conv1d
-
-    def grouped(x, w):
-        return jax.lax.conv_general_dilated(
-            x,
-            w,
-            (1,),
-            (pad,),
-            rhs_dilation=(dilation,),
-            dimension_numbers=("NWC", "WIO", "NWC"),
-            feature_group_count=x.shape[-1],
-        )
-
-    kx, kw, kg = jax.random.split(jax.random.key(k * 100 + dilation), 3)
-    x = jax.random.normal(kx, (2, 50, 6))
-    w = jax.random.normal(kw, (k, 1, 6))
-    want = grouped(x, w)
-    np.testing.assert_allclose(depthwise_conv1d(x, w, dilation, pad), want, atol=1e-5)
-    g = jax.random.normal(kg, want.shape)
-    ours = jax.grad(lambda x, w: jnp.sum(depthwise_conv1d(x, w, dilation, pad) * g), (0, 1))(x, w)
-    ref = jax.grad(lambda x, w: jnp.sum(grouped(x, w) * g), (0, 1))(x, w)
-    for a, b in zip(ours, ref):
-        np.testing.assert_allclose(a, b, atol=1e-4)
-
-
-@pytest.mark.parametrize("v_shape,g_shape", [((7, 5, 6), (6,)), ((7, 5, 6), (1, 5, 1))])
-def test_weight_norm_gradient_matches_autodiff(v_shape, g_shape):
-    """`weight_norm`'s written-out backward equals autodiff of g v / max(|v|, eps), for both
-    norm axes (per output channel; per input channel as torch's ConvTranspose1d), and stays
-    finite for an all-zero channel (autodiff's sqrt gives NaN there)."""
-
-    def plain(v, g):
-        axes = tuple(range(v.ndim - 1)) if g.ndim == 1 else (0, 2)
-        norm = jnp.sqrt(jnp.sum(jnp.square(v), axis=axes, keepdims=True))
-        return v * (jnp.reshape(g, norm.shape) / jnp.maximum(norm, 1e-12))
-
-    rng = np.random.default_rng(3)
-    v = jnp.asarray(rng.normal(size=v_shape), jnp.float32)
-    g = jnp.asarray(rng.normal(size=g_shape), jnp.float32)
-    ct = jnp.asarray(rng.normal(size=v_shape), jnp.float32)
-    np.testing.assert_array_equal(weight_norm(v, g), plain(v, g))
-    ours = jax.vjp(weight_norm, v, g)[1](ct)
-    ref = jax.vjp(plain, v, g)[1](ct)
-    for a, b in zip(ours, ref):
-        assert a.shape == b.shape
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    # An all-zero channel: the norm is clamped, so v's gradient there is g ct / eps.
-    if g.ndim == 1:
-        v0 = v.at[..., 0].set(0.0)
-        dv, dg = jax.vjp(weight_norm, v0, g)[1](ct)
-        assert np.all(np.isfinite(dv)) and np.all(np.isfinite(dg))
-        np.testing.assert_allclose(dv[..., 0], g[0] * ct[..., 0] / 1e-12, rtol=1e-5)
-        np.testing.assert_allclose(dv[..., 1:], ref[0][..., 1:], rtol=1e-5, atol=1e-6)

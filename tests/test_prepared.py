@@ -232,16 +232,18 @@ def run_prepare(*args):
 
 def test_prepare_cli(music, tmp_path):
     out = str(tmp_path / "out")
-    r = run_prepare(f"--input={music}", f"--output={out}", "--sample_rate=16000", "--channels=2")
+    r = run_prepare(
+        f"--data=folder:{music}", f"--output={out}", "--sample_rate=16000", "--channels=2"
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "SKIPPED 3 files" in r.stdout and "corrupt.flac" in r.stdout
     assert f"prepared 3 clips, 5.1 s of audio (16000 Hz, 2 ch) in 1 shards: {out}" in r.stdout
     assert PreparedClips(out, SR, 2).frames(0) == int(2.3 * SR)
     for args, message in [
-        ([f"--input={music}", f"--output={out}"], "--overwrite"),
-        ([f"--input={tmp_path}/missing", f"--output={tmp_path}/x"], "does not exist"),
-        ([f"--input={tmp_path / 'out'}", f"--output={tmp_path}/y"], "no usable audio files"),
-        ([f"--output={tmp_path}/z"], "--input=DIR"),
+        ([f"--data={music}", f"--output={out}"], "--overwrite"),
+        ([f"--data={tmp_path}/missing", f"--output={tmp_path}/x"], "does not exist"),
+        ([f"--data={tmp_path / 'out'}", f"--output={tmp_path}/y"], "no usable audio files"),
+        ([f"--output={tmp_path}/z"], "--data=folder:DIR"),
     ]:
         r = run_prepare(*args)
         assert r.returncode == 2, (args, r.stdout, r.stderr)

@@ -1,6 +1,6 @@
 """Import pretrained PyTorch codecs (DAC, EnCodec, SNAC) as jax_codec checkpoints.
 
-  python -m jax_codec.convert --from dac --checkpoint weights.pth \
+  python -m jax_codec convert --from dac --weights weights.pth \
       --config configs/dac_44khz.py --output runs/dac_44khz_converted
 
 See `jax_codec.convert.core` for the tensor mapping and its checks.

@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 
 from jax_codec.convert import names
+from jax_codec.models.codec import arch_options
 
 SOURCES = tuple(names.SOURCES)
 # The converted discriminators' directory beside `params/` (absent when none were converted).
@@ -160,12 +161,12 @@ def _snac_kwargs(m: ml_collections.ConfigDict) -> dict:
         "latent_dim": m.latent_dim,
         "decoder_dim": m.decoder_width,
         "decoder_rates": list(m.decoder_strides),
-        "attn_window_size": int(m.get("attn_window", 0) or 0) or None,
+        "attn_window_size": arch_options(m)["attn_window"] or None,
         "codebook_size": m.codebook_size,
         "codebook_dim": m.codebook_dim,
         "vq_strides": list(m.vq_strides),
-        "noise": bool(m.get("noise", False)),
-        "depthwise": bool(m.get("depthwise", False)),
+        "noise": arch_options(m)["noise"],
+        "depthwise": arch_options(m)["depthwise"],
     }
 
 
@@ -336,7 +337,7 @@ def load_checkpoint(path: str, trust: bool = False) -> tuple[dict[str, Any], Any
         obj = torch.load(path, map_location="cpu", weights_only=not trust)
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        hint = "" if trust else " (if you trust the file, --trust_checkpoint unpickles it fully)"
+        hint = "" if trust else " (if you trust the file, --trust_weights unpickles it fully)"
         raise ConversionError(f"cannot read {path} with torch.load: {first}{hint}") from None
     metadata = None
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
@@ -422,7 +423,7 @@ def convert_checkpoint(
     if any(k.startswith(("discriminators.", "module.discriminators.")) for k in state_dict):
         raise ConversionError(
             f"{checkpoint} holds a DAC discriminator, not the generator: pass it as "
-            "--discriminator and the generator (dac/weights.pth) as --checkpoint"
+            "--discriminator and the generator (dac/weights.pth) as --weights"
         )
     if source == "snac" and metadata is None:
         metadata = snac_release_config(checkpoint)

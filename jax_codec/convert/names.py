@@ -28,6 +28,8 @@ import re
 
 import ml_collections
 
+from jax_codec.models.codec import arch_options
+
 
 class NameError_(KeyError):
     """One of our parameters has no known torch counterpart (a bug or an unsupported option)."""
@@ -89,7 +91,7 @@ def _seanet_resblock(base: str, name: str) -> tuple[str, str]:
 
 def _encodec(path: tuple[str, ...], m: ml_collections.ConfigDict) -> tuple[str, str]:
     nb, nd = len(m.encoder_strides), len(m.dilations)
-    lstm = 1 if int(m.get("lstm_layers", 0)) else 0
+    lstm = 1 if arch_options(m)["lstm_layers"] else 0
     top, rest = path[0], path[1:]
     if top == "quantizer":
         if len(rest) == 1:
@@ -133,9 +135,10 @@ _ATTENTION = {"norm": "layernorm", "to_qkv": "linear", "to_out": "linear"}
 
 def _snac(path: tuple[str, ...], m: ml_collections.ConfigDict) -> tuple[str, str]:
     nb = len(m.encoder_strides)
-    attn = 1 if int(m.get("attn_window", 0) or 0) else 0
-    dw = 1 if m.get("depthwise", False) else 0
-    noise = 1 if m.get("noise", False) else 0
+    options = arch_options(m)
+    attn = 1 if options["attn_window"] else 0
+    dw = 1 if options["depthwise"] else 0
+    noise = 1 if options["noise"] else 0
     top, rest = path[0], path[1:]
     if top == "quantizer":
         return _dac(path, m)  # same ResidualVectorQuantize layout as DAC

@@ -1,12 +1,14 @@
 r"""Decode a folder of audio once into a prepared folder for `data.source=prepared:PATH`.
 
-  python -m jax_codec.data.prepare --input=/data/flac --output=/data/flac-44k-mono \
+  python -m jax_codec prepare --data=folder:/data/flac --output=/data/flac-44k-mono \
       [--sample_rate=44100] [--channels=1] [--chunk_seconds=10] [--shard_seconds=3600] \
       [--overwrite]
 
-Files are found and checked as by the `folder:` source (bad ones are skipped and listed),
-resampled to `--sample_rate`, mixed to `--channels` and stored as 16-bit PCM in ArrayRecord
-shards with a manifest.json (format: `jax_codec.data.prepared`). Exit code 2 on bad input.
+(alias: `python -m jax_codec.data.prepare`). `--data` is a data source spec as everywhere:
+`folder:PATH`, or the plain folder path; `--input=DIR` is its deprecated name. Files are found
+and checked as by the `folder:` source (bad ones are skipped and listed), resampled to
+`--sample_rate`, mixed to `--channels` and stored as 16-bit PCM in ArrayRecord shards with a
+manifest.json (format: `jax_codec.data.prepared`). Exit code 2 on bad input.
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ import sys
 
 from absl import app, flags
 
-_INPUT = flags.DEFINE_string("input", None, "Folder of audio files (searched recursively).")
+from jax_codec.cli_errors import fail
+
+_DATA = flags.DEFINE_string(
+    "data", None, "Audio to prepare: folder:PATH or a folder path (searched recursively)."
+)
+_INPUT = flags.DEFINE_string("input", None, "Deprecated name of --data (a folder path).")
 _OUTPUT = flags.DEFINE_string("output", None, "Prepared folder to write (must not exist).")
 _SAMPLE_RATE = flags.DEFINE_integer("sample_rate", 44100, "Sample rate to store (the model's).")
 _CHANNELS = flags.DEFINE_integer("channels", 1, "1: mono mixdown, 2: stereo.")
@@ -26,25 +33,25 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing non-empt
 _WORKERS = flags.DEFINE_integer("workers", None, "Decoding threads (default: cores, up to 8).")
 
 
-def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        _fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not _INPUT.value or not _OUTPUT.value:
-        _fail("--input=DIR and --output=DIR are required")
+        fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    if _INPUT.value:
+        print("note: --input is deprecated; use --data=folder:DIR", file=sys.stderr)
+        if _DATA.value:
+            fail("give --data only (--input is its deprecated name)")
+    spec = _DATA.value or _INPUT.value
+    if not spec or not _OUTPUT.value:
+        fail("--data=folder:DIR and --output=DIR are required")
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)
     from jax_codec.data.prepared import write_prepared
-    from jax_codec.data.sources import _duration
+    from jax_codec.data.sources import _duration, local_audio_path
 
     try:
         manifest = write_prepared(
-            _INPUT.value,
+            local_audio_path(spec),
             _OUTPUT.value,
             sample_rate=_SAMPLE_RATE.value,
             channels=_CHANNELS.value,
@@ -55,9 +62,9 @@ def main(argv: list[str]) -> None:
             verbose=True,
         )
     except (FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
-        _fail(" ".join(str(e).split()))  # one line
+        fail(" ".join(str(e).split()))  # one line
     except OSError as e:
-        _fail(f"{type(e).__name__}: {' '.join(str(e).split())}")
+        fail(f"{type(e).__name__}: {' '.join(str(e).split())}")
     print(
         f"prepared {len(manifest['clips'])} clips, {_duration(manifest['seconds'])} of audio "
         f"({manifest['sample_rate']} Hz, {manifest['channels']} ch) in "

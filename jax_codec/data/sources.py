@@ -132,6 +132,26 @@ class SyntheticClips(Clips):
 # --------------------------------------------------------------------------- folder
 
 
+def local_audio_path(spec: str) -> str:
+    """The path of a `--data` spec that names audio files: `folder:PATH`, or a plain PATH.
+
+    Raises ValueError for the other source kinds (`prepared:`, `tfds:`, `synthetic`), which
+    hold no audio files to read one by one.
+    """
+    kind, sep, arg = spec.partition(":")
+    if kind == "folder" and sep:
+        if not arg:
+            raise ValueError("--data folder: needs a PATH, e.g. --data folder:songs/")
+        return arg
+    other = spec == "synthetic" or (sep and kind in ("prepared", "tfds"))
+    if other and not os.path.exists(spec):
+        raise ValueError(
+            f"--data {spec}: this command reads audio files; give folder:PATH or a plain path "
+            "(a file or a folder)"
+        )
+    return spec
+
+
 def _list_files(root: str) -> list[str]:
     """Relative paths of all files under `root`, sorted (identical on every host)."""
     if audio.is_remote(root):
@@ -239,8 +259,9 @@ def index_folder(
     entries = {rel: entries[rel] for rel in listing}  # sorted order, whatever was cached
     if cache_path and write_cache:
         os.makedirs(os.path.dirname(cache_path) or ".", exist_ok=True)
-        tmp = f"{cache_path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
+        from jax_codec.inference.codec_io import atomic_output
+
+        with atomic_output(cache_path) as tmp, open(tmp, "w") as f:
             json.dump(
                 {
                     "version": INDEX_VERSION,
@@ -250,7 +271,6 @@ def index_folder(
                 },
                 f,
             )
-        os.replace(tmp, cache_path)
     stats = {
         "files": len(entries),
         "scanned": len(todo),

@@ -54,7 +54,7 @@ def model_summary(model) -> str:
     rates = f"{model.kbps(1):.2f} to {model.kbps(model.num_quantizers):.2f} kbps per channel"
     return (
         f"# jax_codec demo\n"
-        f"Model **{model.name or '?'}** from `{model.source or '?'}`: {codec.sample_rate} Hz, "
+        f"Model **{model.loaded.name or '?'}** from `{model.source or '?'}`: {codec.sample_rate} Hz, "
         f"{kind}, {model.num_quantizers} quantizers ({rates}). Upload or record up to "
         f"{model.max_seconds:g} s of audio (longer input is trimmed), or pick a generated "
         "example; choose the bitrate and press **Encode**."

@@ -17,32 +17,33 @@ import shutil
 import sys
 import tempfile
 
-from jax_codec.inference.cli import CliError, add_model_args
+from jax_codec.cli_errors import CliError, guarded
+from jax_codec.inference.cli import add_command, add_model_args, load_from_args
 
 MAX_UPLOAD = "200mb"  # larger uploads are refused by the server (only --max_seconds are used)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    return guarded(lambda: serve(args))
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Loads the model, compiles it, and serves the page until interrupted."""
     if not (args.max_seconds > 0 and args.max_seconds <= 600):
-        print(f"error: --max_seconds must be in (0, 600], got {args.max_seconds}", file=sys.stderr)
-        return 2
+        raise CliError(f"--max_seconds must be in (0, 600], got {args.max_seconds}")
     if not 0 <= args.port <= 65535:
-        print(f"error: --port must be in 0..65535, got {args.port}", file=sys.stderr)
-        return 2
+        raise CliError(f"--port must be in 0..65535, got {args.port}")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
         import gradio  # noqa: F401
     except ImportError:
-        print("error: the demo needs gradio: pip install 'jax_codec[demo]'", file=sys.stderr)
-        return 2
+        raise CliError("the demo needs gradio: pip install 'jax_codec[demo]'") from None
     from jax_codec.demo.app import build_app, model_summary
     from jax_codec.demo.engine import DemoModel
 
-    try:
-        model = DemoModel.from_args(args, args.max_seconds)
-    except CliError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    # The priors `compress --entropy auto` would use.
+    source = args.checkpoint or f"{args.config} (random init, seed {args.seed})"
+    model = DemoModel(load_from_args(args), args.max_seconds, source=source)
     print(model_summary(model).splitlines()[1].replace("*", ""), file=sys.stderr, flush=True)
     buckets = ", ".join(f"{b / model.sample_rate:.1f}" for b in model.buckets) or "exact lengths"
     print(f"compiling the encoder and decoder (input lengths {buckets} s)...", file=sys.stderr)
@@ -61,17 +62,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
             ssr_mode=False,
         )
     except OSError as e:  # e.g. the port is taken
-        print(f"error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
-        return 2
+        raise CliError(f"cannot serve on {args.host}:{args.port}: {e}") from None
     except KeyboardInterrupt:
         pass
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return 0
 
 
 def add_demo_parser(sub) -> None:
-    p = sub.add_parser("demo", help="interactive web demo: compare with Opus, stream")
+    p = add_command(
+        sub,
+        "demo",
+        "interactive web demo: compare with Opus, stream",
+        "--checkpoint runs/base --port 7860",
+        "--config configs/base.py:runlocal --random_init --max_seconds 10",
+    )
     add_model_args(p)
     p.add_argument("--port", type=int, default=7860, help="port to serve on")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: network)")

@@ -1,7 +1,6 @@
 """The codec behind the demo: loaded once, compiled once, run on inputs padded to a few lengths.
 
-`DemoModel` holds a codec, its weights and what a `.jcodec` header needs (name, fingerprint,
-entropy priors). `encode` runs the jitted encoder and quantizer that `streaming.iter_encode` uses
+`DemoModel` wraps a `LoadedCodec` (the codec, its weights and what a `.jcodec` header needs). `encode` runs the jitted encoder and quantizer that `streaming.iter_encode` uses
 (so the codes, hence the file, are those of `python -m jax_codec compress`) on the whole signal,
 zero-padded to the next of a few bucket lengths up to `max_seconds` (`bucket_lengths`); `decode`
 runs the decoder on codes padded the same way, the unused levels masked out, so a change of
@@ -27,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_codec.inference import streaming as st
+from jax_codec.inference.api import LoadedCodec
 
 log = logging.getLogger(__name__)
 
@@ -55,59 +55,21 @@ def bucket_lengths(codec, max_seconds: float, fractions=BUCKET_FRACTIONS) -> tup
 
 
 class DemoModel:
-    """A loaded codec with its compiled demo paths. Thread-safe (one call runs at a time)."""
+    """A `LoadedCodec` with its compiled demo paths. Thread-safe (one call runs at a time)."""
 
-    def __init__(
-        self,
-        codec,
-        params,
-        config,
-        *,
-        name: str | None = None,
-        priors: np.ndarray | None = None,
-        priors_path: str | None = None,
-        max_seconds: float = 30.0,
-        source: str = "",
-    ):
-        from jax_codec.inference.api import model_fingerprint
-
+    def __init__(self, loaded: LoadedCodec, max_seconds: float = 30.0, source: str = ""):
+        codec = loaded.codec
+        self.loaded = loaded
         self.codec = codec
-        self.params = params
-        self.config = config
-        self.name = str(config.get("name", "") or "") if name is None else name
-        self.fingerprint = model_fingerprint(config, params)
-        self.priors = priors
-        self.priors_path = priors_path
+        self.params = loaded.params
         self.max_seconds = float(max_seconds)
-        self.source = source
-        self.variables = st.inference_variables(params)
+        self.source = source or loaded.checkpoint or ""
+        self.variables = st.inference_variables(loaded.params)
         self.bucketed = bool(codec.causal)
         self.buckets = bucket_lengths(codec, max_seconds) if self.bucketed else ()
         self.lock = threading.RLock()
         self._streamers: dict[tuple[int, int, int], Any] = {}
         self._decode = jax.jit(lambda v, c, m: codec.apply(v, c, m, method=_decode_masked))
-
-    @classmethod
-    def from_args(cls, args, max_seconds: float = 30.0) -> DemoModel:
-        """From the `--checkpoint` / `--config --random_init` flags, with the priors `compress
-        --entropy auto` would use (raises `inference.cli.CliError`)."""
-        from jax_codec import bitstream
-        from jax_codec.inference import compress
-
-        m = compress.load(args)
-        priors_path = compress.find_priors(m, None)
-        priors = None if priors_path is None else bitstream.load_priors(priors_path)
-        source = args.checkpoint or f"{args.config} (random init, seed {args.seed})"
-        return cls(
-            m.codec,
-            m.params,
-            m.config,
-            name=m.name,
-            priors=priors,
-            priors_path=priors_path,
-            max_seconds=max_seconds,
-            source=source,
-        )
 
     # ---- facts ----
     @property

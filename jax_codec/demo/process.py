@@ -182,22 +182,20 @@ def write_wav(path: str, audio: np.ndarray, sample_rate: int) -> str:
 
 def measure(ref: np.ndarray, est: np.ndarray, sr: int) -> dict[str, float]:
     """The demo's metrics (ViSQOL only when installed); NaN where one cannot be computed."""
-    from jax_codec.evaluation import metrics
-    from jax_codec.evaluation import run as ev
+    from jax_codec.evaluation import metrics, stats
 
     names = [m for m in METRICS if m in metrics.available_metrics()]
-    return ev.measure(ref, est, sr, names)[0]
+    return stats.measure(ref, est, sr, names)[0]
 
 
 def opus_round_trip(x: np.ndarray, sr: int, kbps: float) -> tuple[np.ndarray | None, dict, str]:
     """Opus at `kbps` (raised to its floor) as the evaluation runs it: (decoded or None,
     facts, notice); the notice says why there is no Opus (no ffmpeg, ffmpeg failed)."""
     from jax_codec.evaluation import baselines
-    from jax_codec.evaluation import run as ev
 
     try:
         ffmpeg = baselines.ffmpeg_path()
-        y, facts = ev.baseline_round_trip("opus", x, sr, kbps, ffmpeg)
+        y, facts = baselines.matched_round_trip("opus", x, sr, kbps, ffmpeg)
     except baselines.FFmpegNotFoundError:
         return None, {}, f"No Opus comparison: ffmpeg was not found. {baselines.INSTALL_HINT}."
     except baselines.BaselineError as e:
@@ -224,9 +222,8 @@ def run_codec(
     back from the file), sizes and bitrates, `metrics` ({"ours": {...}, "opus": {...}}) and
     `notices`.
     """
-    from jax_codec import bitstream
     from jax_codec.evaluation import plots
-    from jax_codec.inference.compress import file_header
+    from jax_codec.inference import codec_io
 
     codec = model.codec
     sr = codec.sample_rate
@@ -244,15 +241,9 @@ def run_codec(
 
     codes = model.encode(x)[:k]
     jcodec_path = os.path.join(workdir, f"{name}.jcodec")
-    header, _ = file_header(model, channels, t, k)
-    per_channel = [tuple(c[ch] for c in codes) for ch in range(channels)]
-    bitstream.write_file(jcodec_path, header, per_channel, priors=model.priors)
+    codec_io.encode_to_jcodec(model.loaded, x, jcodec_path, k, codes=codes)
     # What a receiver gets: the file read back, checked, decoded.
-    with bitstream.Reader(jcodec_path, priors=model.priors) as r:
-        h = r.header
-        bitstream.check_model(h, model.name, model.fingerprint)
-        stored = r.read_all()
-    read_codes = tuple(np.stack([stored[ch][i] for ch in range(channels)]) for i in range(k))
+    h, read_codes = codec_io.read_jcodec(jcodec_path, model.loaded)
     y = np.clip(model.decode(read_codes, t), -1.0, 1.0)
     coded_s = time.perf_counter() - t0
     ours_path = write_wav(os.path.join(workdir, f"{name}_ours.wav"), y, sr)

@@ -11,8 +11,11 @@
 - `baselines`: Opus, MP3, Vorbis, AAC round trips at a target bitrate (`round_trip`,
   `encode_decode`, `ffmpeg_path`).
 - `plots`: `spectrogram_comparison`, `codebook_usage`, `rate_distortion`, `save`, `to_image`.
-- `run`: the `python -m jax_codec.evaluate` command (`main`, `evaluate`, `summarize`,
-  `mean_ci`, `neural_round_trip`, `baseline_round_trip`).
+- `stats`: `measure` (metric values of a row), `mean_ci`, `summarize`.
+- `report`: results.csv/json, summary.md/json and figures (`write_outputs`, `format_summary`).
+- `run`: the evaluation itself (`evaluate(plan, models, output)`, `neural_round_trip`,
+  `load_segment`, `find_audio_files`); `__main__`: the `python -m jax_codec.evaluate` command
+  (`main`).
 
 Importing this package is cheap: the names below are loaded from their modules on first use,
 so neither JAX nor matplotlib is imported until something needs them.
@@ -29,11 +32,12 @@ _EXPORTS = {
                 "loudness_difference", "cqt_distance", "chroma_distance", "visqol", "pesq_wb",
                 "stoi"),
     "baselines": ("round_trip", "encode_decode", "ffmpeg_path", "BaselineError",
-                  "BaselineResult", "FFmpegNotFoundError"),
-    "run": ("main", "evaluate", "summarize", "mean_ci", "neural_round_trip",
-            "baseline_round_trip", "default_ladder"),
+                  "BaselineResult", "FFmpegNotFoundError", "matched_round_trip"),
+    "stats": ("measure", "mean_ci", "summarize"),
+    "run": ("evaluate", "neural_round_trip"),
+    "__main__": ("main", "default_ladder"),
 }  # fmt: skip
-_SUBMODULES = ("metrics", "baselines", "plots", "run")
+_SUBMODULES = ("metrics", "baselines", "plots", "stats", "report", "run")
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = sorted(_WHERE) + list(_SUBMODULES)

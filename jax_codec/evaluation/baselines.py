@@ -49,6 +49,17 @@ INSTALL_HINT = (
 )
 
 
+# The lowest target (kbps, for mono and for stereo) each encoder accepts through ffmpeg: libopus
+# refuses below 500 b/s, LAME's lowest CBR rate is 8 kbps, libvorbis refuses less than ~8 (mono)
+# or ~12 kbps (stereo) even at 8 kHz; ffmpeg's AAC encoder takes any target.
+BASELINE_MIN_KBPS = {
+    "opus": (0.5, 0.5),
+    "mp3": (8.0, 8.0),
+    "vorbis": (8.0, 12.0),
+    "aac": (0.0, 0.0),
+}
+
+
 class FFmpegNotFoundError(RuntimeError):
     """No ffmpeg binary was found; the message says how to install one."""
 
@@ -349,3 +360,20 @@ def round_trip(
         encode_rate=int(rate),
         encoded_bytes=int(size_bytes),
     )
+
+
+def matched_round_trip(
+    name: str, audio: np.ndarray, sr: int, target_kbps: float, ffmpeg: str
+) -> tuple[np.ndarray, dict]:
+    """`audio` ``[C, T]`` through a classic codec at `target_kbps` (raised to the encoder's
+    minimum); returns (decoded ``[C, T]``, facts for the row)."""
+    channels = audio.shape[0]
+    asked = max(float(target_kbps), BASELINE_MIN_KBPS[name][min(channels, 2) - 1])
+    r = round_trip(audio, sr, name, asked, ffmpeg=ffmpeg)
+    return r.audio, {
+        "actual_kbps": r.kbps,
+        "target_kbps": float(target_kbps),
+        "encoder_kbps": asked,
+        "size_bytes": r.encoded_bytes,
+        "codec_sample_rate": r.encode_rate,
+    }

@@ -208,7 +208,7 @@ def rd_points(
     """Per codec, ``(mean kbps, mean metric, 95% CI half-width, n)`` for each bitrate setting,
     sorted by kbps. Rows need `codec`, `n_quantizers` (the setting), `actual_kbps` and the
     metric; rows whose metric is missing or not finite are left out."""
-    from jax_codec.evaluation.run import mean_ci
+    from jax_codec.evaluation.stats import mean_ci
 
     groups: dict[str, dict[object, tuple[list[float], list[float]]]] = {}
     for r in rows:

@@ -13,15 +13,40 @@ import argparse
 import json
 import os
 import statistics
-import sys
-import tempfile
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from jax_codec.cli_errors import CliError, guarded
 
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit code 2."""
+if TYPE_CHECKING:
+    from jax_codec.inference.api import LoadedCodec
+
+
+def add_command(sub, name: str, help_text: str, *examples: str) -> argparse.ArgumentParser:
+    """A subcommand parser whose `--help` ends with example command lines."""
+    lines = "\n".join(f"  python -m jax_codec {name} {e}" for e in examples)
+    return sub.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=f"example{'s' if len(examples) > 1 else ''}:\n{lines}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def add_n_quantizers_arg(p, several: bool = False) -> None:
+    """`--n_quantizers`: the codebooks (quantizer levels) used, the same meaning everywhere;
+    `several`: a comma-separated list of settings (a string, parsed by the command)."""
+    if several:
+        p.add_argument(
+            "--n_quantizers",
+            help="codebooks used, comma-separated settings, e.g. 1,2,4,8 (default: powers of "
+            "two up to all)",
+        )
+    else:
+        p.add_argument("--n_quantizers", type=int, help="codebooks used, K (default: all)")
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -37,24 +62,56 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of --random_init")
 
 
-def load_model(args: argparse.Namespace):
-    """(codec, params, config) from --checkpoint or --config --random_init."""
+def load_from_args(
+    args: argparse.Namespace, checkpoint: str | None = None, priors: str | None = "auto"
+) -> LoadedCodec:
+    """The model the `add_model_args` flags name (`checkpoint` overrides `--checkpoint` and
+    drops `--config`); `priors` as in `load_codec`. Bad flags raise `CliError`."""
     from jax_codec.config import ConfigError, load_config
     from jax_codec.inference.api import CheckpointNotFoundError, load_codec
 
-    if bool(args.checkpoint) == bool(args.config):
+    config = None if checkpoint else args.config
+    checkpoint = checkpoint or args.checkpoint
+    if bool(checkpoint) == bool(config):
         raise CliError("give either --checkpoint DIR or --config FILE --random_init")
-    if args.config:
+    if config:
         if not args.random_init:
             raise CliError("--config needs --random_init (untrained weights); or use --checkpoint")
         try:
-            return load_codec(config=load_config(args.config), seed=args.seed)
+            return load_codec(config=load_config(config), seed=args.seed, priors=priors)
         except ConfigError as e:
             raise CliError(str(e)) from None
     try:
-        return load_codec(args.checkpoint, which=args.which)
+        return load_codec(checkpoint, which=args.which, priors=priors)
     except CheckpointNotFoundError as e:
         raise CliError(str(e)) from None
+
+
+def check_input(path: str, what: str = "input") -> None:
+    """Raises `CliError` unless `path` is a readable, non-empty file."""
+    if not os.path.exists(path):
+        raise CliError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise CliError(f"{path} is a directory; give an {what} file")
+    if not os.access(path, os.R_OK):
+        raise CliError(f"{path}: permission denied")
+    if os.path.getsize(path) == 0:
+        raise CliError(f"{path}: empty file (0 bytes)")
+
+
+def check_output(path: str, input_path: str | None, formats=None) -> None:
+    """Raises `CliError` unless `path` can be written (and is not the input)."""
+    if os.path.isdir(path):
+        raise CliError(f"output {path} is a directory; give a file name")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise CliError(f"output directory {directory} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise CliError(f"output directory {directory} is not writable")
+    if input_path and os.path.exists(path) and os.path.samefile(path, input_path):
+        raise CliError(f"output {path} is the input file")
+    if formats is not None and os.path.splitext(path)[1].lower() not in formats:
+        raise CliError(f"{path}: output must end in {', '.join(formats)}")
 
 
 def read_input(path: str, sample_rate: int) -> np.ndarray:
@@ -75,33 +132,11 @@ def read_input(path: str, sample_rate: int) -> np.ndarray:
     return np.ascontiguousarray(x.T)
 
 
-def write_audio_atomic(path: str, audio: np.ndarray, sample_rate: int) -> None:
-    """Write ``[channels, T]`` to `path` via a temporary file in the same directory + rename."""
-    import soundfile as sf
-
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise CliError(f"output directory {directory} does not exist")
-    ext = os.path.splitext(path)[1].lower()
-    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(ext)
-    if fmt is None:
-        raise CliError(f"{path}: output must be .wav, .flac or .ogg")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=ext, dir=directory)
-    os.close(fd)
-    try:
-        sf.write(tmp, np.clip(audio.T, -1.0, 1.0), sample_rate, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def run_stream(args: argparse.Namespace) -> dict:
-
+    from jax_codec.inference import codec_io
     from jax_codec.inference import streaming as st
 
-    codec, params, _ = load_model(args)
+    codec, params, _ = load_from_args(args)
     x = read_input(args.input, codec.sample_rate)
     channels, t = x.shape
     if t == 0:
@@ -127,7 +162,10 @@ def run_stream(args: argparse.Namespace) -> dict:
         y = st.chunked_decode(codec, params, st.chunked_encode(codec, params, x, k), t)
         times.append(time.perf_counter() - t0)
         latency = stream_latency = None
-    write_audio_atomic(args.output, y, sr)
+    directory = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(directory):
+        raise CliError(f"output directory {directory} does not exist")
+    codec_io.write_audio(args.output, y, sr)
     total = sum(times)
     ms = sorted(1000.0 * s for s in times)
     return {
@@ -172,24 +210,32 @@ def format_stream(r: dict) -> str:
     )
 
 
+def print_report(report: dict, as_json: bool, fmt) -> None:
+    """A command's report: one JSON object, or `fmt(report)`."""
+    print(json.dumps(report) if as_json else fmt(report))
+
+
 def cmd_stream(args: argparse.Namespace) -> int:
-    try:
+    def body():
         if args.chunk_ms <= 0:
             raise CliError(f"--chunk_ms must be positive, got {args.chunk_ms}")
-        report = run_stream(args)
-    except CliError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(report) if args.json else format_stream(report))
-    return 0
+        print_report(run_stream(args), args.json, format_stream)
+
+    return guarded(body)
 
 
 def add_stream_parser(sub) -> None:
-    p = sub.add_parser("stream", help="encode+decode a file chunk by chunk, in real time")
+    p = add_command(
+        sub,
+        "stream",
+        "encode+decode a file chunk by chunk, in real time",
+        "song.flac out.wav --checkpoint runs/base --chunk_ms 20",
+        "song.wav out.wav --config configs/base.py:runlocal --random_init --json",
+    )
     p.add_argument("input", help="audio file (wav, flac, ogg, opus, mp3)")
     p.add_argument("output", help="decoded audio (.wav, .flac or .ogg)")
     add_model_args(p)
     p.add_argument("--chunk_ms", type=float, default=20.0, help="rounded to whole frames")
-    p.add_argument("--n_quantizers", type=int, help="codebooks used (default: all)")
+    add_n_quantizers_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_stream)

@@ -20,6 +20,7 @@ from jax_codec.losses.music import (
     onset_weights,
 )
 from jax_codec.losses.spectral import (
+    band_energy_loss,
     complex_stft_loss,
     mel_filterbank,
     mel_spectrogram,
@@ -34,6 +35,7 @@ __all__ = [
     "BalancerState",
     "CQTKernel",
     "balance_gradients",
+    "band_energy_loss",
     "cqt",
     "cqt_kernel",
     "complex_stft_loss",

@@ -24,7 +24,7 @@ from jax_codec.models.layers import streaming
 Array = jax.Array
 
 ATTENTION_STREAM = (
-    "a model with local attention (model.attn_window > 0, SNAC's) cannot stream chunk by "
+    "a model with local attention (model.snac.attn_window > 0, SNAC's) cannot stream chunk by "
     "chunk: an attention window needs all of its frames. Encode and decode it offline."
 )
 

@@ -67,7 +67,8 @@ class Codec(nn.Module):
     remat: bool = False
     # Architecture options for imported models (configs/dac_*.py, configs/encodec_24khz.py,
     # configs/snac_*.py): "dac" (Snake residual units, `Encoder`/`Decoder`), "seanet" (EnCodec,
-    # `seanet.py`) or "snac" (DAC's modules with SNAC's options below).
+    # `seanet.py`) or "snac" (DAC's modules with SNAC's options below). A config keeps the
+    # seanet-only and snac-only options in `model.seanet` / `model.snac` (`arch_options`).
     arch: str = "dac"
     # "factorized" (DAC's projected, L2-normalised VQ) or "plain" (EnCodec's Euclidean VQ).
     vq_kind: str = "factorized"
@@ -280,8 +281,41 @@ def resolve_dtype(name: str) -> Any:
     return jnp.dtype(name)
 
 
+# Options of one architecture each: presets keep them in `model.seanet` / `model.snac` (read
+# only when `model.arch` names that architecture); configs saved before that (config.json of
+# older runs) have them at the top of `model`, where they are read whatever the arch.
+_ARCH_OPTIONS = {
+    "seanet": {"pad_mode": "zeros", "lstm_layers": 0, "residual_compress": 2, "true_skip": False},
+    "snac": {"depthwise": False, "attn_window": 0, "noise": False},
+}
+
+
+def arch_options(model_config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The architecture-specific `Codec` fields of a `config.model` section, e.g.
+    `{"pad_mode": "reflect", "lstm_layers": 2, ..., "attn_window": 0, ...}`."""
+    c = model_config
+    arch = c.get("arch", "dac")
+    options = {}
+    for name, defaults in _ARCH_OPTIONS.items():
+        section = c.get(name) if arch == name else None
+        for key, default in defaults.items():
+            if key in c:  # an older config.json
+                options[key] = c[key]
+            elif section is not None and key in section:
+                options[key] = section[key]
+            else:
+                options[key] = default
+    options["lstm_layers"] = int(options["lstm_layers"])
+    options["residual_compress"] = int(options["residual_compress"])
+    options["true_skip"] = bool(options["true_skip"])
+    options["depthwise"] = bool(options["depthwise"])
+    options["attn_window"] = int(options["attn_window"] or 0)
+    options["noise"] = bool(options["noise"])
+    return options
+
+
 def build_codec(model_config: ml_collections.ConfigDict, dtype: Any = None) -> Codec:
-    """Codec from a `config.model` section (see configs/base.py)."""
+    """Codec from a `config.model` section (see `jax_codec.configs.common.default_config`)."""
     c = model_config
     return Codec(
         sample_rate=c.sample_rate,
@@ -300,14 +334,8 @@ def build_codec(model_config: ml_collections.ConfigDict, dtype: Any = None) -> C
         remat=bool(c.get("remat", False)),
         arch=c.get("arch", "dac"),
         vq_kind=c.get("quantizer", "factorized"),
-        pad_mode=c.get("pad_mode", "zeros"),
-        lstm_layers=int(c.get("lstm_layers", 0)),
-        residual_compress=int(c.get("residual_compress", 2)),
-        true_skip=bool(c.get("true_skip", False)),
         transpose_trim=c.get("transpose_trim", "exact"),
         transpose_norm=c.get("transpose_norm", "out"),
         final_activation=c.get("final_activation", "tanh"),
-        depthwise=bool(c.get("depthwise", False)),
-        attn_window=int(c.get("attn_window", 0) or 0),
-        noise=bool(c.get("noise", False)),
+        **arch_options(c),
     )

@@ -12,18 +12,27 @@ Padding conventions (these define the algorithmic latency, see `Codec.latency_sa
 Streaming: applied with ``mutable=["cache"]``, the causal convolutions keep their left context
 (and transposed convolutions their overlap) in the ``cache`` collection, so a signal fed chunk by
 chunk gives the same output as the whole signal at once (see `jax_codec.inference.streaming`).
+
+The hand-written fast paths these modules call (weight norm, depthwise conv, transposed conv,
+Snake) live in `kernels.py`, each beside its plain-JAX reference.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from jax_codec.models.kernels import (
+    depthwise_conv1d,
+    snake,
+    transposed_conv,
+    weight_norm,
+    weight_norm_reference,
+)
 
 Array = jax.Array
 Dtype = Any
@@ -68,9 +77,9 @@ NONCAUSAL_STREAM = (
     "(jax_codec.inference.streaming.chunked_encode / chunked_decode) instead."
 )
 REFLECT_STREAM = (
-    "a model with reflect padding (model.pad_mode='reflect', EnCodec's SEANet) cannot stream "
-    "chunk by chunk: the reflection at the signal's start has no streaming equivalent. Encode "
-    "and decode it offline with Codec.encode / Codec.decode."
+    "a model with reflect padding (model.seanet.pad_mode='reflect', EnCodec's SEANet) cannot "
+    "stream chunk by chunk: the reflection at the signal's start has no streaming equivalent. "
+    "Encode and decode it offline with Codec.encode / Codec.decode."
 )
 
 
@@ -81,60 +90,6 @@ def streaming(module: nn.Module) -> bool:
     previous chunk) instead of zero padding, and transposed convolutions carry their overlap.
     """
     return module.is_mutable_collection("cache") and not module.is_initializing()
-
-
-def _norm_axes(v: Array, g: Array) -> tuple[int, ...]:
-    if g.ndim == 1:
-        return tuple(range(v.ndim - 1))
-    return tuple(i for i in range(v.ndim) if g.shape[i] == 1)
-
-
-def _weight_norm_parts(v: Array, g: Array) -> tuple[Array, Array]:
-    """(|v| per channel with keepdims, g / max(|v|, 1e-12) in that shape)."""
-    norm = jnp.sqrt(jnp.sum(jnp.square(v), axis=_norm_axes(v, g), keepdims=True))
-    return norm, jnp.reshape(g, norm.shape) / jnp.maximum(norm, 1e-12)
-
-
-@jax.custom_vjp
-def weight_norm(v: Array, g: Array) -> Array:
-    """g v / |v|, the norm taken per channel of the axis that `g` spans.
-
-    `g` `[features]` (the usual case): one norm per output channel (last axis), as torch's
-    weight_norm(dim=0) on a Conv1d. `g` with `v`'s rank (e.g. `[1, Cin, 1]`): one norm per
-    entry of the axes where g's size is not 1, i.e. over the axes where it is 1; torch's
-    weight_norm(dim=0) on a ConvTranspose1d normalises per *input* channel that way.
-
-    The backward is written out (same values as autodiff): one reduction and one elementwise
-    pass per kernel. Autodiff's version kept several intermediate per-channel terms, i.e. more
-    small kernels per conv, and every kernel costs XLA compile time (the discriminators have
-    ~100 weight-normed convs).
-    """
-    return _weight_norm_autodiff(v, g)
-
-
-def _weight_norm_autodiff(v: Array, g: Array) -> Array:
-    """`weight_norm`'s value, differentiated by autodiff."""
-    return v * _weight_norm_parts(v, g)[1]
-
-
-def _weight_norm_fwd(v: Array, g: Array):
-    norm, scale = _weight_norm_parts(v, g)
-    return v * scale, (v, g, norm, scale)
-
-
-def _weight_norm_bwd(res, dw):
-    v, g, norm, scale = res
-    axes = _norm_axes(v, g)
-    # w = v g / m with m = max(|v|, eps): dg = sum(dw v) / m, and through m (where |v| > eps)
-    # dv = g dw / m - v g sum(dw v) / |v|^3.
-    dot = jnp.sum(dw * v, axis=axes, keepdims=True)
-    m = jnp.maximum(norm, 1e-12)
-    dg = jnp.reshape(dot / m, g.shape)
-    coef = jnp.where(norm > 1e-12, scale * dot / jnp.square(m), 0.0)
-    return (scale * dw - v * coef).astype(v.dtype), dg.astype(g.dtype)
-
-
-weight_norm.defvjp(_weight_norm_fwd, _weight_norm_bwd)
 
 
 def pad_reflect(x: Array, left: int, right: int) -> Array:
@@ -173,9 +128,9 @@ def _kernel(module: nn.Module, v: Array, g: Array) -> Array:
     """The conv kernel g v / |v|, or its precomputed value from the ``folded`` collection."""
     if module.has_variable("folded", "kernel"):
         return module.get_variable("folded", "kernel")
-    # Autodiff's weight-norm backward here: with the written-out one (`weight_norm`, which
-    # the discriminators use), the DAC-44k generator's fwd+bwd measured ~12% slower.
-    return _weight_norm_autodiff(v, g)
+    # Autodiff's weight-norm backward on every backend: with the written-out one
+    # (`kernels.weight_norm_custom`) the generator's fwd+bwd measured slower on CPU.
+    return weight_norm_reference(v, g)
 
 
 def fold_weight_norm(params: Any) -> Any:
@@ -276,136 +231,11 @@ class WNConv1d(nn.Module):
         return y
 
 
-def depthwise_conv1d(x: Array, w: Array, dilation: int, pad: tuple[int, int]) -> Array:
-    """Depthwise (groups = channels) stride-1 conv: `[B, T, C]`, `w` `[k, 1, C]` ->
-    `[B, T + pad[0] + pad[1] - (k - 1) dilation, C]`; `y[t] = sum_i xp[t + i dilation] w[i]`.
-
-    The same numbers as `conv_general_dilated(..., feature_group_count=C)`, computed as k
-    shifted multiply-adds in one fused loop: XLA's CPU grouped convolution is 10-60x slower
-    forward (SNAC's k=7 residual units; see benchmarks/README.md). Autodiff of the shifted
-    sums would reduce over time once per tap badly, so the backward pass is written out:
-    the input gradient is the same shifted sum with the taps reversed, the kernel gradient
-    one reduction per tap.
-    """
-    return _depthwise(x, w, dilation, tuple(pad))
-
-
-def _depthwise_sum(xp: Array, w: Array, dilation: int, n: int) -> Array:
-    return sum(xp[:, i * dilation : i * dilation + n] * w[i, 0] for i in range(w.shape[0]))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _depthwise(x: Array, w: Array, dilation: int, pad: tuple[int, int]) -> Array:
-    xp = jnp.pad(x, ((0, 0), pad, (0, 0)))
-    n = xp.shape[1] - (w.shape[0] - 1) * dilation
-    return _depthwise_sum(xp, w, dilation, n)
-
-
-def _depthwise_fwd(x, w, dilation, pad):
-    return _depthwise(x, w, dilation, pad), (x, w)
-
-
-def _depthwise_bwd(dilation, pad, res, g):
-    x, w = res
-    k, span = w.shape[0], (w.shape[0] - 1) * dilation
-    n = g.shape[1]
-    # d xp[u] = sum_i g[u - i d] w[i]: g zero-padded by the span, taps reversed.
-    gp = jnp.pad(g, ((0, 0), (span, span), (0, 0)))
-    gxp = _depthwise_sum(gp, w[::-1], dilation, n + span)
-    gx = gxp[:, pad[0] : pad[0] + x.shape[1]]
-    xp = jnp.pad(x, ((0, 0), pad, (0, 0)))
-
-    # d w[i] = sum_{b,t} xp[b, t + i d] g[b, t], one tap per scan step. As k unrolled
-    # reductions, XLA:CPU scheduled them so that the SNAC-32k fwd+bwd held 12.6 GiB of
-    # temporaries (7.4 GiB as a scan) and ran 30% slower (benchmarks/README.md).
-    def tap(carry, i):
-        xi = jax.lax.dynamic_slice_in_dim(xp, i * dilation, n, axis=1)
-        return carry, jnp.sum((xi * g).astype(jnp.float32), axis=(0, 1))
-
-    _, gw = jax.lax.scan(tap, None, jnp.arange(k))
-    return gx.astype(x.dtype), gw[:, None, :].astype(w.dtype)
-
-
-_depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
-
-
-def grouped_conv1d(x: Array, w: Array, stride: int, pad: tuple[int, int], groups: int) -> Array:
-    """Grouped 1D conv, `[B, T, Cin]`, `w` `[k, Cin / groups, Cout]` -> `[B, T', Cout]`: XLA's
-    `feature_group_count` convolution, with its weight gradient computed as a batched matmul.
-
-    XLA's CPU backend computes the weight gradient of a convolution with many groups up to
-    ~25x slower than the same contraction over input patches (MelGAN's MSD, 4 channels per
-    group: 5.6 s vs 0.2 s for one layer; see benchmarks/README.md). The forward and the input
-    gradient stay XLA's (they are fast).
-    """
-    return _grouped(x, w, stride, tuple(pad), groups)
-
-
-def _xla_grouped(x: Array, w: Array, stride: int, pad: tuple[int, int], groups: int) -> Array:
-    return jax.lax.conv_general_dilated(
-        x, w, (stride,), (pad,), dimension_numbers=_DIMS, feature_group_count=groups
-    )
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _grouped(x, w, stride, pad, groups):
-    return _xla_grouped(x, w, stride, pad, groups)
-
-
-def _grouped_fwd(x, w, stride, pad, groups):
-    return _xla_grouped(x, w, stride, pad, groups), (x, w)
-
-
-def _grouped_bwd(stride, pad, groups, res, g):
-    x, w = res
-    _, x_vjp = jax.vjp(lambda x_: _xla_grouped(x_, w, stride, pad, groups), x)
-    (gx,) = x_vjp(g)
-    k, cin_g, cout = w.shape
-    b, n = g.shape[0], g.shape[1]
-    xp = jnp.pad(x, ((0, 0), pad, (0, 0)))
-    # Input patches [B, n, k, groups, Cin/groups]: tap j of output t is xp[t * stride + j].
-    # One gather rather than k strided slices stacked: the same values, but one kernel instead
-    # of k (41 for MSD's layers; kernels cost XLA compile time).
-    taps = np.arange(n)[:, None] * stride + np.arange(k)[None, :]
-    patches = jnp.take(xp, taps, axis=1, mode="clip").reshape(b, n, k, groups, cin_g)
-    gw = jnp.einsum(
-        "bnkgi,bngo->kigo",
-        patches,
-        g.reshape(b, n, groups, cout // groups),
-        preferred_element_type=jnp.float32,
-    )
-    return gx.astype(x.dtype), gw.reshape(k, cin_g, cout).astype(w.dtype)
-
-
-_grouped.defvjp(_grouped_fwd, _grouped_bwd)
-
-
-def transposed_conv(x: Array, w: Array, stride: int) -> Array:
-    """Full transposed convolution: `out[t * stride + j] += x[t] @ w[j]`, `[B, F, Cin]` with
-    `w` `[k, Cin, Cout]` -> `[B, (F - 1) * stride + k, Cout]` (torch's ConvTranspose1d, no
-    padding).
-
-    Computed as one matmul `[B F, Cin] x [Cin, n stride Cout]` (the kernel zero-padded to
-    `n = ceil(k / stride)` blocks of `stride` taps) and an overlap-add of the `n` blocks shifted by
-    one frame each, rather than a convolution over the input dilated by `stride`: no multiplies
-    by the inserted zeros, and the gradients are matmuls too. On XLA:CPU this made the DAC-44k
-    decoder's backward pass ~25x faster (benchmarks/README.md).
-    """
-    k, cin, cout = w.shape
-    b, f, _ = x.shape
-    n = -(-k // stride)
-    wm = jnp.pad(w, ((0, n * stride - k), (0, 0), (0, 0)))
-    wm = wm.transpose(1, 0, 2).reshape(cin, n * stride * cout)
-    p = jnp.dot(x, wm).reshape(b, f, n, stride * cout)
-    y = sum(jnp.pad(p[:, :, i], ((0, 0), (i, n - 1 - i), (0, 0))) for i in range(n))
-    return y.reshape(b, (f + n - 1) * stride, cout)[:, : (f - 1) * stride + k]
-
-
 class WNConvTranspose1d(nn.Module):
     """Weight-normalized transposed 1D convolution, `[B, F, Cin] -> [B, F * stride, features]`.
 
     Same arithmetic as torch's ConvTranspose1d (the gradient of a strided conv), computed by
-    `transposed_conv` (one matmul and an overlap-add) and trimmed as `transpose_trim` says.
+    `kernels.transposed_conv` and trimmed as `transpose_trim` says.
     Kernel `weight_v` is `[kernel, Cin, features]`.
     """
 
@@ -474,103 +304,6 @@ class WNConvTranspose1d(nn.Module):
             b = self.param("bias", nn.initializers.zeros, (self.features,))
             y = y + b.astype(self.dtype)
         return y
-
-
-# pi split in three float32 parts (Cody-Waite): k * _PI_A is exact for |k| < 2**11 and the
-# reduced argument keeps float32 accuracy for |u| up to ~1e4.
-_PI_A = 3.140625
-_PI_B = float(np.float32(math.pi - _PI_A))
-_PI_C = float(np.float32(math.pi - _PI_A - _PI_B))
-
-
-def _reduce_mod_pi(u: Array) -> Array:
-    """`u - k pi` in [-pi/2, pi/2] (float32): sin^2 and sin(2u) have period pi."""
-    k = jnp.round(u * (1.0 / math.pi))
-    r = ((u - k * _PI_A) - k * _PI_B) - k * _PI_C
-    return jnp.clip(r, -math.pi / 2, math.pi / 2)  # bounded output even where |u| is too large
-
-
-def _sin_poly(r: Array) -> Array:
-    """sin(r) on [-pi/2, pi/2]: odd degree-11 Taylor polynomial, error < 6e-8."""
-    r2 = r * r
-    return r * (
-        1.0
-        + r2
-        * (-1.0 / 6 + r2 * (1.0 / 120 + r2 * (-1.0 / 5040 + r2 * (1.0 / 362880 - r2 / 39916800))))
-    )
-
-
-def _cos_poly(r: Array) -> Array:
-    """cos(r) on [-pi/2, pi/2]: even degree-12 Taylor polynomial, error < 7e-9."""
-    r2 = r * r
-    c = 1.0 / 479001600
-    for n in (10, 8, 6, 4, 2):
-        c = (-1.0) ** (n // 2) / math.factorial(n) + r2 * c
-    return 1.0 + r2 * c
-
-
-def sin_squared(u: Array) -> Array:
-    """sin(u)^2 in float32, about 3x faster than `jnp.square(jnp.sin(u))` on CPU.
-
-    sin^2 has period pi, so one reduction to r in [-pi/2, pi/2] and an odd degree-11 Taylor
-    polynomial (error < 6e-8 on that interval) suffice; there is no quadrant bookkeeping. Max
-    abs error against float64 is 4e-7 (jnp.sin: 1e-7). The Snake activations are a third of a
-    streaming step's time with `jnp.sin`, which XLA's CPU backend does not vectorize as well.
-    Computed in float32 whatever the input dtype (a bfloat16 reduction would lose the phase).
-    """
-    dtype = u.dtype
-    s = _sin_poly(_reduce_mod_pi(u.astype(jnp.float32)))
-    return (s * s).astype(dtype)
-
-
-def snake(x: Array, alpha: Array) -> Array:
-    """Snake `x + sin^2(alpha x) / alpha` (DAC's `x + (alpha + 1e-9)^-1 sin^2(alpha x)`), alpha `[C]`.
-
-    The backward pass is written out: from the saved `x` and alpha it recomputes
-    `sin(2 alpha x) = 2 sin cos` with one shared range reduction, and sums alpha's gradient over
-    batch and time as a matmul with a ones vector. Autodiff of the forward polynomial kept
-    several full-size intermediates alive for the backward pass, and XLA:CPU reduced alpha's
-    gradient in a slow column reduction. DAC-44k generator fwd+bwd (4 x 1 s): 24.9 -> 21.2 s
-    back to back, peak RSS 12.8 -> 7.8 GiB (benchmarks/README.md).
-    """
-    return _snake(x, alpha)
-
-
-def _snake_fwd_value(x: Array, alpha: Array) -> Array:
-    # alpha x in float32 whatever the compute dtype: in bfloat16 its phase error at |alpha x| ~ 10
-    # would be ~0.05 rad.
-    u = alpha.astype(jnp.float32) * x.astype(jnp.float32)
-    return x + (sin_squared(u) * (1.0 / (alpha.astype(jnp.float32) + 1e-9))).astype(x.dtype)
-
-
-@jax.custom_vjp
-def _snake(x: Array, alpha: Array) -> Array:
-    return _snake_fwd_value(x, alpha)
-
-
-def _snake_fwd(x, alpha):
-    return _snake_fwd_value(x, alpha), (x, alpha)
-
-
-def _snake_bwd(res, g):
-    x, alpha = res
-    xf, af, gf = x.astype(jnp.float32), alpha.astype(jnp.float32), g.astype(jnp.float32)
-    inv = 1.0 / (af + 1e-9)
-    r = _reduce_mod_pi(af * xf)
-    s = _sin_poly(r)
-    sin2 = 2.0 * s * _cos_poly(r)  # sin(2 alpha x)
-    gx = gf * (1.0 + sin2)
-    # d/d alpha [sin^2(alpha x) / alpha] = x sin(2 alpha x) / alpha - sin^2(alpha x) / alpha^2
-    h = (gf * (xf * sin2 - (s * s) * inv) * inv).reshape(-1, x.shape[-1])
-    # A matmul with ones, not jnp.sum: with jnp.sum this backward was no faster than autodiff's
-    # (Snake vjp at [4, 44100, 96]: 108-131 ms, autodiff 102-142 ms, this 84-89 ms).
-    # The barrier hides the constant ones, so that XLA cannot fold the dot back into a reduction.
-    ones = jax.lax.optimization_barrier(jnp.ones((h.shape[0],), jnp.float32))
-    ga = jnp.matmul(ones, h, precision=jax.lax.Precision.HIGHEST)  # f32 on TPU/GPU too
-    return gx.astype(x.dtype), ga.astype(alpha.dtype)
-
-
-_snake.defvjp(_snake_fwd, _snake_bwd)
 
 
 class Snake(nn.Module):

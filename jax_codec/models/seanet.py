@@ -30,8 +30,8 @@ from jax_codec.models.layers import SCALED_INIT, WNConv1d, WNConvTranspose1d, st
 Array = jax.Array
 
 LSTM_STREAM = (
-    "a model with an LSTM (model.lstm_layers > 0, EnCodec's SEANet) cannot stream chunk by "
-    "chunk in jax_codec; encode and decode it offline with Codec.encode / Codec.decode."
+    "a model with an LSTM (model.seanet.lstm_layers > 0, EnCodec's SEANet) cannot stream "
+    "chunk by chunk in jax_codec; encode and decode it offline with Codec.encode / Codec.decode."
 )
 
 

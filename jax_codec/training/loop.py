@@ -73,10 +73,13 @@ def validate_run(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> 
 
 def listener_metrics(ref: np.ndarray, est: np.ndarray, sr: int, n: int) -> dict[str, float]:
     """Host-side held-out metrics of reconstructions `est` of `ref` (both `[B, T]`) at `n`
-    levels: the mean absolute loudness difference (LU, ITU-R BS.1770 via pyloudnorm) and the
-    mean signed level error (dB, positive = too loud), which a listener hears first."""
+    levels: the mean SI-SDR (dB, `evaluation.metrics.si_sdr`, as `evaluate` reports it), the
+    mean absolute loudness difference (LU, ITU-R BS.1770 via pyloudnorm) and the mean signed
+    level error (dB, positive = too loud), which a listener hears first."""
     from jax_codec.evaluation import metrics
 
+    sdrs = [metrics.si_sdr(r, e) for r, e in zip(ref, est, strict=True)]
+    sdrs = [v for v in sdrs if np.isfinite(v)]
     diffs, signed = [], []
     if ref.shape[-1] < int(0.4 * sr):  # BS.1770 needs one 400 ms block: not measured
         ref, est = ref[:0], est[:0]
@@ -87,6 +90,7 @@ def listener_metrics(ref: np.ndarray, est: np.ndarray, sr: int, n: int) -> dict[
             signed.append(le - lr)
     nan = float("nan")
     return {
+        f"eval/si_sdr/{n}q": float(np.mean(sdrs)) if sdrs else nan,
         f"eval/loudness_diff/{n}q": float(np.mean(diffs)) if diffs else nan,
         f"eval/level_error_db/{n}q": float(np.mean(signed)) if signed else nan,
     }
@@ -332,7 +336,6 @@ def train_and_evaluate(
             recons[n] = np.asarray(m["audio"])
             out.update(listener_metrics(eval_audio, recons[n], codec.sample_rate, n))
             out[f"eval/mel/{n}q"] = float(m["mel"])
-            out[f"eval/si_sdr/{n}q"] = float(np.mean(m["si_sdr"]))
         k = codec.num_quantizers
         # Does each added codebook help? Below 1 when all levels beat the first alone.
         out["eval/mel_ratio_all_to_1q"] = out[f"eval/mel/{k}q"] / max(out["eval/mel/1q"], 1e-9)

@@ -30,7 +30,17 @@ from jax_codec.training.state import TrainState
 
 Array = jax.Array
 
-AUDIO_LOSSES = ("mel", "stft", "complex_stft", "waveform", "cqt", "onset", "adv_g", "fm")
+AUDIO_LOSSES = (
+    "mel",
+    "stft",
+    "band_energy",
+    "complex_stft",
+    "waveform",
+    "cqt",
+    "onset",
+    "adv_g",
+    "fm",
+)
 ADVERSARIAL_TERMS = ("adv_g", "fm")
 
 
@@ -115,6 +125,7 @@ class Trainer:
         self.weights = {
             "mel": lc.mel_weight,
             "stft": lc.stft_weight,
+            "band_energy": lc.get("band_energy_weight", 0.0),
             "complex_stft": lc.get("complex_stft_weight", 0.0),
             "waveform": lc.get("waveform_weight", 0.0),
             "cqt": lc.cqt_weight,
@@ -196,6 +207,8 @@ class Trainer:
             )
         if self.weights["stft"] > 0:
             out["stft"] = L.multi_scale_stft_loss(y, x)
+        if self.weights["band_energy"] > 0:
+            out["band_energy"] = L.band_energy_loss(y, x, sr)
         if self.weights["complex_stft"] > 0:
             out["complex_stft"] = L.complex_stft_loss(y, x)
         if self.weights["waveform"] > 0:
@@ -385,8 +398,8 @@ class Trainer:
     def eval_step(self, gen_params: Any, batch: Array, n_quantizers: int | None) -> dict:
         """Held-out metrics at one bitrate, over `batch [B, T]`: DAC's mel distance (its seven
         resolutions, as `python -m jax_codec evaluate` reports it, whatever the training loss
-        uses), per-example SI-SDR `[B]`, and the reconstructions `audio [B, T]` (for the
-        host-side loudness difference and TensorBoard)."""
+        uses) and the reconstructions `audio [B, T]` (for the host-side SI-SDR and loudness
+        difference, `training.loop.listener_metrics`, and TensorBoard)."""
         x = batch.astype(jnp.float32)
         y = (
             self.codec.apply(gen_params, x[..., None], n_quantizers)
@@ -394,30 +407,16 @@ class Trainer:
             .astype(jnp.float32)
         )
         mel = L.multi_resolution_mel_loss(y, x, self.codec.sample_rate, power=1.0)
-        return {"mel": mel, "si_sdr": si_sdr(y, x), "audio": y}
-
-
-def si_sdr(estimate: Array, reference: Array, eps: float = 1e-8) -> Array:
-    """Scale-invariant SDR in dB per example, `[B, T]` -> `[B]` (zero-mean signals, as DAC)."""
-    estimate = estimate - jnp.mean(estimate, axis=-1, keepdims=True)
-    reference = reference - jnp.mean(reference, axis=-1, keepdims=True)
-    scale = jnp.sum(estimate * reference, -1, keepdims=True) / (
-        jnp.sum(reference**2, -1, keepdims=True) + eps
-    )
-    target = scale * reference
-    noise = estimate - target
-    return 10 * jnp.log10((jnp.sum(target**2, -1) + eps) / (jnp.sum(noise**2, -1) + eps))
+        return {"mel": mel, "audio": y}
 
 
 def training_compiler_options(mesh: jax.sharding.Mesh) -> dict[str, Any]:
     """XLA options for the train step compiled over `mesh`.
 
-    On CPU: XLA's older (non-MLIR) fusion emitters. For the base train step (batch 2),
-    measured back to back against the default: compile 48.5/50.0 s against 61.7/59.8 s, peak
-    host memory after compiling 2.1 against 4.3 GiB, step time unchanged (4.7-5.2 against
-    4.8-5.0 s), same losses. Inference, evaluation and the parameter init keep the MLIR
-    emitters: they ran faster with them (base encode+decode 226-232 against 158-189 GFLOP/s; the base
-    init, mostly threefry random bits, 32 against 86-89 s). Other platforms: no options.
+    On CPU: XLA's older (non-MLIR) fusion emitters, which compile the train step faster and in
+    less host memory with the same step time and losses (benchmarks/README.md, train_step.py).
+    Inference, evaluation and the parameter init keep the MLIR emitters, which ran them faster.
+    Other platforms: no options.
     """
     if all(d.platform == "cpu" for d in mesh.devices.flat) and _cpu_option_known(
         "xla_cpu_use_fusion_emitters", False

@@ -1,0 +1,80 @@
+"""Statistics of an evaluation: metric values per row (`measure`), and means with 95%
+confidence intervals per codec and setting (`mean_ci`, `summarize`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from jax_codec.cli_errors import one_line
+
+METRIC_DIGITS = 9  # significant digits kept of each metric value (see `measure`)
+
+
+def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[int, float, float]:
+    """`(n, mean, half_width)` of the finite `values`: the two-sided `confidence` interval of
+    the mean from the t distribution with n - 1 degrees of freedom, `mean ± half_width`.
+    NaN half-width for n = 1 (no interval), NaN mean for n = 0."""
+    v = np.asarray([float(x) for x in values], dtype=np.float64)
+    v = v[np.isfinite(v)]
+    n = int(v.size)
+    if n == 0:
+        return 0, math.nan, math.nan
+    mean = float(v.mean())
+    if n == 1:
+        return 1, mean, math.nan
+    from scipy import stats
+
+    t = float(stats.t.ppf(0.5 + confidence / 2.0, n - 1))
+    return n, mean, t * float(v.std(ddof=1)) / math.sqrt(n)
+
+
+def measure(ref: np.ndarray, est: np.ndarray, sr: int, names: Sequence[str]):
+    """`(values, problems)`: each metric of `names` (NaN where it cannot be computed, with the
+    reason in `problems`), rounded to `METRIC_DIGITS` significant digits.
+
+    The rounding is what makes repeated runs byte-identical: some metric code (ViSQOL's FFTs,
+    BLAS) varies in the last bit or two (~1e-15 relative) with memory alignment.
+    """
+    from jax_codec.evaluation import metrics
+
+    values, problems = {}, []
+    for name in names:
+        try:
+            v = metrics.compute_all(ref, est, sr, [name])[name]
+            values[name] = float(f"{v:.{METRIC_DIGITS}g}") if math.isfinite(v) else v
+        except (ValueError, metrics.MissingDependencyError) as e:
+            values[name] = math.nan
+            problems.append(f"{name}: {one_line(e)}")
+    return values, problems
+
+
+def summarize(rows: Sequence[Mapping], metric_names: Sequence[str]) -> list[dict]:
+    """One entry per (codec, setting), ordered by setting then codec (in the order the rows
+    first name them): mean actual kbps, files, and per metric `{n, mean, ci95}` (ci95 = the
+    half-width of the 95% interval of the mean; NaN for one file)."""
+    order: dict[str, int] = {}
+    groups: dict[tuple, list[Mapping]] = {}
+    for r in rows:
+        order.setdefault(r["codec"], len(order))
+        groups.setdefault((r["codec"], r["n_quantizers"]), []).append(r)
+    out = []
+    for (codec, k), members in sorted(groups.items(), key=lambda g: (g[0][1], order[g[0][0]])):
+        _, kbps, kbps_ci = mean_ci(r.get("actual_kbps", math.nan) for r in members)
+        entry = {
+            "codec": codec,
+            "kind": members[0]["kind"],
+            "n_quantizers": k,
+            "files": len(members),
+            "errors": sum(1 for r in members if r.get("error")),
+            "kbps": kbps,
+            "kbps_ci95": kbps_ci,
+            "metrics": {},
+        }
+        for name in metric_names:
+            n, mean, half = mean_ci(r.get(name, math.nan) for r in members)
+            entry["metrics"][name] = {"n": n, "mean": mean, "ci95": half}
+        out.append(entry)
+    return out

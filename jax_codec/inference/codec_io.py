@@ -1,0 +1,398 @@
+"""Audio <-> `.jcodec`, written once for `compress`/`decompress`, the evaluation and the demo.
+
+    enc = encode_to_jcodec(loaded, audio, "x.jcodec", n_quantizers=4)  # [C, T] at the model rate
+    header = open_jcodec("x.jcodec", loaded)                           # checked against the model
+    audio = np.concatenate(list(decode_jcodec("x.jcodec", loaded)), axis=1)
+
+`encode_to_jcodec` also takes blocks ``[C, n]`` (a long file read piece by piece): it encodes
+them window by window with `streaming.iter_encode` (exactly `chunked_encode` of the whole
+signal) and writes one chunk per window, so memory does not grow with the length of the input.
+`decode_jcodec` streams back the same way. Every output file appears only complete
+(`atomic_output`). `iter_input` reads and resamples an audio file in blocks, `AudioOut` writes
+one, `resample_blocks` resamples a stream of blocks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from jax_codec.bitstream import BitstreamError, resampled_length
+from jax_codec.cli_errors import CliError
+
+READ_BLOCK = 1 << 16  # input frames decoded per read
+OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
+
+
+# --------------------------------------------------------------------------- atomic outputs
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[str]:
+    """Yields a temporary path in `path`'s folder; renames it over `path` when the block ends,
+    or removes it if the block raises. The file gets the permissions a new file would get."""
+    path = os.path.abspath(os.fspath(path))
+    directory, base = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=os.path.splitext(base)[1], dir=directory)
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600 files
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# --------------------------------------------------------------------------- audio in and out
+
+
+def iter_input(path: str, info, channels: int, rate: int, block: int = READ_BLOCK):
+    """Float32 blocks ``[channels, n]`` of `path` at `rate`: exactly
+    ``resampled_length(info.frames, info.sample_rate, rate)`` samples per channel, read and
+    resampled in blocks (bounded memory)."""
+    import soundfile as sf
+    import soxr
+
+    from jax_codec.data import audio
+
+    frames, rate_in = info.frames, info.sample_rate
+    target = resampled_length(frames, rate_in, rate)
+    rs = None if rate_in == rate else soxr.ResampleStream(rate_in, rate, channels, "float32", "HQ")
+    read = emitted = 0
+    try:
+        with sf.SoundFile(path) as f:
+            while read < frames:
+                try:
+                    x = f.read(min(block, frames - read), dtype="float32", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+                    raise CliError(f"{path}: decoding failed after {read} frames ({e})") from None
+                if x.shape[0] == 0:
+                    raise CliError(
+                        f"{path}: the audio ends after {read} of the {frames} frames its header "
+                        "announces (truncated or corrupt file)"
+                    )
+                if not np.isfinite(x).all():
+                    raise CliError(f"{path}: NaN or infinite samples near frame {read}")
+                read += x.shape[0]
+                x = audio.convert_channels(x, channels)
+                y = x if rs is None else rs.resample_chunk(x, last=read >= frames)
+                y = y[: target - emitted]
+                emitted += y.shape[0]
+                if y.shape[0]:
+                    yield np.ascontiguousarray(y.T, dtype=np.float32)
+    except sf.LibsndfileError as e:
+        raise CliError(f"{path}: cannot read audio ({e})") from None
+    if emitted < target:  # the resampler's rounding: at most a sample or so
+        yield np.zeros((channels, target - emitted), np.float32)
+
+
+class AudioOut:
+    """Writes audio blocks to `path` (.wav, .flac or .ogg); it appears only on a clean exit."""
+
+    def __init__(self, path: str, sample_rate: int, channels: int, subtype: str | None = None):
+        import soundfile as sf
+
+        fmt = OUTPUT_FORMATS[os.path.splitext(path)[1].lower()]
+        if subtype is not None and not sf.check_format(fmt, subtype):
+            raise CliError(f"subtype {subtype} is not available for {fmt} files")
+        self.frames = 0
+        self._atomic = atomic_output(path)
+        tmp = self._atomic.__enter__()
+        try:
+            self.f = sf.SoundFile(
+                tmp, "w", samplerate=sample_rate, channels=channels, format=fmt, subtype=subtype
+            )
+        except BaseException as e:
+            self._atomic.__exit__(type(e), e, e.__traceback__)
+            raise
+
+    def write(self, block: np.ndarray) -> None:
+        """`block` ``[channels, n]``; clipped to [-1, 1]."""
+        if block.shape[1]:
+            self.f.write(np.clip(block.T, -1.0, 1.0))
+            self.frames += block.shape[1]
+
+    def __enter__(self) -> AudioOut:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self.f.close()
+        except Exception:
+            if exc_type is None:
+                raise
+        self._atomic.__exit__(exc_type, exc, tb)
+
+
+def write_audio(path: str, audio: np.ndarray, sample_rate: int, subtype: str | None = None):
+    """Writes ``[channels, T]`` to `path` (.wav, .flac or .ogg), clipped, atomically."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in OUTPUT_FORMATS:
+        raise CliError(f"{path}: output must be .wav, .flac or .ogg")
+    with AudioOut(path, sample_rate, audio.shape[0], subtype) as out:
+        out.write(np.asarray(audio, np.float32))
+
+
+def resample_blocks(blocks, channels: int, rate_in: int, rate_out: int, length: int):
+    """Streams ``[channels, n]`` blocks from `rate_in` to `rate_out`; exactly `length` samples."""
+    import soxr
+
+    rs = (
+        None
+        if rate_in == rate_out
+        else soxr.ResampleStream(rate_in, rate_out, channels, "float32", "HQ")
+    )
+    emitted = 0
+    for y in blocks:
+        if rs is not None:
+            y = rs.resample_chunk(np.ascontiguousarray(y.T, np.float32)).T
+        y = y[:, : length - emitted]
+        emitted += y.shape[1]
+        yield y
+    if rs is not None:
+        y = rs.resample_chunk(np.zeros((0, channels), np.float32), last=True).T[
+            :, : length - emitted
+        ]
+        emitted += y.shape[1]
+        yield y
+    if emitted < length:
+        yield np.zeros((channels, length - emitted), np.float32)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def select_quantizers(codec, kbps: float | None, n_quantizers: int | None) -> int:
+    """The `n_quantizers` given, or the most whose per-channel bitrate fits `kbps`."""
+    nq = codec.num_quantizers
+    rates = [codec.bitrate_kbps(k) for k in range(1, nq + 1)]
+    listing = ", ".join(f"{r:.3f} ({k} quantizer{'s' * (k > 1)})" for k, r in enumerate(rates, 1))
+    if n_quantizers is not None:
+        if not 1 <= n_quantizers <= nq:
+            raise CliError(f"--n_quantizers must be in 1..{nq}, got {n_quantizers}")
+        return n_quantizers
+    if kbps is None:
+        return nq
+    if not math.isfinite(kbps) or kbps <= 0:
+        raise CliError(f"--kbps must be a positive number, got {kbps}")
+    fits = [k for k, r in enumerate(rates, 1) if r <= kbps * (1 + 1e-9)]
+    if not fits:
+        raise CliError(
+            f"--kbps {kbps:g} is below this model's lowest bitrate; kbps per channel: {listing}"
+        )
+    return max(fits)
+
+
+def check_window(codec, window_frames: int | None, total_frames: int | None = None) -> int:
+    """The core frames of a processing window (`streaming.window_core_frames`), checked."""
+    from jax_codec.inference import streaming as st
+
+    if window_frames is not None and not 1 <= window_frames <= 1 << 20:
+        raise CliError(f"--window_frames must be in 1..{1 << 20}, got {window_frames}")
+    return st.window_core_frames(codec, window_frames, total_frames)
+
+
+def priors_command(loaded) -> str:
+    """The command that makes priors for `loaded`, for messages."""
+    where = f"--checkpoint {loaded.checkpoint}" if loaded.checkpoint else "--checkpoint DIR"
+    return f"python -m jax_codec priors {where}"
+
+
+# --------------------------------------------------------------------------- .jcodec
+
+
+def packed_file_size(header) -> int:
+    """Bytes the file takes bit packed (mode 0): header, chunks with their framing, end marker."""
+    chunks = sum(
+        24 + header.packed_payload_size(header.chunk_frames_at(i)) for i in range(header.num_chunks)
+    )
+    return header.header_size + chunks + 20
+
+
+def file_header(
+    loaded,
+    channels: int,
+    num_samples: int,
+    n_quantizers: int,
+    window_frames: int | None = None,
+    original_sample_rate: int | None = None,
+    original_num_samples: int | None = None,
+):
+    """(the `.jcodec` header of `num_samples` at the model's rate, exact): one chunk per window
+    of `streaming.window_plan`, whose `exact` flag it passes on."""
+    from jax_codec import bitstream
+    from jax_codec.inference import streaming as st
+
+    codec = loaded.codec
+    total = st.encoded_frames(codec, num_samples)
+    core, _, exact = st.window_plan(codec, total, window_frames)
+    header = bitstream.Header(
+        sample_rate=codec.sample_rate,
+        channels=channels,
+        num_samples=num_samples,
+        num_frames=total,
+        hop_length=codec.hop_length,
+        strides=codec.vq_strides,
+        codebook_sizes=codec.codebook_size,
+        n_quantizers=n_quantizers,
+        chunk_frames=core,
+        model_id=loaded.name,
+        model_hash=loaded.fingerprint,
+        original_sample_rate=original_sample_rate,
+        original_num_samples=original_num_samples,
+        frame_rate=codec.frame_rate,
+    )
+    return header, exact
+
+
+@dataclasses.dataclass
+class Encoded:
+    """What `encode_to_jcodec` wrote."""
+
+    path: str
+    header: object  # the `bitstream.Header` written (entropy mode and priors hash filled in)
+    size_bytes: int
+    exact: bool  # False only for an LSTM model windowed over a long input (`window_plan`)
+
+
+def encode_to_jcodec(
+    loaded,
+    audio: np.ndarray | Iterable[np.ndarray],
+    path: str,
+    n_quantizers: int,
+    *,
+    channels: int | None = None,
+    num_samples: int | None = None,
+    window_frames: int | None = None,
+    original_sample_rate: int | None = None,
+    original_num_samples: int | None = None,
+    codes: Sequence[np.ndarray] | None = None,
+    on_chunk: Callable[[float], None] | None = None,
+) -> Encoded:
+    """Encodes audio at the model's rate into a `.jcodec` file at `path` (atomic).
+
+    `audio` is ``[C, T]``, or an iterable of blocks ``[C, n]`` with `channels` and
+    `num_samples` given. The codes are `streaming.iter_encode`'s, one chunk per window, range
+    coded with `loaded.priors` when it has them. `codes` (levels ``[C, F / s_i]`` of the whole
+    signal, computed elsewhere from the same audio) are written instead of encoding. `on_chunk`
+    gets the seconds of audio each chunk covers.
+    """
+    from jax_codec import bitstream
+    from jax_codec.inference import streaming as st
+
+    codec = loaded.codec
+    if isinstance(audio, np.ndarray):
+        channels, num_samples = audio.shape
+        audio = [audio]
+    header, exact = file_header(
+        loaded, channels, num_samples, n_quantizers, window_frames,
+        original_sample_rate, original_num_samples,
+    )  # fmt: skip
+    if codes is None:
+        windows = st.iter_encode(
+            codec, loaded.params, audio, num_samples, n_quantizers, window_frames
+        )
+        chunks = ([tuple(c[ch] for c in w) for ch in range(channels)] for w in windows)
+    else:
+        per_channel = [tuple(c[ch] for c in codes) for ch in range(channels)]
+        chunks = bitstream.split_chunks(per_channel, header)
+    seconds_per_frame = codec.hop_length / codec.sample_rate
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        with bitstream.Writer(f, header, priors=loaded.priors) as w:
+            for i, chunk in enumerate(chunks):
+                w.write_chunk(chunk)
+                if on_chunk is not None:
+                    on_chunk(header.chunk_frames_at(i) * seconds_per_frame)
+    return Encoded(path, w.header, os.path.getsize(path), exact)
+
+
+def check_architecture(header, codec) -> None:
+    """Raises `BitstreamError` unless `header` was written by a model shaped like `codec`."""
+    want = (
+        codec.sample_rate,
+        codec.hop_length,
+        tuple(codec.vq_strides),
+        (codec.codebook_size,) * codec.num_quantizers,
+    )
+    got = (header.sample_rate, header.hop_length, header.strides, header.codebook_sizes)
+    if got != want:
+        raise BitstreamError(
+            "the file's header does not match the model's architecture (sample rate, hop, "
+            f"strides, codebooks): {got} vs {want}"
+        )
+
+
+def open_jcodec(path: str, loaded):
+    """The header of the `.jcodec` at `path`, checked against `loaded`: the model that wrote it
+    (`BitstreamError`), and priors for an entropy-coded file (`CliError`)."""
+    from jax_codec import bitstream
+
+    with bitstream.Reader(path) as r:
+        header = r.header
+    bitstream.check_model(header, loaded.name, loaded.fingerprint)
+    check_architecture(header, loaded.codec)
+    if header.entropy_mode and loaded.priors is None:
+        raise CliError(
+            f"{path} is entropy coded and needs the priors it was made with (sha256 "
+            f"{header.priors_sha256.hex()[:16]}…): none found; pass --priors FILE, or make "
+            f"them with `{priors_command(loaded)}`"
+        )
+    return header
+
+
+def frame_blocks(reader) -> Iterator[np.ndarray]:
+    """Frame-rate codes ``[channels, F, k]`` of each chunk of an open `bitstream.Reader`."""
+    h = reader.header
+    for i, chunk in enumerate(reader):
+        frames = h.chunk_frames_at(i)
+        yield np.stack(
+            [
+                np.stack(
+                    [np.repeat(a, s)[:frames] for a, s in zip(levels, h.stored_strides)], axis=-1
+                )
+                for levels in chunk
+            ]
+        ).astype(np.int32)
+
+
+def read_jcodec(path: str, loaded) -> tuple[object, tuple[np.ndarray, ...]]:
+    """(header, codes per stored level ``[C, F / s_i]``) of a `.jcodec`, checked as by
+    `open_jcodec`."""
+    from jax_codec import bitstream
+
+    open_jcodec(path, loaded)
+    with bitstream.Reader(path, priors=loaded.priors) as r:
+        header = r.header
+        stored = r.read_all()
+    k = header.n_quantizers
+    return header, tuple(np.stack([levels[i] for levels in stored]) for i in range(k))
+
+
+def decode_jcodec(path: str, loaded, window_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Audio blocks ``[C, n]`` of the `.jcodec` at `path`, at the model's rate: exactly the
+    header's `num_samples` per channel, decoded window by window (`streaming.iter_decode`)."""
+    from jax_codec import bitstream
+    from jax_codec.inference import streaming as st
+
+    header = open_jcodec(path, loaded)
+    with bitstream.Reader(path, priors=loaded.priors) as r:
+        yield from st.iter_decode(
+            loaded.codec,
+            loaded.params,
+            frame_blocks(r),
+            header.num_frames,
+            header.num_samples,
+            window_frames,
+        )
