@@ -98,13 +98,33 @@ def test_notebook_cells_compile(name):
         compile(transformer.transform_cell(cell.source), f"{name} cell {i}", "exec")
 
 
-def test_notebooks_match_generator():
-    """The committed notebooks are what colab/make_notebooks.py writes (outputs cleared)."""
+def _generator():
     sys.path.insert(0, COLAB)
     try:
         import make_notebooks
     finally:
         sys.path.remove(COLAB)
+    return make_notebooks
+
+
+def test_template_cells():
+    """A template's ```python blocks are code cells and the markdown between them markdown cells."""
+    parse_cells = _generator().parse_cells
+    text = "# Title\n\ntext\n\n```python\nimport os\n\nx = 1\n```\n```python parameters\nn = 2\n```\n\n## Next\n"
+    assert parse_cells(text) == [
+        ("md", "# Title\n\ntext"),
+        ("code", "import os\n\nx = 1"),
+        ("parameters", "n = 2"),
+        ("md", "## Next"),
+    ]
+    for broken in ("```python\nx = 1\n", "```py\nx = 1\n```\n"):
+        with pytest.raises(ValueError, match="```python"):
+            parse_cells(broken)
+
+
+def test_notebooks_match_generator():
+    """The committed notebooks are what colab/make_notebooks.py writes (outputs cleared)."""
+    make_notebooks = _generator()
     assert tuple(make_notebooks.NOTEBOOKS) == NOTEBOOKS
     for name in NOTEBOOKS:
         with open(os.path.join(COLAB, name), encoding="utf-8") as f:
