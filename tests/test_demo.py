@@ -233,6 +233,15 @@ def test_non_causal_model_cannot_stream(runlocal_codec, tmp_path):
     assert "cannot stream" in process.format_stream(r)
 
 
+def test_loaded_codec_reads_like_the_old_tuple(runlocal_codec):
+    codec, params = runlocal_codec
+    config = load_config("configs/base.py:runlocal")
+    loaded = LoadedCodec(codec, params, config)
+    c, p, cfg = loaded
+    assert (c, p, cfg) == (codec, params, config) and len(loaded) == 3
+    assert loaded[1] is params and loaded[0] is codec and loaded[-1] is config
+
+
 # ---------------------------------------------------------------------------------- page, command
 
 

@@ -251,7 +251,7 @@ def test_train_on_tpu_runs_on_cpu(tmp_path, kernel_dirs):
         },
     )
     text = _text(nb)
-    assert "configs/base.py:runlocal" in text and "mesh: {'data': 1, 'fsdp': 1}" in text
+    assert "config base:runlocal (base_runlocal)" in text and "mesh: {'data': 1, 'fsdp': 1}" in text
     assert "preflight base_runlocal: mesh data=1 x fsdp=1" in text
     assert "stopped at step 2" in text
     assert "resumed at step 2, trained to step 4" in text

@@ -147,6 +147,13 @@ class LoadedCodec:
         """Unpacks as `codec, params, config`."""
         return iter((self.codec, self.params, self.config))
 
+    def __getitem__(self, index):
+        """Indexes like the `(codec, params, config)` tuple `load_codec` used to return."""
+        return (self.codec, self.params, self.config)[index]
+
+    def __len__(self) -> int:
+        return 3
+
     def with_priors(self, path: str | None) -> LoadedCodec:
         """A copy using the priors file `path` (None: no entropy coding)."""
         from jax_codec import bitstream
