@@ -475,3 +475,19 @@ def test_complex_stft_and_waveform_losses_see_phase_that_mel_misses():
     # Finite gradients even for silence (the magnitude floor).
     g = jax.grad(lambda y: losses.complex_stft_loss(y, x))(jnp.zeros_like(x))
     assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).max()) > 0
+
+
+def test_band_energy_loss_measures_level_not_fine_structure():
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(0.1 * rng.standard_normal((2, 8820)), jnp.float32)
+    other = jnp.asarray(0.1 * rng.standard_normal((2, 8820)), jnp.float32)  # same spectrum
+    assert float(losses.band_energy_loss(x, x, 44100)) == 0.0
+    # Half the amplitude is a quarter of the power: log10(4) in every band.
+    assert float(losses.band_energy_loss(0.5 * x, x, 44100)) == pytest.approx(
+        np.log10(4.0), abs=1e-4
+    )
+    # Another noise of the same level: small, far below what frame-wise log-mel L1 sees.
+    assert float(losses.band_energy_loss(other, x, 44100)) < 0.1
+    assert float(losses.multi_resolution_mel_loss(other, x, 44100)) > 1.0
+    g = jax.grad(lambda y: losses.band_energy_loss(y, x, 44100))(0.5 * x)
+    assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).sum()) > 0
