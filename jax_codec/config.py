@@ -140,6 +140,18 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "model.codebook_dim must be in (0, latent_dim]",
     )
     need(0.0 <= m.quantizer_dropout <= 1.0, "model.quantizer_dropout must be in [0, 1]")
+    channels = m.get("channels", 1)
+    need(channels in (1, 2), f"model.channels={channels}: use 1 (mono) or 2 (joint stereo)")
+    need(
+        m.get("stereo", "ms") in ("lr", "ms"),
+        f"model.stereo={m.get('stereo')!r}: use 'ms' (mid/side) or 'lr' (left/right)",
+    )
+    weights = tuple((config.get("loss") or {}).get("stereo_weights", (1.0, 1.0, 1.0, 1.0)))
+    need(
+        len(weights) == 4 and min(weights) >= 0 and sum(weights) > 0,
+        f"loss.stereo_weights={weights}: give 4 non-negative weights (left, right, mid, "
+        "side) with a positive sum",
+    )
     try:
         m.dtype == "auto" or jnp.dtype(m.dtype)
     except TypeError as e:

@@ -135,6 +135,12 @@ def default_config() -> ml_collections.ConfigDict:
     model.transpose_norm = "out"
     # Output activation: "tanh" or "none" (EnCodec).
     model.final_activation = "tanh"
+    # Audio channels: 1 (mono; stereo files are coded as two mono streams), or 2 (joint stereo:
+    # both channels in, one code stream shaped as a mono model's, both out; docs/stereo.md).
+    model.channels = 1
+    # What a stereo model's convolutions see: "ms" (mid (L+R)/2 and side (L-R)/2) or "lr"
+    # (left and right); ignored when mono.
+    model.stereo = "ms"
 
     seanet = model.seanet = ml_collections.ConfigDict()
     # Options of arch="seanet" only (configs/encodec_24khz.py).
@@ -214,6 +220,9 @@ def default_config() -> ml_collections.ConfigDict:
     loss.adversarial = "lsgan"
     # EnCodec-style gradient balancer over the audio losses (weights become gradient shares).
     loss.balancer = False
+    # A stereo model's reconstruction losses (mel, stft, cqt, ...) are each a weighted mean of
+    # that loss on the left, right, mid and side signals, with these weights (in that order).
+    loss.stereo_weights = (1.0, 1.0, 1.0, 1.0)
 
     optim = config.optim = ml_collections.ConfigDict()
     # Peak learning rates of generator and discriminators (AdamW).
@@ -266,7 +275,9 @@ def default_config() -> ml_collections.ConfigDict:
     data.sources = ()
     data.weights = ()
     data.eval_source = ""  # held-out audio for evaluation ("": other crops of the training data)
-    data.channels = 1  # 1: mono mixdown; 2: stereo, each channel its own batch row
+    # A mono model's data: 1: mono mixdown; 2: stereo, each channel its own batch row. A stereo
+    # model (model.channels=2) always reads stereo pairs, kept together: batches [B, T, 2].
+    data.channels = 1
     data.silence_threshold_db = -60.0  # crops (and whole files) quieter than this are rejected
     data.max_crop_tries = 8  # random crops tried in a clip before moving to another clip
     data.content_check = True  # decode each file once when indexing (all-silent, NaN/inf)

@@ -22,6 +22,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from jax_codec.stereo import match_channels
+
 # Extensions the folder source picks up (lower case, with the dot). libsndfile >= 1.1 decodes
 # all of them; a file with one of these that it cannot open is reported as unsupported/corrupt.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
@@ -107,22 +109,11 @@ def probe(path: str) -> AudioInfo:
 
 
 def convert_channels(x: np.ndarray, channels: int) -> np.ndarray:
-    """``[T, C]`` -> ``[T, channels]`` (mix down by averaging, or duplicate mono)."""
+    """``[T, C]`` (or ``[T]``) -> ``[T, channels]``: mix down by averaging, or duplicate mono
+    (`jax_codec.stereo.match_channels`)."""
     if x.ndim == 1:
         x = x[:, None]
-    c = x.shape[1]
-    if c == channels:
-        return x
-    if channels == 1:
-        return x.mean(axis=1, keepdims=True)
-    if c == 1:
-        return np.repeat(x, channels, axis=1)
-    if channels == 2:
-        # Keep left/right distinct: odd channels (L, C, Ls...) to the left, even to the right.
-        left = x[:, 0::2].mean(axis=1)
-        right = x[:, 1::2].mean(axis=1)
-        return np.stack([left, right], axis=1)
-    raise ValueError(f"cannot convert {c} channels to {channels}")
+    return match_channels(x, channels)
 
 
 def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:

@@ -10,6 +10,9 @@ index), so an augmented batch is reproduced exactly on resume. Settings live in
   (denser signals, the hard case for a codec);
 - EQ: with ``eq_prob``, one RBJ peaking biquad at a log-uniform centre 100 Hz - 8 kHz, gain within
   ``+-eq_db`` and Q in 0.7-2 (mild tonal variety without colouring the data);
+- swap: with ``swap_prob``, exchange the left and right channels of a stereo crop (a joint-stereo
+  model should not prefer a side); every other augmentation treats both channels alike, so the
+  stereo image is kept;
 - finally the peak is limited to ``peak_limit`` by scaling, so augmentation never clips.
 """
 
@@ -32,6 +35,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.eq_prob = 0.25
     c.eq_db = 3.0
     c.peak_limit = 0.99
+    # Probability of swapping left and right in a stereo crop (no effect on mono crops).
+    c.swap_prob = 0.0
     return c
 
 
@@ -66,6 +71,7 @@ def augment(
     eq_freq = float(np.exp(rng.uniform(np.log(100.0), np.log(min(8000.0, 0.4 * sample_rate)))))
     eq_gain = rng.uniform(-cfg.eq_db, cfg.eq_db)
     eq_q = rng.uniform(0.7, 2.0)
+    swap = rng.random() < cfg.get("swap_prob", 0.0)  # drawn last: the draws above are unchanged
     if mix and other is not None:
         y = other()
         rx = np.sqrt(np.mean(np.square(x)) + 1e-12)
@@ -74,6 +80,8 @@ def augment(
     if eq:
         b, a = peaking_biquad(eq_freq, eq_gain, eq_q, sample_rate)
         x = scipy.signal.lfilter(b, a, x, axis=0).astype(np.float32)
+    if swap and x.shape[1] == 2:
+        x = np.ascontiguousarray(x[:, ::-1])
     x *= np.float32(10.0 ** (gain / 20.0) * (-1.0 if flip else 1.0))
     peak = float(np.abs(x).max(initial=0.0))
     if peak > cfg.peak_limit:

@@ -16,8 +16,10 @@ Built with grain, and deterministic given the seed:
    read is replaced by another slot of the same shard. Every rejection is counted (`DataStats`)
    and logged, never silent, and never fatal unless nothing usable remains.
 4. Augmentation (`jax_codec.data.augment`), batching to this host's share of the global batch,
-   and prefetching in `data.num_threads` threads. Stereo data (`data.channels = 2`) gives each
-   channel its own batch row.
+   and prefetching in `data.num_threads` threads. For a mono model, stereo data
+   (`data.channels = 2`) gives each channel its own batch row; a joint-stereo model
+   (`model.channels = 2`) reads stereo pairs and keeps them together, `[B, T, 2]` (mono files
+   duplicated, more channels mixed down: `audio.convert_channels`). See `channel_layout`.
 5. The loop assembles the per-host batches into one global `jax.Array` on the mesh.
 
 The iterator is a grain `DatasetIterator`: its state (the next element index) is saved with each
@@ -77,6 +79,20 @@ class DataStats:
 # --------------------------------------------------------------------------- sources
 
 
+def channel_layout(config: ml_collections.ConfigDict) -> tuple[int, int]:
+    """(channels read from each clip, batch rows per clip).
+
+    A mono model reads `data.channels` (1: mono mixdown; 2: stereo, each channel its own row,
+    so `(2, 2)`); a joint-stereo model reads stereo pairs into one row each, `(2, 1)`.
+    """
+    if int(config.model.get("channels", 1)) == 2:
+        return 2, 1
+    channels = int(config.data.channels)
+    if channels not in (1, 2):
+        raise ConfigError(f"data.channels={channels}: use 1 (mono mixdown) or 2 (stereo)")
+    return channels, channels
+
+
 def make_clips(
     spec: str,
     config: ml_collections.ConfigDict,
@@ -87,7 +103,7 @@ def make_clips(
 ) -> Clips:
     """The `Clips` named by one source spec (see `SOURCE_KINDS`)."""
     d = config.data
-    channels = int(d.channels)
+    channels = channel_layout(config)[0]
     kind, _, arg = spec.partition(":")
     try:
         if spec == "synthetic":
@@ -259,6 +275,11 @@ def _to_rows(batch: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(batch.transpose(0, 2, 1).reshape(b * c, t))
 
 
+def _to_pairs(batch: np.ndarray) -> np.ndarray:
+    """``[b, T, 2]`` kept as it is (a joint-stereo model's batch), contiguous."""
+    return np.ascontiguousarray(batch)
+
+
 # --------------------------------------------------------------------------- datasets
 
 
@@ -343,7 +364,8 @@ def build_train_data(
     shard: grain.sharding.ShardOptions | None = None,
     rows: np.ndarray | None = None,
 ) -> TrainData:
-    """This host's training batches ``[B_local, segment]`` (endless), with stats and reports.
+    """This host's training batches ``[B_local, segment]`` (endless; ``[B_local, segment, 2]``
+    for a joint-stereo model), with stats and reports.
 
     How hosts split the data (`shard`, default `ShardByJaxProcess`):
 
@@ -356,9 +378,8 @@ def build_train_data(
     """
     d = config.data
     seed = int(config.train.seed)
-    channels = int(d.channels)
-    if channels not in (1, 2):
-        raise ConfigError(f"data.channels={channels}: use 1 (mono mixdown) or 2 (stereo)")
+    # `channels`: batch rows per clip (2 when a mono model sees each stereo channel as a row).
+    read_channels, channels = channel_layout(config)
     shard = shard or grain.sharding.ShardByJaxProcess(drop_remainder=True)
     batch = int(config.train.batch_size)
     n_rows = batch // shard.shard_count
@@ -393,7 +414,8 @@ def build_train_data(
         ds, local_slots = elements.map(_Read(reader)), elements.map(_second)
     else:
         ds, local_slots = slots.map_with_index(reader), slots
-    ds = ds.batch(n_rows // channels, drop_remainder=True).map(_to_rows)
+    to_batch = _to_rows if channels == read_channels else _to_pairs
+    ds = ds.batch(n_rows // channels, drop_remainder=True).map(to_batch)
     threads = int(d.num_threads)
     ds = ds.to_iter_dataset(
         grain.ReadOptions(
@@ -415,7 +437,8 @@ def eval_batch(
     n: int,
     cache_dir: str | None = None,
 ) -> np.ndarray:
-    """A fixed evaluation set ``[n, length]``, identical on every host, never augmented.
+    """A fixed evaluation set ``[n, length]`` (``[n, length, 2]`` for a joint-stereo model),
+    identical on every host, never augmented.
 
     From `data.eval_source` when set (held-out audio); otherwise crops of the training sources
     drawn with a seed the training stream never uses.
@@ -432,8 +455,9 @@ def eval_batch(
     ]
     slots = sets[0] if len(sets) == 1 else grain.MapDataset.mix(sets)
     reader = CropReader(clips, slots, length, seed, config, DataStats(), None)
-    crops = [reader(i, slots[i]) for i in range(-(-n // int(d.channels)))]
-    return _to_rows(np.stack(crops))[:n]
+    read_channels, rows_per_clip = channel_layout(config)
+    crops = np.stack([reader(i, slots[i]) for i in range(-(-n // rows_per_clip))])
+    return (_to_rows(crops) if rows_per_clip == read_channels else _to_pairs(crops))[:n]
 
 
 def make_global_batch(local: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:

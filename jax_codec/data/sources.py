@@ -100,7 +100,8 @@ class Clips:
 
 
 class SyntheticClips(Clips):
-    """The built-in procedural music (`SyntheticMusic`): each clip is one rendered excerpt."""
+    """The built-in procedural music (`SyntheticMusic`): each clip is one rendered excerpt,
+    mono, or with `channels=2` rendered in stereo (instruments panned apart, so L != R)."""
 
     def __init__(self, sample_rate: int, channels: int, segment: int, seed: int):
         from jax_codec.data.synthetic import SyntheticMusic
@@ -110,7 +111,10 @@ class SyntheticClips(Clips):
         self.channels = channels
         self.segment = segment
         self._music = SyntheticMusic(
-            sample_rate=sample_rate, segment_seconds=segment / sample_rate, seed=seed, channels=1
+            sample_rate=sample_rate,
+            segment_seconds=segment / sample_rate,
+            seed=seed,
+            channels=2 if channels == 2 else 1,
         )
         self.report = SkipReport(source="synthetic", used=len(self._music))
         self.report.seconds = len(self._music) * segment / sample_rate

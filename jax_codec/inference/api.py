@@ -193,7 +193,7 @@ def load_codec(
         if config is None:
             raise ValueError("load_codec needs a checkpoint path or a config")
         codec = build_codec(config.model)
-        x = jnp.zeros((1, codec.length_multiple, 1), jnp.float32)
+        x = jnp.zeros((1, codec.length_multiple, codec.channels), jnp.float32)
         params = jax.jit(lambda k: codec.init(k, x))(jax.random.key(seed))
     else:
         kind, directory = resolve_checkpoint(path, which)

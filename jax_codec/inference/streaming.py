@@ -29,6 +29,13 @@ causal transposed convolutions add no lookahead. A stream with chunks of ``n`` f
 sample ``(D + n) * hop`` samples after it arrived (buffering included), which equals ``L * hop``
 when ``n`` divides ``L`` or is a multiple of it.
 
+Channels
+--------
+Audio is ``[B, T]`` for a mono codec and ``[B, T, C]`` for a joint-stereo one (`Codec.channels`),
+in and out; an input with another channel count is converted by `jax_codec.stereo.match_channels`
+(mono duplicated, stereo mixed down), and ``[B, T]`` counts as mono. A stereo stream carries one
+code stream for both channels, with the mono shapes.
+
 Chunked offline (non-causal presets, and long files)
 ----------------------------------------------------
 A centred model looks ahead, so it cannot stream. `chunked_encode` / `chunked_decode` process
@@ -48,6 +55,7 @@ import numpy as np
 
 from jax_codec.models.codec import Codec
 from jax_codec.models.layers import fold_weight_norm
+from jax_codec.stereo import match_channels
 
 Array = jax.Array
 
@@ -129,7 +137,7 @@ def chunk_frames_for(codec: Codec, chunk_ms: float) -> int:
 
 
 def _encode_latents(module: Codec, audio: Array) -> Array:
-    return module.encoder(audio)
+    return module.encoder(module.to_model_channels(audio))
 
 
 def _quantize(module: Codec, z: Array, n_quantizers: int) -> Array:
@@ -138,12 +146,25 @@ def _quantize(module: Codec, z: Array, n_quantizers: int) -> Array:
 
 
 def _decode_frame_codes(module: Codec, codes: Array) -> Array:
-    """Frame-rate codes ``[B, F, k]`` -> audio ``[B, F * hop, 1]`` (decoder caches in stream)."""
+    """Frame-rate codes ``[B, F, k]`` -> audio ``[B, F * hop, C]`` (decoder caches in stream)."""
     z = None
     for i in range(codes.shape[-1]):
         q = module.quantizer.levels[i].decode_codes(codes[..., i])
         z = q if z is None else z + q
-    return module.decoder(z)
+    return module.from_model_channels(module.decoder(z))
+
+
+def model_audio(codec: Codec, audio) -> np.ndarray | Array:
+    """API audio ``[B, T]`` (mono) or ``[B, T, C]`` -> the codec's ``[B, T, codec.channels]``
+    (`jax_codec.stereo.match_channels`: mono duplicated, stereo mixed down)."""
+    if audio.ndim == 2:
+        audio = audio[..., None]
+    return match_channels(audio, codec.channels)
+
+
+def api_audio(codec: Codec, audio):
+    """The codec's ``[B, T, C]`` output -> ``[B, T]`` for a mono codec, else unchanged."""
+    return audio[..., 0] if codec.channels == 1 else audio
 
 
 def to_frame_codes(codec: Codec, codes: Sequence[Array]) -> Array:
@@ -186,9 +207,10 @@ def inference_variables(params) -> dict:
 
 
 class StreamingEncoder:
-    """Chunk-by-chunk encoder of ``batch`` streams: ``push(audio [B, n * hop])`` -> codes.
+    """Chunk-by-chunk encoder of ``batch`` streams: ``push(audio [B, n * hop])`` (``[B, n * hop,
+    C]`` for a stereo codec) -> codes.
 
-    `step` is the pure jitted function ``(variables, state, chunk [B, n*hop, 1]) -> (codes
+    `step` is the pure jitted function ``(variables, state, chunk [B, n*hop, C]) -> (codes
     [B, n, k], state)``, for callers that manage state themselves (`variables` is
     `inference_variables(params)`, kept as ``.variables``); `init_state()` gives a fresh state.
     """
@@ -224,7 +246,7 @@ class StreamingEncoder:
         self.reset()
 
     def init_state(self) -> dict:
-        example = jnp.zeros((self.batch, self.chunk_samples, 1), jnp.float32)
+        example = jnp.zeros((self.batch, self.chunk_samples, self.codec.channels), jnp.float32)
         return {
             "cache": _cache_zeros(self.codec, self.variables, _encode_latents, example),
             "latents": jnp.zeros((self.batch, self.R, self.codec.latent_dim), jnp.float32),
@@ -255,22 +277,25 @@ class StreamingEncoder:
         return out, new
 
     def push(self, chunk) -> Array | None:
-        """Encode `chunk` ``[B, n * hop]`` (or ``[B, n * hop, 1]``); None while filling the delay."""
+        """Encode `chunk` ``[B, n * hop]`` or ``[B, n * hop, C]`` (channels matched to the
+        codec's, see the module doc); None while filling the delay."""
         chunk = jnp.asarray(chunk, jnp.float32)
-        if chunk.ndim == 2:
-            chunk = chunk[..., None]
-        if chunk.shape != (self.batch, self.chunk_samples, 1):
+        if chunk.ndim not in (2, 3) or chunk.shape[:2] != (self.batch, self.chunk_samples):
+            c = self.codec.channels
             raise ValueError(
-                f"chunk shape {chunk.shape}: expected ({self.batch}, {self.chunk_samples}) "
-                f"({self.n} frames of {self.codec.hop_length} samples)"
+                f"chunk shape {chunk.shape}: expected ({self.batch}, {self.chunk_samples})"
+                + (f" or ({self.batch}, {self.chunk_samples}, {c})" if c > 1 else "")
+                + f" ({self.n} frames of {self.codec.hop_length} samples)"
             )
+        chunk = model_audio(self.codec, chunk)
         codes, self.state = self.step(self.variables, self.state, chunk)
         self.pushed += 1
         return None if self.pushed <= self.delay // self.n else codes
 
 
 class StreamingDecoder:
-    """Chunk-by-chunk decoder: ``push(codes [B, n, k])`` -> audio ``[B, n * hop]``."""
+    """Chunk-by-chunk decoder: ``push(codes [B, n, k])`` -> audio ``[B, n * hop]`` (``[B, n *
+    hop, C]`` for a stereo codec)."""
 
     def __init__(self, codec: Codec, params, chunk_frames: int, batch: int = 1, n_quantizers=None):
         if not codec.causal:
@@ -294,7 +319,7 @@ class StreamingDecoder:
         audio, upd = self.codec.apply(
             {**variables, "cache": state}, codes, method=_decode_frame_codes, mutable=["cache"]
         )
-        return audio[..., 0].astype(jnp.float32), upd["cache"]
+        return api_audio(self.codec, audio).astype(jnp.float32), upd["cache"]
 
     def push(self, codes) -> Array:
         codes = jnp.asarray(codes, jnp.int32)
@@ -307,14 +332,14 @@ class StreamingDecoder:
 def stream_chunks(
     codec: Codec, audio: np.ndarray, chunk_frames: int, delay_frames: int
 ) -> Iterator[np.ndarray]:
-    """Chunks ``[B, n * hop]`` of `audio` ``[B, T]``, zero-padded so that every frame of the
-    offline path (T rounded up to the codec's length multiple) leaves the encoder."""
-    b, t = audio.shape
+    """Chunks ``[B, n * hop, ...]`` of `audio` ``[B, T, ...]``, zero-padded so that every frame
+    of the offline path (T rounded up to the codec's length multiple) leaves the encoder."""
+    b, t = audio.shape[:2]
     m = codec.length_multiple
     frames = -(-t // m) * m // codec.hop_length
     chunks = -(-(frames + delay_frames) // chunk_frames)
     total = chunks * chunk_frames * codec.hop_length
-    padded = np.zeros((b, total), np.float32)
+    padded = np.zeros((b, total) + audio.shape[2:], np.float32)
     padded[:, :t] = audio
     step = chunk_frames * codec.hop_length
     for i in range(chunks):
@@ -324,11 +349,12 @@ def stream_chunks(
 def stream_roundtrip(
     codec: Codec, params, audio: np.ndarray, chunk_frames: int, n_quantizers: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Encode and decode `audio` ``[B, T]`` chunk by chunk: (decoded ``[B, T]``, frame codes).
+    """Encode and decode `audio` ``[B, T]`` (or ``[B, T, C]``) chunk by chunk: (decoded
+    ``[B, T]``, or ``[B, T, C]`` for a stereo codec; frame codes).
 
     The output is aligned with the input (the stream delay removed) and cut to ``T``.
     """
-    audio = np.asarray(audio, np.float32)
+    audio = api_audio(codec, model_audio(codec, np.asarray(audio, np.float32)))
     enc = StreamingEncoder(codec, params, chunk_frames, audio.shape[0], n_quantizers)
     dec = StreamingDecoder(codec, params, chunk_frames, audio.shape[0], enc.k)
     outs, codes = [], []
@@ -350,7 +376,7 @@ def timed_stream(
     """
     import time
 
-    x = np.zeros((enc.batch, enc.chunk_samples, 1), np.float32)
+    x = np.zeros((enc.batch, enc.chunk_samples, enc.codec.channels), np.float32)
     warm, _ = enc.step(enc.variables, enc.init_state(), x)
     jax.block_until_ready(dec.step(dec.variables, dec.init_state(), warm))
     enc.reset()
@@ -511,7 +537,8 @@ def iter_encode(
     """Windowed `Codec.encode` of a signal given as pieces: the constant-memory core of
     `chunked_encode`.
 
-    `blocks` yields float32 audio ``[B, n]`` of any sizes, `num_samples` in all. Yields, for
+    `blocks` yields float32 audio ``[B, n]`` or ``[B, n, C]`` (channels matched to the codec's,
+    see the module doc) of any sizes, `num_samples` in all. Yields, for
     each window of ``window_core_frames`` latent frames (the last one shorter), its codes per
     level ``[B, frames / s_i]`` as numpy int arrays; concatenated they are the codes of the
     whole (zero-padded) signal. Only about one window of audio is held at a time.
@@ -523,13 +550,14 @@ def iter_encode(
     hop = codec.hop_length
     total = encoded_frames(codec, num_samples)
     core, context, _ = window_plan(codec, total, window_frames, "encode")
-    buf = _Buffer((np.asarray(b, np.float32) for b in blocks), num_samples, "audio samples")
+    blocks = (model_audio(codec, np.asarray(b, np.float32)) for b in blocks)
+    buf = _Buffer(blocks, num_samples, "audio samples")
     enc = _jit(codec, "encode")
     quant = _jit(codec, "quantize", k)
     for a, start, length in _windows(total, core, context):
         x = buf.take(start * hop, (start + length) * hop)
         buf.drop_before(start * hop)
-        lat = enc(p, jnp.asarray(x[..., None]))
+        lat = enc(p, jnp.asarray(x))
         n = min(core, total - a)
         fc = np.asarray(quant(p, lat[:, a - start : a - start + n]))
         yield tuple(np.asarray(c) for c in from_frame_codes(codec, fc))
@@ -547,7 +575,8 @@ def iter_decode(
     """Windowed `Codec.decode`: the constant-memory core of `chunked_decode`.
 
     `frame_code_blocks` yields frame-rate codes ``[B, F, k]`` (see `to_frame_codes`) of any
-    sizes, `num_frames` frames in all. Yields audio ``[B, n * hop]`` (float32) window by window;
+    sizes, `num_frames` frames in all. Yields audio ``[B, n * hop]`` (float32; ``[B, n * hop,
+    C]`` for a stereo codec) window by window;
     concatenated they are the decoding of all the codes, cut to `length` samples if given.
     """
     p = inference_variables(params)
@@ -563,7 +592,8 @@ def iter_decode(
             continue  # frames past `length`: read (and checked), not decoded
         y = dec(p, jnp.asarray(fc))
         n = min(core, num_frames - a)
-        out = np.asarray(y[:, (a - start) * hop : (a - start + n) * hop, 0])[:, :left]
+        out = np.asarray(api_audio(codec, y[:, (a - start) * hop : (a - start + n) * hop]))
+        out = out[:, :left]
         left -= out.shape[1]
         yield out
     buf.finish()
@@ -572,7 +602,8 @@ def iter_decode(
 def chunked_encode(
     codec: Codec, params, audio: np.ndarray, n_quantizers: int | None = None, window_frames=None
 ) -> tuple[np.ndarray, ...]:
-    """`Codec.encode` of `audio` ``[B, T]`` in windows: per-level codes, constant memory."""
+    """`Codec.encode` of `audio` ``[B, T]`` (or ``[B, T, C]``) in windows: per-level codes,
+    constant memory."""
     audio = np.asarray(audio, np.float32)
     k = codec.num_quantizers if n_quantizers is None else int(n_quantizers)
     parts = list(iter_encode(codec, params, [audio], audio.shape[1], k, window_frames))
@@ -585,12 +616,14 @@ def chunked_encode(
 def chunked_decode(
     codec: Codec, params, codes: Sequence[np.ndarray], length: int | None = None, window_frames=None
 ) -> np.ndarray:
-    """`Codec.decode` in windows: codes -> audio ``[B, T]``, constant memory."""
+    """`Codec.decode` in windows: codes -> audio ``[B, T]`` (``[B, T, C]`` for a stereo codec),
+    constant memory."""
     fc = np.asarray(to_frame_codes(codec, codes))
     total = fc.shape[1]
     parts = list(iter_decode(codec, params, [fc], total, length, window_frames))
     if not parts:
-        return np.zeros((fc.shape[0], 0), np.float32)
+        channels = () if codec.channels == 1 else (codec.channels,)
+        return np.zeros((fc.shape[0], 0) + channels, np.float32)
     return np.concatenate(parts, axis=1)
 
 

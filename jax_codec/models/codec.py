@@ -2,7 +2,9 @@
 
 `Codec.__call__` is the training forward pass; `encode` / `decode` are the inference path and
 give exactly the forward output for the same number of quantizers (no dropout).
-Audio is `[B, T, 1]` inside the model (stereo is folded into B at the public API).
+Audio is `[B, T, C]` with C = `channels`: 1 (mono), or 2 for a joint-stereo model, whose
+encoder sees both channels (as left/right or mid/side, `stereo`) and whose decoder outputs both
+from ONE code stream, shaped as a mono model's codes (`jax_codec.stereo`, docs/stereo.md).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from jax_codec.models.decoder import Decoder
 from jax_codec.models.encoder import Encoder
 from jax_codec.models.quantizer import HierarchicalRVQ
 from jax_codec.models.seanet import SEANetDecoder, SEANetEncoder
+from jax_codec.stereo import STEREO_MODES, from_mid_side, to_mid_side
 
 Array = jax.Array
 
@@ -29,7 +32,7 @@ Array = jax.Array
 class CodecOutput:
     """Forward-pass result.
 
-    audio: `[B, T, 1]` reconstruction, same length as the input.
+    audio: `[B, T, C]` reconstruction, same length and channels as the input.
     codes: one int32 `[B, F / strides[i]]` per level (levels beyond `n_quantizers` included).
     n_quantizers: `[B]` levels used per example.
     latents: `[B, F, D]` encoder output; quantized: `[B, F, D]` sum of the used levels.
@@ -94,8 +97,18 @@ class Codec(nn.Module):
     depthwise: bool = False
     attn_window: int = 0
     noise: bool = False
+    # Audio channels: 1 (mono) or 2 (joint stereo: both channels in, one code stream, both
+    # out). Only the encoder's first conv and the decoder's last conv depend on it.
+    channels: int = 1
+    # What a stereo model's convolutions see: "lr" (left, right) or "ms" (mid (L+R)/2, side
+    # (L-R)/2; the decoder's mid/side output is turned back into left/right). Mono ignores it.
+    stereo: str = "ms"
 
     def setup(self):
+        if self.channels not in (1, 2):
+            raise ValueError(f"channels={self.channels}: use 1 (mono) or 2 (joint stereo)")
+        if self.stereo not in STEREO_MODES:
+            raise ValueError(f"stereo={self.stereo!r}: use one of {STEREO_MODES}")
         if self.arch == "seanet":
             if self.depthwise or self.attn_window or self.noise:
                 raise ValueError("depthwise, attn_window and noise need arch='snac'")
@@ -117,7 +130,7 @@ class Codec(nn.Module):
             self.decoder = SEANetDecoder(
                 self.decoder_width,
                 tuple(self.decoder_strides),
-                1,
+                self.channels,
                 tuple(self.dilations),
                 transpose_trim=self.transpose_trim,
                 transpose_norm=self.transpose_norm,
@@ -145,7 +158,7 @@ class Codec(nn.Module):
             self.decoder = Decoder(
                 self.decoder_width,
                 tuple(self.decoder_strides),
-                1,
+                self.channels,
                 tuple(self.dilations),
                 self.causal,
                 self.dtype,
@@ -215,17 +228,36 @@ class Codec(nn.Module):
         return None if lat is None else 1000.0 * lat / self.sample_rate
 
     def bitrate_kbps(self, n_quantizers: int | None = None) -> float:
-        """Bitrate (kbps) when using the first `n_quantizers` levels, before entropy coding."""
+        """Bitrate (kbps) when using the first `n_quantizers` levels, before entropy coding;
+        for all `channels` together (one code stream)."""
         n = self.num_quantizers if n_quantizers is None else n_quantizers
         bits = math.log2(self.codebook_size)
         return sum(self.frame_rates[:n]) * bits / 1000.0
 
+    def check_audio(self, audio: Array) -> None:
+        """Raise a ValueError naming the fix unless `audio` is `[B, T, channels]`."""
+        if audio.ndim == 3 and audio.shape[-1] == self.channels:
+            return
+        kind = "mono" if self.channels == 1 else "stereo"
+        raise ValueError(
+            f"this Codec is {kind} and expects audio shaped [batch, samples, {self.channels}], "
+            f"got {tuple(audio.shape)}; convert it with "
+            f"jax_codec.stereo.match_channels(audio, {self.channels}) (duplicates mono, mixes "
+            "down stereo)"
+            + (", or fold the channels into the batch to code them apart" if kind == "mono" else "")
+        )
+
+    def to_model_channels(self, audio: Array) -> Array:
+        """`[B, T, channels]` audio -> what the encoder sees (mid/side for `stereo="ms"`)."""
+        self.check_audio(audio)
+        return to_mid_side(audio) if self.channels == 2 and self.stereo == "ms" else audio
+
+    def from_model_channels(self, y: Array) -> Array:
+        """The decoder's output -> `[B, T, channels]` audio (left/right)."""
+        return from_mid_side(y) if self.channels == 2 and self.stereo == "ms" else y
+
     def _pad(self, audio: Array) -> Array:
-        if audio.ndim != 3 or audio.shape[-1] != 1:
-            raise ValueError(
-                f"Codec expects mono audio shaped [batch, samples, 1], got {audio.shape}; "
-                "fold channels into the batch first."
-            )
+        self.check_audio(audio)
         t = audio.shape[1]
         m = self.length_multiple
         if self.pad_mode == "reflect" and m == self.hop_length:
@@ -238,11 +270,11 @@ class Codec(nn.Module):
     def __call__(
         self, audio: Array, n_quantizers: int | None = None, train: bool = False
     ) -> CodecOutput:
-        """`audio [B, T, 1]` -> CodecOutput. Training draws the 'dropout' RNG stream."""
+        """`audio [B, T, C]` -> CodecOutput. Training draws the 'dropout' RNG stream."""
         t = audio.shape[1]
-        z = self.encoder(self._pad(audio))
+        z = self.encoder(self.to_model_channels(self._pad(audio)))
         q = self.quantizer(z, n_quantizers, train)
-        y = self.decoder(q.quantized, **self._noise(train))[:, :t]
+        y = self.from_model_channels(self.decoder(q.quantized, **self._noise(train)))[:, :t]
         return CodecOutput(
             audio=y,
             codes=q.codes,
@@ -255,12 +287,15 @@ class Codec(nn.Module):
         )
 
     def encode(self, audio: Array, n_quantizers: int | None = None) -> tuple[Array, ...]:
-        """`audio [B, T, 1]` -> codes of the first `n_quantizers` levels, `[B, F / s_i]` each."""
-        return self.quantizer.encode(self.encoder(self._pad(audio)), n_quantizers)
+        """`audio [B, T, C]` -> codes of the first `n_quantizers` levels, `[B, F / s_i]` each
+        (one code stream whatever C)."""
+        z = self.encoder(self.to_model_channels(self._pad(audio)))
+        return self.quantizer.encode(z, n_quantizers)
 
     def decode(self, codes: Sequence[Array], length: int | None = None) -> Array:
-        """Codes (the first `len(codes)` levels) -> `[B, T, 1]`, cut to `length` if given."""
+        """Codes (the first `len(codes)` levels) -> `[B, T, C]`, cut to `length` if given."""
         y = self.decoder(self.quantizer.decode(codes), **self._noise(False))
+        y = self.from_model_channels(y)
         return y if length is None else y[:, :length]
 
     def _noise(self, train: bool) -> dict:
@@ -337,5 +372,7 @@ def build_codec(model_config: ml_collections.ConfigDict, dtype: Any = None) -> C
         transpose_trim=c.get("transpose_trim", "exact"),
         transpose_norm=c.get("transpose_norm", "out"),
         final_activation=c.get("final_activation", "tanh"),
+        channels=int(c.get("channels", 1)),
+        stereo=str(c.get("stereo", "ms")),
         **arch_options(c),
     )

@@ -27,11 +27,12 @@ def _flops(compiled: Any) -> float:
 
 
 def codec_summary(config: ml_collections.ConfigDict, seconds: float = 1.0) -> dict:
-    """Summary dict of `config.model`; FLOPs measured on `seconds` of mono audio (batch 1)."""
+    """Summary dict of `config.model`; FLOPs measured on `seconds` of audio (batch 1, the
+    model's channels)."""
     codec = build_codec(config.model)
     m = codec.length_multiple
     t = max(m, int(round(seconds * codec.sample_rate / m)) * m)
-    audio = jax.ShapeDtypeStruct((1, t, 1), jnp.float32)
+    audio = jax.ShapeDtypeStruct((1, t, codec.channels), jnp.float32)
     params = jax.eval_shape(lambda a: codec.init(jax.random.key(0), a), audio)
     n_params = {k: _count(v) for k, v in params["params"].items()}
 

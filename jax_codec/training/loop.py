@@ -72,19 +72,23 @@ def validate_run(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> 
 
 
 def listener_metrics(ref: np.ndarray, est: np.ndarray, sr: int, n: int) -> dict[str, float]:
-    """Host-side held-out metrics of reconstructions `est` of `ref` (both `[B, T]`) at `n`
-    levels: the mean SI-SDR (dB, `evaluation.metrics.si_sdr`, as `evaluate` reports it), the
-    mean absolute loudness difference (LU, ITU-R BS.1770 via pyloudnorm) and the mean signed
-    level error (dB, positive = too loud), which a listener hears first."""
+    """Host-side held-out metrics of reconstructions `est` of `ref` (both `[B, T]`, or
+    `[B, T, C]` for a stereo model) at `n` levels: the mean SI-SDR (dB,
+    `evaluation.metrics.si_sdr`, as `evaluate` reports it: averaged over channels), the mean
+    absolute loudness difference (LU, ITU-R BS.1770 via pyloudnorm, all channels together) and
+    the mean signed level error (dB, positive = too loud), which a listener hears first."""
     from jax_codec.evaluation import metrics
 
+    # Channels first, as the metrics take them: [B, C, T].
+    ref = ref[:, None] if ref.ndim == 2 else np.swapaxes(ref, 1, 2)
+    est = est[:, None] if est.ndim == 2 else np.swapaxes(est, 1, 2)
     sdrs = [metrics.si_sdr(r, e) for r, e in zip(ref, est, strict=True)]
     sdrs = [v for v in sdrs if np.isfinite(v)]
     diffs, signed = [], []
     if ref.shape[-1] < int(0.4 * sr):  # BS.1770 needs one 400 ms block: not measured
         ref, est = ref[:0], est[:0]
     for r, e in zip(ref, est, strict=True):
-        lr, le = metrics.loudness(r[None], sr), metrics.loudness(e[None], sr)
+        lr, le = metrics.loudness(r, sr), metrics.loudness(e, sr)
         if np.isfinite(lr) and np.isfinite(le):
             diffs.append(abs(le - lr))
             signed.append(le - lr)
@@ -336,6 +340,8 @@ def train_and_evaluate(
             recons[n] = np.asarray(m["audio"])
             out.update(listener_metrics(eval_audio, recons[n], codec.sample_rate, n))
             out[f"eval/mel/{n}q"] = float(m["mel"])
+            if "mel_side" in m:  # a stereo model
+                out[f"eval/mel_side/{n}q"] = float(m["mel_side"])
         k = codec.num_quantizers
         # Does each added codebook help? Below 1 when all levels beat the first alone.
         out["eval/mel_ratio_all_to_1q"] = out[f"eval/mel/{k}q"] / max(out["eval/mel/1q"], 1e-9)
@@ -367,7 +373,7 @@ def train_and_evaluate(
         # Compile ahead, then start together: the first collective must not wait for a
         # process that is still compiling (gloo on CPU gives up after ~30 s).
         global_batch = jax.ShapeDtypeStruct(
-            (int(config.train.batch_size), segment), np.float32, sharding=batch_sharding
+            trainer.batch_shape(int(config.train.batch_size)), np.float32, sharding=batch_sharding
         )
         train_step = train_step.lower(abstract_sharded, global_batch, step_key).compile()
         distributed.barrier("train_step_compiled")

@@ -135,7 +135,7 @@ def run(config: ml_collections.ConfigDict, memory_gb: float | None = None) -> Re
     shardings = sh.state_shardings(abstract, mesh)
     state = _abstract(abstract, shardings)
     batch = jax.ShapeDtypeStruct(
-        (int(config.train.batch_size), trainer.segment),
+        trainer.batch_shape(int(config.train.batch_size)),
         jnp.float32,
         sharding=sh.batch_sharding(mesh),
     )

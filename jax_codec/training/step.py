@@ -5,7 +5,12 @@ gradient stopped) and then, through the *updated* discriminators, the generator 
 gradient w.r.t. the audio is pulled back through the saved vjp. This is DAC's order of updates
 at the cost of one generator forward pass.
 
-Shapes: B batch, T samples. Batches are `[B, T]` float32 mono audio.
+Shapes: B batch, T samples, C channels. Batches are `[B, T]` float32 mono audio, or `[B, T, 2]`
+for a joint-stereo model (`model.channels = 2`). A stereo model's reconstruction losses are the
+weighted mean (`loss.stereo_weights`) of each loss on the left, right, mid and side signals, as
+stable-audio-tools trains its stereo autoencoders (L/R plus sum-and-difference STFT losses), so
+the stereo image is trained, not only each channel; its discriminators see each channel as its
+own batch row (`fold_channels`; docs/stereo.md says why).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from absl import logging
 from jax.flatten_util import ravel_pytree
@@ -25,6 +31,7 @@ from jax_codec.config import ConfigError
 from jax_codec.models.codec import Codec, build_codec, resolve_dtype
 from jax_codec.models.discriminators import build_discriminators
 from jax_codec.models.quantizer import restart_dead_codes
+from jax_codec.stereo import STEREO_SIGNALS, stereo_signals
 from jax_codec.training import sharding as sh
 from jax_codec.training.state import TrainState
 
@@ -88,6 +95,15 @@ def _where(cond: Array, new: Any, old: Any) -> Any:
     return jax.tree.map(lambda n, o: jnp.where(cond, n, o), new, old)
 
 
+def fold_channels(audio: Array) -> Array:
+    """`[B, T, C]` -> `[B * C, T, 1]`, example-major (each channel its own row); the
+    discriminators' input, so they keep their mono parameters and kernels."""
+    b, t, c = audio.shape
+    if c == 1:
+        return audio
+    return jnp.swapaxes(audio, 1, 2).reshape(b * c, t, 1)
+
+
 class Trainer:
     """Builds models, optimizers and the (un-jitted) step functions from a config."""
 
@@ -113,6 +129,11 @@ class Trainer:
         self.disc_tx = optax.flatten(self._disc_core) if self.flat else self._disc_core
         self.segment = segment_samples(config, self.codec)
         lc = config.loss
+        # Stereo: the signals (`STEREO_SIGNALS` indices) with a positive weight, and their
+        # weights normalised to sum to 1 (each loss keeps its mono scale).
+        stereo_w = np.asarray(lc.get("stereo_weights", (1.0, 1.0, 1.0, 1.0)), np.float32)
+        self.stereo_index = tuple(int(i) for i in np.flatnonzero(stereo_w > 0))
+        self.stereo_weights = stereo_w[list(self.stereo_index)] / stereo_w.sum()
         if lc.adversarial not in L.ADVERSARIAL_KINDS:
             raise ConfigError(
                 f"loss.adversarial={lc.adversarial!r}; use one of {L.ADVERSARIAL_KINDS}"
@@ -138,9 +159,9 @@ class Trainer:
     def init_state(self, key: Array) -> TrainState:
         """Fresh state (use under `jax.jit(..., out_shardings=...)` to create it sharded)."""
         k_gen, k_disc, k_drop = jax.random.split(key, 3)
-        x = jnp.zeros((1, self.segment, 1), jnp.float32)
+        x = jnp.zeros((1, self.segment, self.codec.channels), jnp.float32)
         gen_params = self.codec.init({"params": k_gen, "dropout": k_drop}, x)
-        disc_params = self.disc.init(k_disc, x)
+        disc_params = self.disc.init(k_disc, fold_channels(x)[:1])
         use_balancer = self.config.loss.balancer
         return TrainState(
             step=jnp.zeros((), jnp.int32),
@@ -156,6 +177,11 @@ class Trainer:
             if self.config.train.dead_code_threshold > 0
             else None,
         )
+
+    def batch_shape(self, batch_size: int) -> tuple[int, ...]:
+        """A batch's shape: `(B, T)` for a mono model, `(B, T, C)` for a stereo one."""
+        c = self.codec.channels
+        return (batch_size, self.segment) + ((c,) if c > 1 else ())
 
     def _norm(self, tree: Any) -> Array:
         """Global L2 norm of a tree: one reduction over the raveled tree when unsharded."""
@@ -219,10 +245,30 @@ class Trainer:
             out["onset"] = L.onset_weighted_loss(y, x, sr)
         return out
 
+    def stereo_reconstruction_losses(
+        self, y: Array, x: Array
+    ) -> tuple[dict[str, Array], dict[str, Array]]:
+        """A stereo model's losses of `y` against `x`, both `[B, T, 2]` float32: (each loss as
+        the `loss.stereo_weights` mean over left, right, mid and side, the same losses per
+        signal `[S]` for the signals of positive weight, in `self.stereo_index` order)."""
+        index = np.asarray(self.stereo_index)
+        per_signal = jax.vmap(self.reconstruction_losses)(
+            stereo_signals(y)[index], stereo_signals(x)[index]
+        )
+        w = jnp.asarray(self.stereo_weights)
+        return {k: jnp.sum(w * v) for k, v in per_signal.items()}, per_signal
+
+    def _reconstruction(self, y: Array, x: Array) -> tuple[dict[str, Array], dict[str, Array]]:
+        """(losses, per-signal losses: empty for mono) of `y` against `x`, `[B, T, C]`."""
+        if self.codec.channels == 1:
+            return self.reconstruction_losses(y[..., 0].astype(jnp.float32), x[..., 0]), {}
+        return self.stereo_reconstruction_losses(y.astype(jnp.float32), x)
+
     def _adv_losses(self, disc_params: Any, y: Array, x: Array) -> dict[str, Array]:
         out = {}
         if self.weights["adv_g"] <= 0 and self.weights["fm"] <= 0:
             return out
+        y, x = fold_channels(y), fold_channels(x)
         b = x.shape[0]
         both = self.disc.apply(disc_params, jnp.concatenate([x, y], axis=0))
         real = [(lg[:b], [f[:b] for f in fs]) for lg, fs in both]
@@ -242,13 +288,15 @@ class Trainer:
     def train_step(
         self, state: TrainState, batch: Array, base_key: Array, n_quantizers: Array | None = None
     ) -> tuple[TrainState, dict]:
-        """One D update then one G update. `batch [B, T]`. Returns (new state, metrics).
+        """One D update then one G update. `batch [B, T]` (`[B, T, C]` for a stereo model).
+        Returns (new state, metrics).
 
         `n_quantizers`: optional int `[B]` levels per example, a given quantizer-dropout draw
         (e.g. DAC's, to reproduce its step); None draws it from the key."""
         cfg = self.config
         key = jax.random.fold_in(base_key, state.step)
-        x = batch.astype(jnp.float32)[..., None]
+        x = batch.astype(jnp.float32)
+        x = x if x.ndim == 3 else x[..., None]
 
         def generator(gen_params):
             out = self.codec.apply(gen_params, x, n_quantizers, train=True, rngs={"dropout": key})
@@ -264,9 +312,11 @@ class Trainer:
         y_sg = jax.lax.stop_gradient(y)
 
         def disc_loss_fn(dp):
-            b = x.shape[0]
+            real, fake = fold_channels(x), fold_channels(y_sg)
+            b = real.shape[0]
             logits = [
-                lg.astype(jnp.float32) for lg, _ in self.disc.apply(dp, jnp.concatenate([x, y_sg]))
+                lg.astype(jnp.float32)
+                for lg, _ in self.disc.apply(dp, jnp.concatenate([real, fake]))
             ]
             return L.discriminator_loss(
                 [lg[:b] for lg in logits], [lg[b:] for lg in logits], cfg.loss.adversarial
@@ -283,27 +333,27 @@ class Trainer:
 
         # Generator losses through the updated discriminators; gradient w.r.t. the audio first.
         def audio_losses(y_):
-            parts = self.reconstruction_losses(y_[..., 0].astype(jnp.float32), x[..., 0])
+            parts, per_signal = self._reconstruction(y_, x)
             parts.update(self._adv_losses(disc_params, y_, x))
-            return parts
+            return parts, per_signal
 
         balancer_state = state.balancer_state
         metrics = {}
         weights = self._step_weights(state.step)
         if cfg.loss.balancer:
-            fns = {k: (lambda y_, k=k: audio_losses(y_)[k]) for k in self._active_losses()}
+            fns = {k: (lambda y_, k=k: audio_losses(y_)[0][k]) for k in self._active_losses()}
             g_y, balancer_state, bal_metrics = L.balance_gradients(
                 fns, {k: self.weights[k] for k in fns}, y, state.balancer_state
             )
-            parts = audio_losses(y)
+            parts, per_signal = audio_losses(y)
             metrics.update({k: v for k, v in bal_metrics.items() if k.startswith("balancer/")})
         else:
 
             def weighted(y_):
-                parts = audio_losses(y_)
-                return sum(weights[k] * v for k, v in parts.items()), parts
+                parts, per_signal = audio_losses(y_)
+                return sum(weights[k] * v for k, v in parts.items()), (parts, per_signal)
 
-            (_, parts), g_y = jax.value_and_grad(weighted, has_aux=True)(y)
+            (_, (parts, per_signal)), g_y = jax.value_and_grad(weighted, has_aux=True)(y)
         (g_grads,) = gen_vjp((g_y.astype(y.dtype), jnp.ones_like(vq_loss)))
         loss_g = sum(weights[k] * v for k, v in parts.items()) + vq_loss
         grad_g = self._norm(g_grads)
@@ -350,6 +400,9 @@ class Trainer:
         new = new.replace(nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32))
 
         metrics.update({f"loss/{k}": v for k, v in parts.items()})
+        for k, v in per_signal.items():  # stereo: e.g. loss/mel/side
+            for j, i in enumerate(self.stereo_index):
+                metrics[f"loss/{k}/{STEREO_SIGNALS[i]}"] = v[j]
         metrics.update(
             {
                 "loss/adv_d": loss_d,
@@ -399,14 +452,28 @@ class Trainer:
         """Held-out metrics at one bitrate, over `batch [B, T]`: DAC's mel distance (its seven
         resolutions, as `python -m jax_codec evaluate` reports it, whatever the training loss
         uses) and the reconstructions `audio [B, T]` (for the host-side SI-SDR and loudness
-        difference, `training.loop.listener_metrics`, and TensorBoard)."""
+        difference, `training.loop.listener_metrics`, and TensorBoard).
+
+        A stereo model's `batch` and `audio` are `[B, T, 2]`; its "mel" is the mean over the
+        left and right channels, and "mel_side" the mel distance of the side signals."""
         x = batch.astype(jnp.float32)
+        sr = self.codec.sample_rate
+        if self.codec.channels > 1:
+            y = self.codec.apply(gen_params, x, n_quantizers).audio.astype(jnp.float32)
+            mel = L.multi_resolution_mel_loss(
+                fold_channels(y)[..., 0], fold_channels(x)[..., 0], sr, power=1.0
+            )
+            side = STEREO_SIGNALS.index("side")
+            mel_side = L.multi_resolution_mel_loss(
+                stereo_signals(y)[side], stereo_signals(x)[side], sr, power=1.0
+            )
+            return {"mel": mel, "mel_side": mel_side, "audio": y}
         y = (
             self.codec.apply(gen_params, x[..., None], n_quantizers)
             .audio[..., 0]
             .astype(jnp.float32)
         )
-        mel = L.multi_resolution_mel_loss(y, x, self.codec.sample_rate, power=1.0)
+        mel = L.multi_resolution_mel_loss(y, x, sr, power=1.0)
         return {"mel": mel, "audio": y}
 
 

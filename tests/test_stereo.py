@@ -1,0 +1,456 @@
+"""Joint stereo: mid/side, channel matching, shapes, errors, losses, streaming, data."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+import soundfile as sf
+
+from jax_codec import stereo
+from jax_codec.config import ConfigError, apply_overrides, load_config
+from jax_codec.data import audio, augment, pipeline
+from jax_codec.data.sources import SyntheticClips
+from jax_codec.data.synthetic import SyntheticMusic
+from jax_codec.inference import streaming as st
+from jax_codec.models.codec import Codec, build_codec
+from jax_codec.training.loop import listener_metrics
+from jax_codec.training.step import Trainer, fold_channels
+
+SR = 44100
+
+
+def runlocal(**overrides):
+    config = load_config("configs/base.py:runlocal")
+    apply_overrides(config, {k: str(v) for k, v in overrides.items()})
+    return config
+
+
+def grow_params(mono_params, codec: Codec):
+    """`codec`'s (stereo) weights from a mono model's: equal where the shapes agree (all but
+    the encoder's first and the decoder's last conv); there, the mono weights for one channel
+    and a different copy for the other, so the two channels take different paths. Saves
+    compiling a second `init`."""
+    x = jax.ShapeDtypeStruct((1, codec.length_multiple, codec.channels), jnp.float32)
+    target = jax.eval_shape(codec.init, jax.random.key(0), x)
+
+    def grow(leaf, want):
+        a = np.asarray(leaf)
+        if a.shape == want.shape:
+            return a
+        axis = next(i for i, (m, w) in enumerate(zip(a.shape, want.shape)) if m != w)
+        return np.concatenate([a, 0.8 * np.roll(a, 1, axis=0)], axis=axis)
+
+    return jax.tree.map(grow, mono_params, target)
+
+
+def louder(params, factor=4.0):
+    """Scale the decoder's weights so outputs are large enough for tolerances to mean
+    something (random-init DAC decoders are near silent; as tests/test_streaming.py)."""
+
+    def f(path, v):
+        name = jax.tree_util.keystr(path)
+        return v * factor if "decoder" in name and "weight_g" in name else v
+
+    return jax.tree_util.tree_map_with_path(f, params)
+
+
+def music(n, seconds, seed=0, channels=2):
+    src = SyntheticMusic(SR, seconds, seed=seed, channels=channels)
+    return np.stack([src[i] for i in range(n)]).astype(np.float32)
+
+
+def pcm(shape, seed=0):
+    """Random 16-bit PCM values as float32 (what a decoded wav file holds)."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(-32768, 32768, shape) / 32768.0).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def stereo_model(runlocal_codec):
+    """(codec, params) of base:runlocal as a mid/side stereo model."""
+    codec = build_codec(runlocal(**{"model.channels": 2}).model)
+    assert codec.channels == 2 and codec.stereo == "ms"
+    return codec, louder(grow_params(runlocal_codec[1], codec))
+
+
+# --------------------------------------------------------------------------- transforms
+
+
+def test_mid_side_round_trip_is_exact():
+    x = pcm((3, 1000, 2))
+    ms = stereo.to_mid_side(x)
+    np.testing.assert_array_equal(ms[..., 0], (x[..., 0] + x[..., 1]) / 2)
+    np.testing.assert_array_equal(ms[..., 1], (x[..., 0] - x[..., 1]) / 2)
+    np.testing.assert_array_equal(stereo.from_mid_side(ms), x)
+    np.testing.assert_array_equal(np.asarray(stereo.from_mid_side(stereo.to_mid_side(x))), x)
+    got = stereo.from_mid_side(stereo.to_mid_side(jnp.asarray(x)))
+    assert isinstance(got, jax.Array)
+    np.testing.assert_array_equal(np.asarray(got), x)
+    # Swapping left and right keeps the mid and negates the side.
+    swapped = stereo.to_mid_side(x[..., ::-1])
+    np.testing.assert_array_equal(swapped[..., 0], ms[..., 0])
+    np.testing.assert_array_equal(swapped[..., 1], -ms[..., 1])
+
+
+def test_match_channels():
+    x = pcm((2, 50, 2))
+    mono = stereo.match_channels(x, 1)
+    np.testing.assert_array_equal(mono[..., 0], x.mean(axis=-1))
+    dup = stereo.match_channels(mono, 2)
+    np.testing.assert_array_equal(dup[..., 0], dup[..., 1])
+    assert stereo.match_channels(x, 2) is x
+    six = pcm((50, 6))
+    np.testing.assert_array_equal(
+        stereo.match_channels(six, 2), np.stack([six[:, 0::2].mean(1), six[:, 1::2].mean(1)], 1)
+    )
+    np.testing.assert_array_equal(audio.convert_channels(six, 2), stereo.match_channels(six, 2))
+    np.testing.assert_array_equal(audio.convert_channels(six[:, 0], 2), six[:, :1].repeat(2, 1))
+    assert isinstance(stereo.match_channels(jnp.asarray(x), 1), jax.Array)
+    with pytest.raises(ValueError, match="cannot convert 2 channels to 3"):
+        stereo.match_channels(x, 3)
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def shapes(params) -> dict:
+    return {
+        jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(params)
+    }
+
+
+def test_stereo_shapes_and_codes_equal_mono(stereo_model, runlocal_codec):
+    codec, params = stereo_model
+    mono, mono_params = runlocal_codec
+    t = 3001
+    out = jax.eval_shape(codec.apply, params, jax.ShapeDtypeStruct((2, t, 2), jnp.float32))
+    assert out.audio.shape == (2, t, 2)
+    mono_out = jax.eval_shape(mono.apply, mono_params, jax.ShapeDtypeStruct((2, t, 1), jnp.float32))
+    assert [c.shape for c in out.codes] == [c.shape for c in mono_out.codes]
+    assert codec.bitrate_kbps() == mono.bitrate_kbps()
+    assert codec.latency_samples == mono.latency_samples
+    # Only the encoder's first and the decoder's last conv differ from the mono tree.
+    ours, theirs = shapes(params), shapes(mono_params)
+    assert ours.keys() == theirs.keys()
+    differ = sorted(k for k in ours if ours[k] != theirs[k])
+    assert differ == [
+        "['params']['decoder']['WNConv1d_1']['bias']",
+        "['params']['decoder']['WNConv1d_1']['weight_g']",
+        "['params']['decoder']['WNConv1d_1']['weight_v']",
+        "['params']['encoder']['WNConv1d_0']['weight_v']",
+    ]
+
+
+def test_old_configs_load_as_mono():
+    config = runlocal()
+    model = config.model.to_dict()
+    del model["channels"], model["stereo"]  # a config.json written before the stereo fields
+    codec = build_codec(ml_collections.ConfigDict(model))
+    assert codec.channels == 1
+    assert Codec().channels == 1 and Codec(channels=2).channels == 2  # unbound
+
+
+def test_bad_channel_counts_give_clear_errors(stereo_model, runlocal_codec):
+    codec, params = stereo_model
+    with pytest.raises(
+        ValueError, match=r"stereo and expects .*\[batch, samples, 2\].*match_channels"
+    ):
+        codec.apply(params, jnp.zeros((1, 4096, 1)))
+    with pytest.raises(ValueError, match=r"stereo and expects"):
+        codec.apply(params, jnp.zeros((1, 4096)), method=codec.encode)
+    mono, mono_params = runlocal_codec
+    with pytest.raises(ValueError, match=r"mono and expects .*match_channels.*fold the channels"):
+        mono.apply(mono_params, jnp.zeros((1, 4096, 2)))
+    with pytest.raises(ValueError, match="channels=3: use 1"):
+        Codec(channels=3).init(jax.random.key(0), jnp.zeros((1, 4096, 3)))
+    with pytest.raises(ConfigError, match="model.channels=3"):
+        runlocal(**{"model.channels": 3})
+    with pytest.raises(ConfigError, match="model.stereo='xy'"):
+        runlocal(**{"model.stereo": "xy"})
+    with pytest.raises(ConfigError, match="loss.stereo_weights"):
+        runlocal(**{"loss.stereo_weights": "(1.0, 1.0)"})
+    enc = st.StreamingEncoder(codec, params, 2)
+    with pytest.raises(ValueError, match=r"or \(1, 1024, 2\)"):
+        enc.push(np.zeros((1, 1000, 2), np.float32))
+
+
+def test_causality_per_channel(stereo_model):
+    codec, params = stereo_model
+    lat = codec.latency_samples
+    t_total, t = 8 * 2048, 9000
+    x = jax.random.normal(jax.random.key(3), (1, t_total, 2)) * 0.3
+    fwd = jax.jit(codec.apply)
+    a = np.asarray(fwd(params, x).audio)
+    cut = t - lat
+    for ch in (0, 1):  # new future in one channel only
+        noise = jax.random.normal(jax.random.key(4 + ch), (1, t_total - t))
+        b = np.asarray(fwd(params, x.at[:, t:, ch].set(noise)).audio)
+        np.testing.assert_array_equal(b[:, :cut], a[:, :cut])  # both channels' past
+        assert np.abs(b[:, t + lat :] - a[:, t + lat :]).max() > 1e-3  # and it was heard
+
+
+def test_mono_input_to_a_stereo_model_and_back(stereo_model, runlocal_codec):
+    """The public (streaming / chunked) API matches channels: mono is duplicated for a stereo
+    model, stereo mixed down for a mono one; `[B, T]` is mono."""
+    codec, params = stereo_model
+    x = music(1, 0.2, channels=1)
+    codes = st.chunked_encode(codec, params, x)
+    dup = st.chunked_encode(codec, params, np.repeat(x[..., None], 2, axis=-1))
+    for a, b in zip(codes, dup):
+        np.testing.assert_array_equal(a, b)
+    assert st.chunked_decode(codec, params, codes, x.shape[1]).shape == (1, x.shape[1], 2)
+    mono, mono_params = runlocal_codec
+    xs = music(1, 0.2)
+    down = st.chunked_encode(mono, mono_params, xs)
+    ref = st.chunked_encode(mono, mono_params, xs.mean(axis=-1))
+    for a, b in zip(down, ref):
+        np.testing.assert_array_equal(a, b)
+    assert st.chunked_decode(mono, mono_params, down, xs.shape[1]).shape == (1, xs.shape[1])
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def test_stereo_stream_equals_offline(stereo_model):
+    """One case (3 frames: not a divisor of the block; 2 of 4 levels; 2 streams): the chunk
+    arithmetic is the mono stream's, tested at length in tests/test_streaming.py."""
+    codec, params = stereo_model
+    chunk_frames, k, batch = 3, 2, 2
+    x = music(batch, 0.41, seed=chunk_frames)
+    codes = codec.apply(params, jnp.asarray(x), k, method=codec.encode)
+    ref = np.asarray(codec.apply(params, codes, x.shape[1], method=codec.decode))
+    y, frame_codes = st.stream_roundtrip(codec, params, x, chunk_frames, k)
+    got = st.from_frame_codes(codec, jnp.asarray(frame_codes))
+    for want, have in zip(codes, got, strict=True):
+        np.testing.assert_array_equal(np.asarray(have)[:, : want.shape[1]], np.asarray(want))
+    assert y.shape == ref.shape == x.shape
+    assert np.abs(ref[..., 1] - ref[..., 0]).max() > 1e-3  # two different channels
+    assert np.abs(y - ref).max() <= 1e-5
+
+
+def symmetric_params(params):
+    """Weights for which the "lr" model treats left and right alike: every channel axis
+    (including the audio's left|right) is read as two halves, and every weight is averaged with
+    itself under the swap of the halves of all its channel axes; codebooks hold each entry and
+    its half-swapped copy. Then swap(encode(x)) is a permutation of the codes (entry k <-> its
+    copy), and decode(swap(x)) = swap(decode(x))."""
+
+    def half_swap(n):
+        return np.roll(np.arange(n), n // 2)
+
+    def f(path, v):
+        name, v = jax.tree_util.keystr(path), np.asarray(v)
+        if name.endswith("['codebook']"):
+            half = v.shape[0] // 2
+            return np.concatenate([v[:half], v[:half][:, half_swap(v.shape[1])]])
+        if v.ndim == 1:
+            return (v + v[half_swap(len(v))]) / 2
+        assert v.ndim == 3, name  # conv kernels [k, Cin, Cout]
+        swapped = v[:, half_swap(v.shape[1])][:, :, half_swap(v.shape[2])]
+        return (v + swapped) / 2
+
+    return jax.tree_util.tree_map_with_path(f, params)
+
+
+def test_lr_swap_swaps_the_output_of_a_symmetric_model(stereo_model):
+    """A joint code stream has no built-in left/right symmetry (a trained model only learns it,
+    helped by `data.augment.swap_prob`), so this is checked on a model symmetric by
+    construction (`symmetric_params`): swapping L and R in the input must swap them in the
+    output, offline and streaming. This catches any place that mixes up the channel axis
+    (folding, caches, the final conv) while the two channels still differ."""
+    codec = build_codec(runlocal(**{"model.channels": 2, "model.stereo": "lr"}).model)
+    params = symmetric_params(stereo_model[1])
+    x = music(1, 0.3)
+    fwd = jax.jit(codec.apply)
+    a, b = fwd(params, jnp.asarray(x)), fwd(params, jnp.asarray(x[..., ::-1].copy()))
+    half = codec.codebook_size // 2
+    for ca, cb in zip(a.codes, b.codes, strict=True):
+        np.testing.assert_array_equal(np.asarray(cb), (np.asarray(ca) + half) % codec.codebook_size)
+    ya, yb = np.asarray(a.audio), np.asarray(b.audio)
+    assert np.abs(ya[..., 0] - ya[..., 1]).max() > 1e-3  # the channels differ
+    np.testing.assert_allclose(yb, ya[..., ::-1], atol=1e-5)
+    sa, _ = st.stream_roundtrip(codec, params, x, 2)
+    sb, _ = st.stream_roundtrip(codec, params, x[..., ::-1], 2)
+    np.testing.assert_allclose(sb, sa[..., ::-1], atol=1e-5)
+    np.testing.assert_allclose(sa, ya, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- losses, training
+
+
+def tiny_stereo_config(**overrides):
+    """A stereo model small enough to compile a train step quickly on a CPU."""
+    base = {
+        "model.channels": 2,
+        "model.encoder_strides": "(2, 4)",
+        "model.decoder_strides": "(4, 2)",
+        "model.decoder_width": 32,
+        "model.dilations": "(1,)",
+        "model.latent_dim": 16,
+        "model.vq_strides": "(2, 1)",
+        "model.codebook_size": 16,
+        "model.codebook_dim": 4,
+        "discriminator.kinds": "('mpd', 'mrd')",
+        "discriminator.periods": "(2,)",
+        "discriminator.channels": 4,
+        "discriminator.mrd_window_lengths": "(256,)",
+        "loss.mel_window_lengths": "(64, 256)",
+        "loss.mel_n_mels": "(10, 40)",
+        "loss.onset_weight": 0.0,
+        "train.batch_size": 2,
+        "train.segment_seconds": 0.05,
+        "optim.warmup_steps": 0,
+    }
+    base.update(overrides)
+    return runlocal(**base)
+
+
+def test_losses_see_left_right_mid_and_side():
+    trainer = Trainer(tiny_stereo_config())
+    losses = jax.jit(trainer.stereo_reconstruction_losses)
+    x = jnp.asarray(music(2, 0.05))
+    y = x * 0.5 + 0.01
+    parts, per_signal = losses(y, x)
+    assert set(parts) == {"mel", "stft"} and per_signal["mel"].shape == (4,)
+    np.testing.assert_allclose(parts["mel"], per_signal["mel"].mean(), rtol=1e-6)
+    # A target that differs only in its side: the mid term is unchanged, the side term is not.
+    ms = stereo.to_mid_side(x)
+    x2 = stereo.from_mid_side(ms.at[..., 1].set(-0.7 * ms[..., 1]))
+    parts2, per2 = losses(y, x2)
+    mid, side = stereo.STEREO_SIGNALS.index("mid"), stereo.STEREO_SIGNALS.index("side")
+    np.testing.assert_allclose(per2["mel"][mid], per_signal["mel"][mid], rtol=1e-6)
+    assert abs(float(per2["mel"][side] - per_signal["mel"][side])) > 0.05
+    assert abs(float(parts2["mel"] - parts["mel"])) > 0.01
+    # The objective treats left and right alike: swapping both swaps the L and R terms.
+    parts_s, per_s = losses(y[..., ::-1], x[..., ::-1])
+    np.testing.assert_allclose(per_s["mel"], per_signal["mel"][np.array([1, 0, 2, 3])], rtol=1e-6)
+    np.testing.assert_allclose(parts_s["mel"], parts["mel"], rtol=1e-6)
+    # Signals with weight 0 are not computed; the others keep a weighted mean.
+    only = Trainer(tiny_stereo_config(**{"loss.stereo_weights": "(0.0, 0.0, 1.0, 3.0)"}))
+    parts3, per3 = only.stereo_reconstruction_losses(y, x)
+    assert only.stereo_index == (2, 3) and per3["mel"].shape == (2,)
+    np.testing.assert_allclose(
+        parts3["mel"], 0.25 * per_signal["mel"][mid] + 0.75 * per_signal["mel"][side], rtol=1e-5
+    )
+
+
+def test_fold_channels():
+    x = jnp.asarray(pcm((2, 10, 2)))
+    f = fold_channels(x)
+    assert f.shape == (4, 10, 1)
+    np.testing.assert_array_equal(f[1, :, 0], x[0, :, 1])
+    np.testing.assert_array_equal(f[2, :, 0], x[1, :, 0])
+    mono = x[..., :1]
+    assert fold_channels(mono) is mono
+
+
+@pytest.mark.slow
+def test_stereo_train_and_eval_step():
+    config = tiny_stereo_config()
+    trainer = Trainer(config)
+    state = jax.jit(trainer.init_state)(jax.random.key(0))
+    assert state.gen_params["params"]["encoder"]["WNConv1d_0"]["weight_v"].shape[1] == 2
+    batch = jnp.asarray(music(2, trainer.segment / SR))[:, : trainer.segment]
+    assert batch.shape == trainer.batch_shape(2) == (2, trainer.segment, 2)
+    step = jax.jit(trainer.train_step)
+    for _ in range(2):
+        state, metrics = step(state, batch, jax.random.key(1))
+    metrics = jax.device_get(metrics)
+    assert int(state.nonfinite_steps) == 0
+    for key in ("loss/mel", "loss/mel/left", "loss/mel/side", "loss/stft/mid", "loss/adv_g"):
+        assert np.isfinite(metrics[key]), key
+    out = jax.device_get(trainer.eval_step(state.gen_params, batch, None))
+    assert out["audio"].shape == batch.shape
+    assert np.isfinite(out["mel"]) and np.isfinite(out["mel_side"])
+    long = music(2, 0.5)
+    m = listener_metrics(long, 0.5 * long, SR, 2)
+    assert abs(m["eval/level_error_db/2q"] + 6.02) < 0.1 and m["eval/si_sdr/2q"] > 90
+
+
+@pytest.mark.slow
+def test_stereo_training_run(tmp_path, monkeypatch):
+    """The loop end to end on stereo synthetic music: sharded steps, evaluation (listener
+    metrics, TensorBoard audio), the best/ export, and loading it back."""
+    from jax_codec.inference import load_codec
+    from jax_codec.training import loop
+
+    monkeypatch.setattr(loop, "EVAL_SECONDS", 0.5)  # loudness needs 0.4 s
+    monkeypatch.setattr(loop, "EVAL_EXAMPLES", 2)
+    config = tiny_stereo_config(
+        **{
+            "train.batch_size": 8,
+            "train.num_steps": 2,
+            "train.log_every": 1,
+            "train.eval_every": 2,
+            "train.checkpoint_every": 2,
+            "data.num_threads": 0,
+        }
+    )
+    metrics = loop.train_and_evaluate(config, str(tmp_path))
+    assert metrics["step"] == 2
+    for key in ("loss/mel/side", "eval/mel/2q", "eval/mel_side/1q", "eval/loudness_diff/2q"):
+        assert np.isfinite(metrics[key]), key
+    loaded = load_codec(str(tmp_path))
+    assert loaded.codec.channels == 2
+    assert loaded.params["params"]["decoder"]["WNConv1d_1"]["bias"].shape == (2,)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def test_pipeline_keeps_stereo_pairs_together(tmp_path):
+    sr, seg = 16000, 1600
+    root = str(tmp_path / "music")
+    os.makedirs(root)
+    t = np.arange(sr) / sr
+    left = 0.3 * np.sin(2 * np.pi * 300 * t)
+    sf.write(f"{root}/stereo.wav", np.stack([left, -0.5 * left], axis=1), sr)
+    sf.write(f"{root}/mono.wav", 0.3 * np.sin(2 * np.pi * 500 * t), sr)
+    over = {
+        "data.source": f"folder:{root}",
+        "data.num_threads": 0,
+        "data.index_workers": 1,
+        "data.augment.enabled": False,
+        "train.batch_size": 4,
+    }
+    config = runlocal(**over, **{"model.channels": 2})
+    b = next(iter(pipeline.build_train_data(config, sr, seg).dataset))
+    assert b.shape == (4, seg, 2)
+    for row in b:  # every row a pair: the stereo file's, or the mono file duplicated
+        if np.allclose(row[:, 0], row[:, 1]):
+            np.testing.assert_array_equal(row[:, 0], row[:, 1])
+        else:
+            np.testing.assert_allclose(row[:, 1], -0.5 * row[:, 0], atol=1e-4)
+    assert pipeline.eval_batch(config, sr, 2048, 3).shape == (3, 2048, 2)
+    mono = runlocal(**over)  # a mono model still gets [B, T] (data.channels=1: mixdown)
+    assert next(iter(pipeline.build_train_data(mono, sr, seg).dataset)).shape == (4, seg)
+
+
+def test_synthetic_source_is_stereo_for_a_stereo_model():
+    config = runlocal(**{"model.channels": 2, "data.num_threads": 0, "train.batch_size": 2})
+    b = next(iter(pipeline.build_train_data(config, SR, 2048).dataset))
+    assert b.shape == (2, 2048, 2)
+    assert all(np.abs(row[:, 0] - row[:, 1]).max() > 1e-3 for row in b)  # panned: L != R
+    # The mono source still renders mono music, as before.
+    clips = SyntheticClips(SR, 1, 2048, seed=3)
+    np.testing.assert_array_equal(
+        clips.read(5, 0, 2048)[:, 0], SyntheticMusic(SR, 2048 / SR, seed=3)[5]
+    )
+
+
+def test_augment_swap_is_the_only_change():
+    x = np.stack([music(1, 0.05, channels=1)[0], 0.3 * music(1, 0.05, seed=5, channels=1)[0]], 1)
+    cfg = augment.default_config()
+    plain = augment.augment(x, np.random.default_rng(4), cfg, SR)
+    with cfg.unlocked():
+        cfg.swap_prob = 1.0
+    swapped = augment.augment(x, np.random.default_rng(4), cfg, SR)
+    np.testing.assert_array_equal(swapped, plain[:, ::-1])
+    mono = x[:, :1]
+    np.testing.assert_array_equal(
+        augment.augment(mono, np.random.default_rng(4), cfg, SR),
+        augment.augment(mono, np.random.default_rng(4), augment.default_config(), SR),
+    )
