@@ -3,7 +3,10 @@
 import os
 import tempfile
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# Tests check correctness, not speed: XLA's LLVM backend at -O0 compiles the models several times
+# faster on CPU (what a cold test run spends most of its time on) and runs them somewhat slower.
+FAST_COMPILE = "--xla_backend_optimization_level=0"
+os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count=8 {FAST_COMPILE}")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Tests (and the CLI subprocesses they start) compile the same functions many times: share a
 # persistent compilation cache for the session.
@@ -13,6 +16,13 @@ os.environ.setdefault(
 )
 
 import pytest  # noqa: E402
+
+
+def subprocess_env(devices: int = 1, **extra: str) -> dict[str, str]:
+    """The environment for a command a test starts: `devices` fake CPU devices, the tests'
+    fast-compile XLA option and compilation cache, plus `extra` variables."""
+    flags = f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}"
+    return dict(os.environ, XLA_FLAGS=flags, **extra)
 
 
 @pytest.fixture(scope="session")

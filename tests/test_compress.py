@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+from conftest import subprocess_env
 
 from jax_codec import bitstream
 from jax_codec.__main__ import main
@@ -496,7 +497,7 @@ def test_long_file_in_bounded_memory(ckpt, tmp_path, request):
             "print('RSS', [int(line.split()[1]) for line in open('/proc/self/status') "
             "if line.startswith('VmHWM')][0]); sys.exit(rc)"
         )
-        env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+        env = subprocess_env()
         r = subprocess.run([sys.executable, "-c", code, *map(str, argv), "--checkpoint", workdir],
                            capture_output=True, text=True, env=env)  # fmt: skip
         assert r.returncode == 0, r.stderr

@@ -24,6 +24,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import subprocess_env  # noqa: E402
+
 from jax_codec.config import ConfigError, apply_overrides, load_config  # noqa: E402
 from jax_codec.convert import (  # noqa: E402
     ConversionError,
@@ -292,7 +294,7 @@ def _run_convert(*args):
         capture_output=True,
         text=True,
         timeout=600,
-        env=dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1"),
+        env=subprocess_env(),
     )
 
 
@@ -367,7 +369,7 @@ def test_bitstream_decodes_like_pytorch_dac(tmp_path):
     audio = _music(1.0, sr)
     wav, jc, out = tmp_path / "in.wav", tmp_path / "x.jcodec", tmp_path / "out.wav"
     sf.write(wav, audio, sr, subtype="FLOAT")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = subprocess_env()
     for args in (
         ["compress", str(wav), str(jc), "--entropy=off"],
         ["decompress", str(jc), str(out), "--subtype=FLOAT"],
@@ -477,7 +479,7 @@ def test_init_from_finetunes_converted_weights(tmp_path, caplog, monkeypatch):
 
 def test_train_cli_init_from_errors_early(tmp_path):
     """A bad --init_from fails in seconds with one `error:` line, before any compilation."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = subprocess_env()
     cmd = [
         sys.executable,
         "-m",

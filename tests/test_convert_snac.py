@@ -14,7 +14,6 @@ Needs torch and snac; skipped without them.
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 
@@ -26,6 +25,7 @@ import pytest
 torch = pytest.importorskip("torch")
 snac = pytest.importorskip("snac")
 
+from conftest import subprocess_env  # noqa: E402
 from test_convert import _music, _perturb  # noqa: E402
 
 from jax_codec.config import load_config  # noqa: E402
@@ -197,7 +197,7 @@ def _run_convert(*args):
         capture_output=True,
         text=True,
         timeout=600,
-        env=dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1"),
+        env=subprocess_env(),
     )
 
 

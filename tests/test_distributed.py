@@ -18,6 +18,7 @@ import grain
 import jax
 import numpy as np
 import pytest
+from conftest import subprocess_env
 
 from jax_codec.config import load_config
 from jax_codec.data import pipeline
@@ -40,7 +41,7 @@ def free_port() -> int:
 
 
 def cli(*args, devices: int, wait: bool = True):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    env = subprocess_env(devices)
     env["JAX_PLATFORMS"] = "cpu"
     cmd = [sys.executable, "-m", "jax_codec.train", *args]
     if not wait:

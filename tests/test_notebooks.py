@@ -16,6 +16,7 @@ import re
 import sys
 
 import pytest
+from conftest import subprocess_env
 
 nbformat = pytest.importorskip("nbformat")
 
@@ -152,7 +153,7 @@ def kernel_dirs(tmp_path_factory):
             "JAX_PLATFORMS": "cpu",
             # One device: the runlocal batch of 4 splits over it, and the tests' 8 fake devices
             # (conftest) do not leak into the kernel.
-            "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+            "XLA_FLAGS": subprocess_env()["XLA_FLAGS"],
             "MPLBACKEND": "Agg",
             "TF_CPP_MIN_LOG_LEVEL": "2",
         },

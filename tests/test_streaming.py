@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import subprocess_env
 
 from jax_codec.config import load_config
 from jax_codec.data.synthetic import SyntheticMusic
@@ -149,7 +150,6 @@ def test_ten_minutes_stream_in_bounded_memory(model):
 
 def test_stream_cli_json_and_errors(tmp_path):
     import json
-    import os
     import subprocess
     import sys
 
@@ -158,7 +158,7 @@ def test_stream_cli_json_and_errors(tmp_path):
     src = str(tmp_path / "in.flac")
     sf.write(src, np.stack([music(1, 0.5)[0], music(1, 0.5, seed=4)[0]], axis=1), 44100)
     out = str(tmp_path / "out.wav")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = subprocess_env()
     cmd = [sys.executable, "-m", "jax_codec", "stream", src, out]
     model = ["--config", "configs/base.py:runlocal", "--random_init"]
     r = subprocess.run(cmd + model + ["--json"], capture_output=True, text=True, env=env)

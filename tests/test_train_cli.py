@@ -10,6 +10,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from conftest import subprocess_env
 
 from jax_codec.config import ConfigError, apply_overrides, load_config
 from jax_codec.training import checkpoints
@@ -32,7 +33,7 @@ TINY = [
 
 
 def run_cli(workdir, *extra, wait=True):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = subprocess_env()
     cmd = [
         sys.executable,
         "-m",
@@ -54,47 +55,29 @@ def metric_steps(workdir):
         return [json.loads(line)["step"] for line in f]
 
 
-def test_cli_run_writes_everything_and_resumes(tmp_path):
-    wd = str(tmp_path / "run")
-    r = run_cli(wd, "--config.train.num_steps=3")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert sorted(os.listdir(os.path.join(wd, "checkpoints"))) == ["3"]
-    events = os.listdir(os.path.join(wd, "tensorboard"))
-    assert any(e.startswith("events.out.tfevents") for e in events)
-    assert metric_steps(wd)[:4] == [0, 1, 2, 3]
-    lines = [json.loads(x) for x in open(os.path.join(wd, "metrics.jsonl"))]
-    assert any("loss/mel" in x for x in lines) and any("eval/mel/2q" in x for x in lines)
-    # What a listener notices, at one and at all levels.
-    evals = [x for x in lines if "eval/mel/2q" in x]
-    for key in (
-        "eval/loudness_diff/1q",
-        "eval/level_error_db/2q",
-        "eval/si_sdr/1q",
-        "eval/mel_ratio_all_to_1q",
-    ):
-        assert all(key in x for x in evals), key
-    assert os.path.exists(os.path.join(wd, "best", "params"))
+def _music_folder(root):
+    """Three short files (mono and stereo, three sample rates) and one broken file."""
+    import soundfile as sf
 
-    # The checkpoints are usable by inference code alone, from the work dir or a step dir.
-    from jax_codec.inference import load_codec
-
-    for path in (wd, os.path.join(wd, "checkpoints", "3")):
-        codec, params, cfg = load_codec(path)
-        assert cfg.model.vq_strides == [2, 1]
-        codes = codec.apply(params, np.zeros((1, 4096, 1), np.float32), method=codec.encode)
-        assert [c.shape for c in codes] == [(1, 4), (1, 8)]
-
-    r = run_cli(wd, "--config.train.num_steps=5")
-    assert r.returncode == 0, r.stdout + r.stderr
-    steps = metric_steps(wd)
-    assert 4 in steps and 5 in steps and steps.count(1) == 1  # continued, did not restart
-    assert "5" in os.listdir(os.path.join(wd, "checkpoints"))
+    music = root / "music"
+    music.mkdir()
+    for i, (sr, ch) in enumerate([(44100, 1), (48000, 2), (22050, 1)]):
+        t = np.arange(int(1.5 * sr)) / sr
+        x = 0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t)[:, None] * np.ones(ch)
+        sf.write(str(music / f"song{i}.flac"), x.astype(np.float32), sr)
+    (music / "broken.wav").write_bytes(b"RIFF not really")
+    return music
 
 
-def test_cli_sigterm_saves_and_exits_zero(tmp_path):
+def test_cli_trains_on_a_folder_stops_on_sigterm_and_resumes(tmp_path):
+    """The command a user runs: a folder of audio, stopped with SIGTERM (checkpoint, exit 0),
+    then resumed to a later step. Two launches check what used to take five."""
+    music = _music_folder(tmp_path)
+    source = f"--config.data.source=folder:{music}"
     wd = str(tmp_path / "run")
     proc = run_cli(
         wd,
+        source,
         "--config.train.num_steps=100000",
         "--config.train.checkpoint_every=100000",
         "--config.train.eval_every=100000",
@@ -111,12 +94,49 @@ def test_cli_sigterm_saves_and_exits_zero(tmp_path):
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
+
+    # The data source: the files used, the broken one reported (not hidden), the index cached.
+    assert f"data source folder:{music}: 3 clips" in out
+    assert "broken.wav" in out
+    report = json.load(open(os.path.join(wd, "data_report.json")))
+    assert report[0]["used"] == 3 and sum(map(len, report[0]["skipped"].values())) == 1
+    assert os.listdir(os.path.join(wd, "data_index"))
+
+    # Everything a run writes: checkpoint, TensorBoard, metrics, the best export.
     saved = sorted(int(s) for s in os.listdir(os.path.join(wd, "checkpoints")) if s.isdigit())
     assert saved and saved[-1] >= 2
-    # The saved checkpoint is complete: a rerun resumes from it.
-    r = run_cli(wd, f"--config.train.num_steps={saved[-1] + 1}")
+    events = os.listdir(os.path.join(wd, "tensorboard"))
+    assert any(e.startswith("events.out.tfevents") for e in events)
+    assert metric_steps(wd)[:3] == [0, 1, 2]
+    lines = [json.loads(x) for x in open(metrics)]
+    assert any("loss/mel" in x for x in lines) and any("eval/mel/2q" in x for x in lines)
+    # What a listener notices, at one and at all levels.
+    evals = [x for x in lines if "eval/mel/2q" in x]
+    for key in (
+        "eval/loudness_diff/1q",
+        "eval/level_error_db/2q",
+        "eval/si_sdr/1q",
+        "eval/mel_ratio_all_to_1q",
+    ):
+        assert all(key in x for x in evals), key
+    assert os.path.exists(os.path.join(wd, "best", "params"))
+
+    # The checkpoints are usable by inference code alone, from the work dir or a step dir.
+    from jax_codec.inference import load_codec
+
+    for path in (wd, os.path.join(wd, "checkpoints", str(saved[-1]))):
+        codec, params, cfg = load_codec(path)
+        assert cfg.model.vq_strides == [2, 1]
+        codes = codec.apply(params, np.zeros((1, 4096, 1), np.float32), method=codec.encode)
+        assert [c.shape for c in codes] == [(1, 4), (1, 8)]
+
+    # The saved checkpoint is complete: a rerun resumes from it and runs to its end.
+    end = saved[-1] + 2
+    r = run_cli(wd, source, f"--config.train.num_steps={end}")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert metric_steps(wd).count(1) == 1 and saved[-1] + 1 in metric_steps(wd)
+    steps = metric_steps(wd)
+    assert steps.count(1) == 1 and end - 1 in steps and end in steps  # continued
+    assert str(end) in os.listdir(os.path.join(wd, "checkpoints"))
 
 
 def test_bad_config_fails_before_compiling(tmp_path):
@@ -190,27 +210,6 @@ def test_corrupt_or_missing_checkpoint_gives_clear_message(tmp_path):
     from jax_codec.inference import resolve_checkpoint
 
     assert resolve_checkpoint(str(tmp_path)) == ("step", str(step))
-
-
-def test_cli_trains_on_a_folder_of_audio(tmp_path):
-    import soundfile as sf
-
-    music = tmp_path / "music"
-    music.mkdir()
-    for i, (sr, ch) in enumerate([(44100, 1), (48000, 2), (22050, 1)]):
-        t = np.arange(int(1.5 * sr)) / sr
-        x = 0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t)[:, None] * np.ones(ch)
-        sf.write(str(music / f"song{i}.flac"), x.astype(np.float32), sr)
-    (music / "broken.wav").write_bytes(b"RIFF not really")
-    wd = str(tmp_path / "run")
-    r = run_cli(wd, "--config.train.num_steps=2", f"--config.data.source=folder:{music}")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert f"data source folder:{music}: 3 clips" in r.stdout + r.stderr
-    assert "broken.wav" in r.stdout + r.stderr  # the skip is reported, not hidden
-    report = json.load(open(os.path.join(wd, "data_report.json")))
-    assert report[0]["used"] == 3 and sum(map(len, report[0]["skipped"].values())) == 1
-    assert os.listdir(os.path.join(wd, "data_index"))  # the index is cached next to the run
-    assert metric_steps(wd)[-1] == 2
 
 
 def test_cli_bad_data_source_is_one_clean_line(tmp_path):

@@ -78,7 +78,12 @@ def test_step_runs_without_retracing(single_device):
     assert all(m["train/step_finite"] == 1.0 for m in metrics)
 
 
-@pytest.mark.parametrize("mesh_shape", [(8, 1), (2, 4)], ids=["data8", "data2_fsdp4"])
+@pytest.mark.parametrize(
+    "mesh_shape",
+    # Data and FSDP axes together in the default suite; pure data parallel in the slow one.
+    [pytest.param((8, 1), marks=pytest.mark.slow), (2, 4)],
+    ids=["data8", "data2_fsdp4"],
+)
 def test_sharded_step_matches_single_device(single_device, mesh_shape):
     trainer, initial, batch, states, expected_metrics, _ = single_device
     expected = states[0]
@@ -210,11 +215,16 @@ def test_trainer_flattens_the_optimizer_only_without_fsdp():
 
 
 def test_training_compiler_options_on_cpu():
-    from jax_codec.training.step import _cpu_option_known, training_compiler_options
+    from jax_codec.training.step import (
+        _cpu_option_known,
+        init_compiler_options,
+        training_compiler_options,
+    )
 
     mesh = make_mesh(small_config().mesh, jax.devices()[:1])
-    # The option the train step is compiled with exists in this jaxlib ...
+    # The options the train step and the init are compiled with exist in this jaxlib ...
     assert training_compiler_options(mesh) == {"xla_cpu_use_fusion_emitters": False}
+    assert init_compiler_options(mesh) == {"xla_backend_optimization_level": 0}
     # ... and one that a jaxlib lacks is dropped with a warning, not a failed compile.
     assert not _cpu_option_known("xla_cpu_no_such_option", True)
 

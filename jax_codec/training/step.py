@@ -482,7 +482,8 @@ def training_compiler_options(mesh: jax.sharding.Mesh) -> dict[str, Any]:
 
     On CPU: XLA's older (non-MLIR) fusion emitters, which compile the train step faster and in
     less host memory with the same step time and losses (benchmarks/README.md, train_step.py).
-    Inference, evaluation and the parameter init keep the MLIR emitters, which ran them faster.
+    Inference and evaluation keep the MLIR emitters, which ran them faster; the init has its
+    own options (`init_compiler_options`).
     Other platforms: no options.
     """
     if all(d.platform == "cpu" for d in mesh.devices.flat) and _cpu_option_known(
@@ -499,8 +500,19 @@ def _cpu_option_known(name: str, value: Any) -> bool:
         jax.jit(lambda x: x + 1, compiler_options={name: value}).lower(0.0).compile()
         return True
     except Exception:  # jaxlib raises "No such compile option" as a runtime error
-        logging.warning("XLA:CPU has no option %s; compiling the train step without it.", name)
+        logging.warning("XLA:CPU has no option %s; compiling without it.", name)
         return False
+
+
+def init_compiler_options(mesh: jax.sharding.Mesh) -> dict[str, Any]:
+    """XLA options for the state's init, which runs once: on CPU, LLVM at -O0, which compiles
+    it several times faster (benchmarks/README.md); the values agree with an optimised build to
+    float32 rounding. Other platforms: no options."""
+    if all(d.platform == "cpu" for d in mesh.devices.flat) and _cpu_option_known(
+        "xla_backend_optimization_level", 0
+    ):
+        return {"xla_backend_optimization_level": 0}
+    return {}
 
 
 def compile_train_step(trainer: Trainer, mesh: jax.sharding.Mesh, state_sharding: Any) -> Any:
@@ -520,5 +532,7 @@ def create_train_state(
     """Initialise the state directly in its sharding (no host copy, no replicated detour)."""
     abstract = jax.eval_shape(trainer.init_state, key)
     shardings = sh.state_shardings(abstract, mesh)
-    state = jax.jit(trainer.init_state, out_shardings=shardings)(key)
-    return state, shardings
+    init = jax.jit(
+        trainer.init_state, out_shardings=shardings, compiler_options=init_compiler_options(mesh)
+    )
+    return init(key), shardings
