@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from jax_codec.bitstream import (
+    CHANNELS_JOINT,
+    FORMAT_VERSION,
     MAGIC,
     PRECISION,
     BitstreamError,
@@ -59,7 +61,7 @@ def random_codes(h, rng, p=None):
             else rng.integers(0, h.codebook_sizes[k], -(-h.num_frames // s)).astype(np.int32)
             for k, s in enumerate(h.stored_strides)
         )
-        for _ in range(h.channels)
+        for _ in range(h.streams)
     ]
 
 
@@ -409,8 +411,10 @@ def test_bad_headers(small_files):
     with pytest.raises(BitstreamError, match="empty"):
         read_bytes(b"")
     future = bytearray(data)
-    future[8:10] = struct.pack("<H", 2)
-    with pytest.raises(BitstreamError, match="unsupported .jcodec format version 2"):
+    future[8:10] = struct.pack("<H", FORMAT_VERSION + 1)
+    with pytest.raises(
+        BitstreamError, match=f"unsupported .jcodec format version {FORMAT_VERSION + 1}"
+    ):
         read_bytes(fix_header_crc(bytes(future)))
     flipped = bytearray(data)
     flipped[20] ^= 0x10  # sample_rate
@@ -611,7 +615,7 @@ def test_atomic_write(tmp_path):
 # (offset, struct format) of every header field after the magic.
 _HEADER_FIELDS = [
     (8, "<H"), (10, "<H"), (12, "<B"), (13, "<B"), (14, "<B"), (15, "<B"), (16, "<H"),
-    (18, "<H"), (20, "<I"), (24, "<I"), (28, "<I"), (32, "<I"), (36, "<Q"), (44, "<Q"),
+    (18, "<B"), (19, "<B"), (20, "<I"), (24, "<I"), (28, "<I"), (32, "<I"), (36, "<Q"), (44, "<Q"),
     (52, "<d"), (60, "32s"), (92, "32s"), (124, "<Q"), (132, "<I"), (136, "<I"), (140, "<I"),
     (144, "<I"),
 ]  # fmt: skip
@@ -672,6 +676,7 @@ def _mutate(data: bytes, rng) -> bytes:
 
 _LAYOUT_FIELDS = (
     "channels",
+    "channel_mode",
     "num_frames",
     "strides",
     "codebook_sizes",
@@ -723,3 +728,151 @@ def test_fuzz_mutations(small_files):
 
 def test_magic_constant():
     assert MAGIC == b"JCODEC\x00\x1a" and len(MAGIC) == 8
+
+
+# ---------------------------------------------------------------------------------------------
+# Joint stereo (format version 2) and version compatibility
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("mode", [0, 1])
+def test_joint_roundtrip(channels, mode, tmp_path):
+    """One code stream, whatever the channel count; the bit accounting counts it once."""
+    h = make_header(T=101, strides=BASE_STRIDES, K=5, channels=channels, chunk_frames=32,
+                    cb=1024, channel_mode=CHANNELS_JOINT)  # fmt: skip
+    assert h.joint and h.streams == 1 and h.version == FORMAT_VERSION == 2
+    rng = np.random.default_rng(channels)
+    codes = random_codes(h, rng, p=zipf(1024) if mode else None)
+    assert len(codes) == 1
+    priors = estimate_priors([codes], 8, 1024) if mode else None
+    path = tmp_path / "j.jcodec"
+    written = write_file(path, h, codes, priors=priors)
+    back, got = read_file(path, priors=priors)
+    assert back == written and back.channel_mode == CHANNELS_JOINT and back.channels == channels
+    assert_codes_equal(got, codes)
+    with Reader(NonSeekable(path.read_bytes()), priors=priors) as r:
+        for chunk, want in zip(r, split_chunks(codes, h), strict=True):
+            assert len(chunk) == 1
+            assert_codes_equal(chunk, want)
+    per_stream = 44100 / 512 * (1 / 4 + 1 / 2 + 3) * 10 / 1000
+    d = info(path)
+    assert d["nominal_kbps"] == pytest.approx(per_stream)  # one stream, not x channels
+    assert d["nominal_kbps_per_stream"] == pytest.approx(per_stream)
+    assert d["nominal_kbps_per_channel"] == pytest.approx(per_stream / channels)
+    assert d["channel_mode"] == 1 and d["code_streams"] == 1
+    assert d["channel_mode_name"] == "joint stereo" and d["format_version"] == 2
+    if not mode:  # bit packed: the payloads hold one stream
+        dual = dataclasses.replace(h, channel_mode=0)
+        assert path.stat().st_size - h.header_size - 20 == sum(
+            24 + h.packed_payload_size(h.chunk_frames_at(i)) for i in range(h.num_chunks)
+        )
+        assert dual.packed_payload_size(32) == channels * h.packed_payload_size(32)
+
+
+def test_joint_header_rules():
+    with pytest.raises(BitstreamError, match="joint stereo with 3 channels"):
+        make_header(channels=3, channel_mode=CHANNELS_JOINT).to_bytes()
+    with pytest.raises(BitstreamError, match="needs format version 2"):
+        make_header(channel_mode=CHANNELS_JOINT, version=1).to_bytes()
+    with pytest.raises(BitstreamError, match="channel_mode 2"):
+        make_header(channel_mode=2).to_bytes()
+    with pytest.raises(BitstreamError, match="version 3"):
+        make_header(version=3).to_bytes()
+    h = make_header(T=20, channel_mode=CHANNELS_JOINT)
+    rng = np.random.default_rng(0)
+    w = Writer(io.BytesIO(), h)
+    two = next(split_chunks(random_codes(make_header(T=20), rng), make_header(T=20)))
+    with pytest.raises(ValueError, match=r"1 code stream\(s\) \(one joint-stereo stream\)"):
+        w.write_chunk(two)  # dual-mono codes given to a joint header
+    w.abort()
+    # A file whose channel_mode byte says something unknown (valid CRC) is refused.
+    data = bytearray(to_bytes(h, random_codes(h, rng)))
+    data[18] = 2
+    with pytest.raises(BitstreamError, match="channel_mode 2"):
+        read_bytes(fix_header_crc(bytes(data)))
+    data[18], data[19] = 1, 1  # the reserved byte after it
+    with pytest.raises(BitstreamError, match="reserved"):
+        read_bytes(fix_header_crc(bytes(data)))
+
+
+# A version-1 file as the version-1 writer (commit 2817257) made it: 2 channels, strides (2, 1),
+# 16 codes, 9 frames in chunks of 4, resampled from 48 kHz.
+V1_FILE = bytes.fromhex(
+    "4a434f444543001a01009a00000202020200000044ac000080bb00000002000004000000fb110000000000"
+    "0009000000000000000000000080885540000102030405060708090a0b0c0d0e0f101112131415161718"
+    "191a1b1c1d1e1f0000000000000000000000000000000000000000000000000000000000000000921300"
+    "0000000000020000001000000001000000100000007631058046e84a43434b0000000004000000000000"
+    "0006000000ac8a4f20f3ac0f2f34204a43434b010000000400000000000000060000000c0469003464db"
+    "e9c68c4a43434b02000000010000000000000004000000706020f02ffc024f4a43454e03000000090000"
+    "0000000000dbdb5007"
+)
+V1_CODES = [
+    ([10, 12, 0, 12, 7], [8, 10, 4, 15, 0, 4, 6, 9, 6]),
+    ([2, 0, 0, 0, 2], [15, 3, 10, 12, 3, 4, 6, 4, 15]),
+]
+
+
+def test_version_1_files_still_decode():
+    h = Header.from_bytes(V1_FILE[: header_size(V1_FILE)])
+    assert h.version == 1 and h.channel_mode == 0 and h.streams == 2
+    assert h.original_sample_rate == 48000 and h.model_id == "v1"
+    assert_codes_equal(read_bytes(V1_FILE), [tuple(np.array(a) for a in c) for c in V1_CODES])
+    assert info(io.BytesIO(V1_FILE))["format_version"] == 1
+    # Writing version 1 (independent channels only) gives the old bytes back.
+    codes = [tuple(np.array(a, np.int32) for a in c) for c in V1_CODES]
+    assert to_bytes(h, codes) == V1_FILE
+    # ... and a version-1 header with the old reserved field non-zero is still refused.
+    bad = bytearray(V1_FILE)
+    bad[18] = 1
+    with pytest.raises(BitstreamError, match="reserved field is not zero"):
+        read_bytes(fix_header_crc(bytes(bad)))
+
+
+def test_newer_version_is_refused_with_the_fix(monkeypatch):
+    """A reader given a version above the one it knows names the problem and the fix; the
+    version-1 reader (simulated by lowering the version this code knows) refuses a joint file
+    the same way, before reading anything it cannot understand."""
+    from jax_codec.bitstream import format as fmt
+
+    h = make_header(T=20, channel_mode=CHANNELS_JOINT)
+    data = to_bytes(h, random_codes(h, np.random.default_rng(0)))
+    future = bytearray(data)
+    future[8:10] = struct.pack("<H", FORMAT_VERSION + 1)
+    with pytest.raises(BitstreamError) as e:
+        read_bytes(fix_header_crc(bytes(future)))
+    msg = str(e.value)
+    assert f"unsupported .jcodec format version {FORMAT_VERSION + 1}" in msg
+    assert "upgrade jax_codec" in msg and "\n" not in msg
+    monkeypatch.setattr(fmt, "FORMAT_VERSION", 1)
+    with pytest.raises(
+        BitstreamError, match=r"version 2: this reader reads versions 1 to 1.*upgrade"
+    ):
+        read_bytes(data)
+    with pytest.raises(BitstreamError, match="unsupported .jcodec format version 2"):
+        info(io.BytesIO(data))
+    assert_codes_equal(read_bytes(V1_FILE), [tuple(np.array(a) for a in c) for c in V1_CODES])
+
+
+def test_fuzz_joint_mutations():
+    """The fuzzing of `test_fuzz_mutations` on a joint-stereo file, packed and range coded."""
+    h = make_header(T=40, strides=(4, 2, 1), channels=2, chunk_frames=16, cb=16,
+                    channel_mode=CHANNELS_JOINT)  # fmt: skip
+    rng = np.random.default_rng(7)
+    codes = random_codes(h, rng, p=zipf(16, 1.5))
+    priors = estimate_priors([codes], 3, 16)
+    files = ((to_bytes(h, codes), None), (to_bytes(h, codes, priors), priors))
+    n, raised = 1500, 0
+    for i in range(n):
+        src, pri = files[i % 2]
+        bad = _mutate(src, rng)
+        try:
+            r = Reader(NonSeekable(bad) if i % 5 == 0 else io.BytesIO(bad), priors=pri)
+            out = r.read_all()
+            assert len(out) == r.header.streams
+            if all(getattr(r.header, f) == getattr(h, f) for f in _LAYOUT_FIELDS):
+                assert_codes_equal(out, codes)
+        except BitstreamError as e:
+            raised += 1
+            assert "\n" not in str(e)
+    assert raised > 0.85 * n, raised

@@ -4,7 +4,7 @@ Pure numpy (range coding via `constriction`); no JAX, no model. Spec: docs/bitst
 
     header = Header(sample_rate=44100, channels=2, num_samples=n, num_frames=t, hop_length=512,
                     strides=(4, 2, 1, 1, 1, 1, 1, 1), codebook_sizes=1024, model_id="base",
-                    model_hash=sha)
+                    model_hash=sha)    # channel_mode=CHANNELS_JOINT: one stream for the pair
     with Writer("song.jcodec", header, priors=None) as w:   # atomic for paths
         for chunk in split_chunks(codes, header):            # or chunks as they are made
             w.write_chunk(chunk)
@@ -26,8 +26,11 @@ from jax_codec.bitstream.entropy import (
     unpack_codes,
 )
 from jax_codec.bitstream.format import (
+    CHANNELS_INDEPENDENT,
+    CHANNELS_JOINT,
     FORMAT_VERSION,
     MAGIC,
+    MIN_FORMAT_VERSION,
     Header,
     Reader,
     Writer,
@@ -40,7 +43,10 @@ from jax_codec.bitstream.format import (
 )
 
 __all__ = [
+    "CHANNELS_INDEPENDENT",
+    "CHANNELS_JOINT",
     "FORMAT_VERSION",
+    "MIN_FORMAT_VERSION",
     "MAGIC",
     "PRECISION",
     "BitstreamError",

@@ -2,7 +2,7 @@
 
 Layout (all integers little-endian; docs/bitstream.md is the normative spec)::
 
-    header   fixed part (124 bytes) | L x (stride u32, codebook_size u32) | model_id | crc32
+    header   fixed part (132 bytes) | L x (stride u32, codebook_size u32) | model_id | crc32
     chunk*   "JCCK" | index u32 | frames u32 | coding u8 | 3 reserved | payload_size u32
              | payload | crc32(chunk header + payload)
     trailer  "JCEN" | chunk_count u32 | num_frames u64 | crc32(trailer)
@@ -10,6 +10,10 @@ Layout (all integers little-endian; docs/bitstream.md is the normative spec)::
 Every malformed input makes `Reader` raise `BitstreamError` with a one-line message. Lengths
 read from a file are checked against fixed bounds, against what the header implies and against
 the bytes left in the file before anything is allocated.
+
+Format versions: 1 (every channel its own code stream) and 2, which adds `channel_mode`:
+independent streams as in version 1, or one joint-stereo stream for both channels. Writers
+write version 2; readers read both and refuse a later version with a message naming the fix.
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ from jax_codec.bitstream.entropy import BitstreamError, bits_for, packed_size
 
 __all__ = [
     "BitstreamError",
+    "CHANNELS_INDEPENDENT",
+    "CHANNELS_JOINT",
     "FORMAT_VERSION",
+    "MIN_FORMAT_VERSION",
     "MAGIC",
     "Header",
     "Reader",
@@ -43,7 +50,8 @@ __all__ = [
 ]
 
 MAGIC = b"JCODEC\x00\x1a"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what writers write; readers read MIN_FORMAT_VERSION..FORMAT_VERSION
+MIN_FORMAT_VERSION = 1
 CHUNK_TAG = b"JCCK"
 END_TAG = b"JCEN"
 
@@ -51,11 +59,17 @@ MODE_PACKED = 0
 MODE_RANGE = 1
 CODING_PACKED = 0
 CODING_RANGE = 1
+# channel_mode (header byte 18, version 2; version-1 files are all independent): how the
+# audio's channels map to code streams.
+CHANNELS_INDEPENDENT = 0  # one code stream per channel (mono; dual mono for stereo)
+CHANNELS_JOINT = 1  # one code stream that a joint-stereo model decodes to left and right
+CHANNEL_MODES = {CHANNELS_INDEPENDENT: "independent", CHANNELS_JOINT: "joint stereo"}
 
 # magic, version, header_size, entropy_mode, num_levels, n_quantizers, model_id_len, channels,
-# reserved, sample_rate, original_sample_rate, hop_length, chunk_frames, num_samples,
-# num_frames, frame_rate, model_hash, priors_sha256, original_num_samples
-_FIXED = struct.Struct("<8sHHBBBBHHIIIIQQd32s32sQ")
+# channel_mode (version 1: the low byte of a reserved u16), reserved, sample_rate,
+# original_sample_rate, hop_length, chunk_frames, num_samples, num_frames, frame_rate,
+# model_hash, priors_sha256, original_num_samples
+_FIXED = struct.Struct("<8sHHBBBBHBBIIIIQQd32s32sQ")
 _LEVEL = struct.Struct("<II")
 _CRC = struct.Struct("<I")
 _CHUNK = struct.Struct("<4sIIB3sI")  # tag, index, frames, coding, reserved, payload_size
@@ -112,16 +126,22 @@ def resampled_length(num_samples: int, rate_in: int, rate_out: int) -> int:
 class Header:
     """Everything a decoder needs to know about a `.jcodec` file.
 
-    `strides`/`codebook_sizes` describe all L levels of the model; only the first
-    `n_quantizers` (K) are stored. `codebook_sizes` may be given as one int. `num_samples`
-    is the per-channel length at the model's `sample_rate`; `original_sample_rate` (defaults
-    to `sample_rate`) is the rate to resample back to and `original_num_samples` the exact
-    length there (defaults to `resampled_length(num_samples, sample_rate, original_rate)`; it
-    must satisfy ``resampled_length(original_num_samples, original_rate, sample_rate) ==
-    num_samples``, the length a resampler makes: round half up of n * rate_out / rate_in). `num_frames` is the number of latent
-    frames stored (every chunk holds `chunk_frames` of them, the last one fewer). Left as
-    None: `n_quantizers` = L, `chunk_frames` = 1024 rounded up to lcm(stored strides),
-    `frame_rate` = sample_rate / hop_length, `original_sample_rate` = sample_rate.
+    `channels` is the audio's channel count (what a decoder writes) and `channel_mode` how
+    they are coded: `CHANNELS_INDEPENDENT`, one code stream per channel, or `CHANNELS_JOINT`,
+    one stream for the pair that a joint-stereo model decodes to left and right (`channels`
+    1: a mono input the model saw duplicated, written back as the mean of the two; 2: stereo).
+    `streams` is the number of code streams stored. `strides`/`codebook_sizes` describe all L
+    levels of the model; only the first `n_quantizers` (K) are stored. `codebook_sizes` may be
+    given as one int. `num_samples` is the per-channel length at the model's `sample_rate`;
+    `original_sample_rate` (defaults to `sample_rate`) is the rate to resample back to and
+    `original_num_samples` the exact length there (defaults to `resampled_length(num_samples,
+    sample_rate, original_rate)`; it must satisfy ``resampled_length(original_num_samples,
+    original_rate, sample_rate) == num_samples``, the length a resampler makes: round half up
+    of n * rate_out / rate_in). `num_frames` is the number of latent frames stored (every chunk
+    holds `chunk_frames` of them, the last one fewer). Left as None: `n_quantizers` = L,
+    `chunk_frames` = 1024 rounded up to lcm(stored strides), `frame_rate` = sample_rate /
+    hop_length, `original_sample_rate` = sample_rate. `version` 1 (independent channels only)
+    writes the bytes of a version-1 file, for readers that know no later version.
     """
 
     sample_rate: int
@@ -140,6 +160,7 @@ class Header:
     frame_rate: float | None = None
     entropy_mode: int = MODE_PACKED
     priors_sha256: bytes = _ZERO_HASH
+    channel_mode: int = CHANNELS_INDEPENDENT
     version: int = FORMAT_VERSION
 
     def __post_init__(self):
@@ -166,7 +187,7 @@ class Header:
             set_("chunk_frames", -(-DEFAULT_CHUNK_FRAMES // lcm) * lcm)
         for name in ("sample_rate", "channels", "num_samples", "num_frames", "hop_length",
                      "n_quantizers", "chunk_frames", "original_sample_rate",
-                     "original_num_samples", "entropy_mode",
+                     "original_num_samples", "entropy_mode", "channel_mode",
                      "version"):  # fmt: skip
             set_(name, int(getattr(self, name)))
         set_("frame_rate", float(self.frame_rate) if self.frame_rate is not None else 0.0)
@@ -197,25 +218,48 @@ class Header:
         return self.num_samples / self.sample_rate
 
     @property
-    def nominal_kbps_per_channel(self) -> float:
-        """Bit-packed code rate of one channel: sum over stored levels of frame_rate/stride*bits."""
+    def joint(self) -> bool:
+        """True when one code stream holds both channels (`CHANNELS_JOINT`)."""
+        return self.channel_mode == CHANNELS_JOINT
+
+    @property
+    def streams(self) -> int:
+        """Code streams stored: one per channel, or one for a joint-stereo file."""
+        return 1 if self.joint else self.channels
+
+    @property
+    def channel_mode_name(self) -> str:
+        """How the channels are coded, in words: mono, dual mono, independent (more channels)
+        or joint stereo."""
+        if self.joint:
+            return CHANNEL_MODES[CHANNELS_JOINT]
+        return {1: "mono", 2: "dual mono"}.get(self.channels, "independent")
+
+    @property
+    def nominal_kbps_per_stream(self) -> float:
+        """Bit-packed rate of one code stream: sum over stored levels of frame_rate/stride*bits."""
         return sum(self.frame_rate / s * b for s, b in zip(self.stored_strides, self.bits)) / 1e3
 
     @property
     def nominal_kbps(self) -> float:
-        """Bit-packed code rate of the file: `nominal_kbps_per_channel` times channels."""
-        return self.nominal_kbps_per_channel * self.channels
+        """Bit-packed code rate of the file: `nominal_kbps_per_stream` times `streams` (one
+        stream for a joint-stereo pair, one per channel otherwise)."""
+        return self.nominal_kbps_per_stream * self.streams
+
+    @property
+    def nominal_kbps_per_channel(self) -> float:
+        """`nominal_kbps` shared out over the channels: a stream's rate when each channel has
+        its own, half of it for a joint-stereo pair."""
+        return self.nominal_kbps / self.channels if self.channels else 0.0
 
     def codes_per_level(self, frames: int) -> tuple[int, ...]:
-        """Codes of each stored level (per channel) in a chunk of `frames` latent frames."""
+        """Codes of each stored level (per stream) in a chunk of `frames` latent frames."""
         return tuple(-(-frames // s) for s in self.stored_strides)
 
     def packed_payload_size(self, frames: int) -> int:
-        """Bytes of a bit-packed chunk payload of `frames` frames (all channels)."""
-        per_channel = sum(
-            packed_size(n, b) for n, b in zip(self.codes_per_level(frames), self.bits)
-        )
-        return self.channels * per_channel
+        """Bytes of a bit-packed chunk payload of `frames` frames (all streams)."""
+        per_stream = sum(packed_size(n, b) for n, b in zip(self.codes_per_level(frames), self.bits))
+        return self.streams * per_stream
 
     def chunk_frames_at(self, index: int) -> int:
         """Frames in chunk `index`: chunk_frames, except the last which holds the rest."""
@@ -230,7 +274,10 @@ class Header:
             if not ok:
                 raise BitstreamError(f"invalid header: {msg}")
 
-        need(self.version == FORMAT_VERSION, f"version {self.version} (expected {FORMAT_VERSION})")
+        need(
+            MIN_FORMAT_VERSION <= self.version <= FORMAT_VERSION,
+            f"version {self.version} (this code knows {MIN_FORMAT_VERSION}..{FORMAT_VERSION})",
+        )
         need(1 <= self.sample_rate <= MAX_SAMPLE_RATE, f"sample_rate {self.sample_rate}")
         need(
             1 <= self.original_sample_rate <= MAX_SAMPLE_RATE,
@@ -248,6 +295,16 @@ class Header:
         need(
             1 <= self.channels <= MAX_CHANNELS, f"channels {self.channels} not in 1..{MAX_CHANNELS}"
         )
+        need(
+            self.channel_mode in CHANNEL_MODES,
+            f"channel_mode {self.channel_mode} (0 independent, 1 joint stereo)",
+        )
+        if self.joint:
+            need(self.version >= 2, "channel_mode 1 (joint stereo) needs format version 2")
+            need(
+                self.channels <= 2,
+                f"joint stereo with {self.channels} channels (a joint stream decodes to 1 or 2)",
+            )
         need(1 <= self.hop_length <= MAX_HOP_LENGTH, f"hop_length {self.hop_length}")
         need(
             math.isfinite(self.frame_rate) and 0 < self.frame_rate <= self.sample_rate,
@@ -307,7 +364,7 @@ class Header:
         mid = self.model_id.encode("utf-8")
         body = _FIXED.pack(
             MAGIC, self.version, self.header_size, self.entropy_mode, self.num_levels,
-            self.n_quantizers, len(mid), self.channels, 0, self.sample_rate,
+            self.n_quantizers, len(mid), self.channels, self.channel_mode, 0, self.sample_rate,
             self.original_sample_rate, self.hop_length, self.chunk_frames, self.num_samples,
             self.num_frames, self.frame_rate, self.model_hash, self.priors_sha256,
             self.original_num_samples,
@@ -325,6 +382,8 @@ class Header:
         d = dataclasses.asdict(self)
         d["model_hash"] = self.model_hash.hex()
         d["priors_sha256"] = self.priors_sha256.hex() if self.entropy_mode else None
+        d["channel_mode_name"] = self.channel_mode_name
+        d["code_streams"] = self.streams
         return d
 
 
@@ -415,16 +474,17 @@ def _parse_header(src: _ByteSource) -> Header:
         raise BitstreamError(f"truncated file: only {len(first)} bytes, ends inside the magic")
     head = first + src.read(_FIXED.size - len(MAGIC), "fixed header")
     (
-        _magic, version, header_size, mode, num_levels, n_q, id_len, channels, reserved,
-        sample_rate, orig_rate, hop, chunk_frames, num_samples, num_frames, frame_rate,
+        _magic, version, header_size, mode, num_levels, n_q, id_len, channels, channel_mode,
+        reserved, sample_rate, orig_rate, hop, chunk_frames, num_samples, num_frames, frame_rate,
         model_hash, priors_hash, orig_samples,
     ) = _FIXED.unpack(head)  # fmt: skip
-    if version == 0:
-        raise BitstreamError("invalid header: format version 0")
+    if version < MIN_FORMAT_VERSION:
+        raise BitstreamError(f"invalid header: format version {version}")
     if version > FORMAT_VERSION:
         raise BitstreamError(
-            f"unsupported .jcodec format version {version}: this reader supports up to "
-            f"{FORMAT_VERSION}; upgrade jax_codec"
+            f"unsupported .jcodec format version {version}: this reader reads versions "
+            f"{MIN_FORMAT_VERSION} to {FORMAT_VERSION}; the file was written by a newer "
+            "jax_codec: upgrade jax_codec (pip install -U jax_codec) to decode it"
         )
     if not 1 <= num_levels <= MAX_LEVELS:
         raise BitstreamError(f"invalid header: {num_levels} levels not in 1..{MAX_LEVELS}")
@@ -437,8 +497,12 @@ def _parse_header(src: _ByteSource) -> Header:
     body, (crc,) = head + rest[: -_CRC.size], _CRC.unpack(rest[-_CRC.size :])
     if zlib.crc32(body) != crc:
         raise BitstreamError("header CRC32 mismatch: the header is corrupt")
-    if reserved != 0:
+    if reserved != 0 or (version == 1 and channel_mode != 0):
         raise BitstreamError("invalid header: reserved field is not zero")
+    if channel_mode not in CHANNEL_MODES:
+        raise BitstreamError(
+            f"invalid header: channel_mode {channel_mode} (0 independent, 1 joint stereo)"
+        )
     levels = [_LEVEL.unpack_from(rest, i * _LEVEL.size) for i in range(num_levels)]
     try:
         model_id = rest[_LEVEL.size * num_levels : _LEVEL.size * num_levels + id_len].decode()
@@ -449,7 +513,8 @@ def _parse_header(src: _ByteSource) -> Header:
         num_frames=num_frames, hop_length=hop, strides=tuple(s for s, _ in levels),
         codebook_sizes=tuple(c for _, c in levels), n_quantizers=n_q, chunk_frames=chunk_frames,
         model_id=model_id, model_hash=model_hash, original_sample_rate=orig_rate,
-        original_num_samples=orig_samples, frame_rate=frame_rate, entropy_mode=mode, priors_sha256=priors_hash, version=version,
+        original_num_samples=orig_samples, frame_rate=frame_rate, entropy_mode=mode,
+        priors_sha256=priors_hash, channel_mode=channel_mode, version=version,
     )  # fmt: skip
     h.validate()
     return h
@@ -460,17 +525,17 @@ def _parse_header(src: _ByteSource) -> Header:
 # --------------------------------------------------------------------------------------------
 
 
-def _as_levels(codes_per_channel, header: Header) -> list[list[np.ndarray]]:
-    if (
-        not isinstance(codes_per_channel, (list, tuple))
-        or len(codes_per_channel) != header.channels
-    ):
-        raise ValueError(f"expected a list of {header.channels} channels of per-level codes")
+def _as_levels(codes_per_stream, header: Header) -> list[list[np.ndarray]]:
+    if not isinstance(codes_per_stream, (list, tuple)) or len(codes_per_stream) != header.streams:
+        what = "one joint-stereo stream" if header.joint else f"{header.channels} channels"
+        raise ValueError(
+            f"expected a list of {header.streams} code stream(s) ({what}) of per-level codes"
+        )
     out = []
-    for c, levels in enumerate(codes_per_channel):
+    for c, levels in enumerate(codes_per_stream):
         if len(levels) < header.n_quantizers:
             raise ValueError(
-                f"channel {c}: {len(levels)} levels given, header stores {header.n_quantizers}"
+                f"stream {c}: {len(levels)} levels given, header stores {header.n_quantizers}"
             )
         out.append([np.asarray(a) for a in list(levels)[: header.n_quantizers]])
     return out
@@ -533,8 +598,9 @@ class Writer:
     def frames_written(self) -> int:
         return self._frames
 
-    def write_chunk(self, codes_per_channel, num_frames: int | None = None) -> None:
-        """Writes the next chunk: a list over channels of sequences over levels of int arrays.
+    def write_chunk(self, codes_per_stream, num_frames: int | None = None) -> None:
+        """Writes the next chunk: a list over code streams (`header.streams`: each channel, or
+        one joint-stereo stream) of sequences over levels of int arrays.
 
         Each level must hold ceil(F / stride) codes, F = the chunk's frame count (derived from
         the header; pass `num_frames` to have it checked). Levels past n_quantizers are ignored.
@@ -547,20 +613,20 @@ class Writer:
             raise ValueError(f"all {h.num_frames} frames are already written")
         if num_frames is not None and num_frames != frames:
             raise ValueError(f"chunk {self._index} must hold {frames} frames, got {num_frames}")
-        levels = _as_levels(codes_per_channel, h)
+        levels = _as_levels(codes_per_stream, h)
         need = h.codes_per_level(frames)
         for c, lv in enumerate(levels):
             for k, a in enumerate(lv):
                 if a.ndim != 1 or a.shape[0] != need[k]:
                     raise ValueError(
-                        f"chunk {self._index}, channel {c}, level {k}: expected {need[k]} codes "
+                        f"chunk {self._index}, stream {c}, level {k}: expected {need[k]} codes "
                         f"(1-D), got shape {a.shape}"
                     )
                 if a.size and not np.issubdtype(a.dtype, np.integer):
                     raise ValueError(f"codes must be integers, got dtype {a.dtype}")
                 if a.size and (a.min() < 0 or a.max() >= h.codebook_sizes[k]):
                     raise ValueError(
-                        f"chunk {self._index}, channel {c}, level {k}: codes outside "
+                        f"chunk {self._index}, stream {c}, level {k}: codes outside "
                         f"[0, {h.codebook_sizes[k]})"
                     )
         packed = b"".join(entropy.pack_codes(a, b) for lv in levels for a, b in zip(lv, h.bits))
@@ -645,8 +711,9 @@ class Reader:
     """Reads a `.jcodec` file chunk by chunk.
 
     ``Reader(path_or_fileobj, priors=None)`` parses and checks the header at once
-    (`.header`). Iterating yields, per chunk, a list over channels of tuples over the stored
-    levels of int32 arrays; `read_all()` concatenates them. Range-coded files need `priors`
+    (`.header`). Iterating yields, per chunk, a list over code streams (`header.streams`:
+    each channel, or one joint-stereo stream) of tuples over the stored levels of int32
+    arrays; `read_all()` concatenates them. Range-coded files need `priors`
     (an array, or a path for `load_priors`) whose sha256 matches the header's. Any problem
     with the file raises BitstreamError.
     """
@@ -799,7 +866,7 @@ class Reader:
         if coding == CODING_RANGE:
             if self._models is None:
                 raise BitstreamError(self._priors_error or "range-coded chunk without priors")
-            blocks = [(n, k) for _ in range(h.channels) for k, n in enumerate(counts)]
+            blocks = [(n, k) for _ in range(h.streams) for k, n in enumerate(counts)]
             flat = entropy.range_decode(payload, blocks, self._models)
             # The range decoder cannot tell when it decodes more or fewer codes than were
             # coded (e.g. a header that lies about strides or levels, with a valid CRC): the
@@ -808,22 +875,22 @@ class Reader:
             if again != payload:
                 raise BitstreamError(
                     f"chunk {index}: range-coded payload does not hold the {sum(counts)} codes "
-                    "per channel the header implies"
+                    "per stream the header implies"
                 )
         else:
             flat, off, mv = [], 0, memoryview(payload)
-            for _ in range(h.channels):
+            for _ in range(h.streams):
                 for n, b in zip(counts, h.bits):
                     size = packed_size(n, b)
                     flat.append(entropy.unpack_codes(mv[off : off + size], n, b))
                     off += size
         out = []
-        for c in range(h.channels):
+        for c in range(h.streams):
             levels = tuple(flat[c * len(counts) : (c + 1) * len(counts)])
             for k, a in enumerate(levels):
                 if a.size and (int(a.max()) >= h.codebook_sizes[k] or int(a.min()) < 0):
                     raise BitstreamError(
-                        f"chunk {index}, channel {c}, level {k}: code {int(a.max())} >= "
+                        f"chunk {index}, stream {c}, level {k}: code {int(a.max())} >= "
                         f"codebook_size {h.codebook_sizes[k]}"
                     )
             out.append(levels)
@@ -834,10 +901,10 @@ class Reader:
             yield self._decode(index, frames, coding, payload)
 
     def read_all(self) -> list[tuple[np.ndarray, ...]]:
-        """All codes: a list over channels of tuples over stored levels of int32 arrays."""
+        """All codes: a list over code streams of tuples over stored levels of int32 arrays."""
         h = self.header
         parts: list[list[list[np.ndarray]]] = [
-            [[] for _ in range(h.n_quantizers)] for _ in range(h.channels)
+            [[] for _ in range(h.n_quantizers)] for _ in range(h.streams)
         ]
         for chunk in self:
             for c, levels in enumerate(chunk):
@@ -870,9 +937,10 @@ class Reader:
 # --------------------------------------------------------------------------------------------
 
 
-def split_chunks(codes_per_channel, header: Header) -> Iterator[list[tuple[np.ndarray, ...]]]:
-    """Cuts whole-file codes (list over channels of per-level arrays) into the header's chunks."""
-    levels = _as_levels(codes_per_channel, header)
+def split_chunks(codes_per_stream, header: Header) -> Iterator[list[tuple[np.ndarray, ...]]]:
+    """Cuts whole-file codes (list over code streams of per-level arrays) into the header's
+    chunks."""
+    levels = _as_levels(codes_per_stream, header)
     for i in range(header.num_chunks):
         start = i * header.chunk_frames
         frames = header.chunk_frames_at(i)
@@ -885,10 +953,11 @@ def split_chunks(codes_per_channel, header: Header) -> Iterator[list[tuple[np.nd
         ]
 
 
-def write_file(path, header: Header, codes_per_channel, priors=None) -> Header:
-    """Writes whole-file codes to `path` (atomically); returns the header as written."""
+def write_file(path, header: Header, codes_per_stream, priors=None) -> Header:
+    """Writes whole-file codes (list over code streams of per-level arrays) to `path`
+    (atomically); returns the header as written."""
     with Writer(path, header, priors=priors) as w:
-        for chunk in split_chunks(codes_per_channel, w.header):
+        for chunk in split_chunks(codes_per_stream, w.header):
             w.write_chunk(chunk)
     return w.header
 
@@ -948,6 +1017,7 @@ def info(source, verify: bool = False) -> dict[str, Any]:
         num_chunks=chunks,
         actual_kbps=(size * 8 / dur / 1e3) if dur > 0 else 0.0,
         nominal_kbps=h.nominal_kbps,
+        nominal_kbps_per_stream=h.nominal_kbps_per_stream,
         nominal_kbps_per_channel=h.nominal_kbps_per_channel,
     )
     d["strides"] = list(h.strides)

@@ -51,7 +51,8 @@ def model_summary(model) -> str:
         if codec.causal
         else "non-causal (offline only)"
     )
-    rates = f"{model.kbps(1):.2f} to {model.kbps(model.num_quantizers):.2f} kbps per channel"
+    unit = "kbps for a stereo pair (joint stereo)" if model.joint else "kbps per channel"
+    rates = f"{model.kbps(1):.2f} to {model.kbps(model.num_quantizers):.2f} {unit}"
     return (
         f"# jax_codec demo\n"
         f"Model **{model.loaded.name or '?'}** from `{model.source or '?'}`: {codec.sample_rate} Hz, "
@@ -148,7 +149,9 @@ def build_app(model, *, workdir: str | None = None, examples: list[str] | None =
                 bitrate = gr.Radio(
                     choices,
                     value=nq,
-                    label="Bitrate: quantizers · kbps per channel (nominal)",
+                    label="Bitrate: quantizers · kbps "
+                    + ("for the stereo pair, joint" if model.joint else "per channel")
+                    + " (nominal)",
                     elem_id="bitrate",
                 )
                 input_status = gr.Markdown(elem_id="input-status")

@@ -11,7 +11,9 @@ Padding is exact for a causal model: no output depends on later samples. A non-c
 looks ahead, so its input is padded only to the codec's length multiple, exactly as `compress`
 pads it, and each new input length compiles once.
 
-Channels are coded one at a time (batch 1): independent streams, as in a `.jcodec` file.
+Channels, as in a `.jcodec` file: a mono model codes them one at a time (batch 1), independent
+streams; a joint-stereo model codes the pair as one stream (a mono input duplicated), and its
+decoded left and right are given back as they are, or mixed down when the input was mono.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax_codec.inference import codec_io
 from jax_codec.inference import streaming as st
 from jax_codec.inference.api import LoadedCodec
+from jax_codec.stereo import match_channels
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ DEFAULT_CHUNK_MS = 20.0
 
 
 def _decode_masked(module, frame_codes, mask):
-    """Frame-rate codes ``[B, F, K]`` -> audio ``[B, F * hop, 1]``, level i weighted by mask[i].
+    """Frame-rate codes ``[B, F, K]`` -> audio ``[B, F * hop, C]``, level i weighted by mask[i].
 
     The same sum as `streaming`'s decoder in the same order; a level with mask 0 adds exactly 0.
     """
@@ -44,7 +48,7 @@ def _decode_masked(module, frame_codes, mask):
     for i in range(frame_codes.shape[-1]):
         q = module.quantizer.levels[i].decode_codes(frame_codes[..., i]) * mask[i]
         z = q if z is None else z + q
-    return module.decoder(z)
+    return module.from_model_channels(module.decoder(z))
 
 
 def bucket_lengths(codec, max_seconds: float, fractions=BUCKET_FRACTIONS) -> tuple[int, ...]:
@@ -80,8 +84,18 @@ class DemoModel:
     def sample_rate(self) -> int:
         return self.codec.sample_rate
 
+    @property
+    def joint(self) -> bool:
+        """True for a joint-stereo model (one code stream for both channels)."""
+        return codec_io.is_joint(self.codec)
+
+    def streams(self, channels: int) -> int:
+        """Code streams for audio of `channels` channels (1 for a joint-stereo model)."""
+        return codec_io.code_streams(self.codec, channels)
+
     def kbps(self, n_quantizers: int) -> float:
-        """Nominal bitrate per channel (bit-packed codes, no framing)."""
+        """Nominal bitrate of one code stream (bit-packed codes, no framing): per channel for
+        a mono model, for the pair for a joint-stereo one."""
         return self.codec.bitrate_kbps(n_quantizers)
 
     def padded_length(self, num_samples: int) -> int:
@@ -100,55 +114,64 @@ class DemoModel:
 
     # ---- offline path ----
     def encode(self, audio: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Audio ``[C, T]`` -> codes of every level ``[C, F / s_i]`` (int32), F the frames
-        `compress` encodes. The first k levels are the codes of n_quantizers=k (residual VQ)."""
+        """Audio ``[C, T]`` -> codes of every level ``[S, F / s_i]`` (int32; S = C streams,
+        or 1 for a joint-stereo model), F the frames `compress` encodes. The first k levels
+        are the codes of n_quantizers=k (residual VQ)."""
         codec = self.codec
         audio = np.asarray(audio, np.float32)
         channels, t = audio.shape
+        codec_io.check_channels(codec, channels)
         frames = st.encoded_frames(codec, t)
         length = self.padded_length(t)
         # The jitted functions `iter_encode` runs, so the codes match `compress` exactly.
         enc = st._jit(codec, "encode")
         quant = st._jit(codec, "quantize", codec.num_quantizers)
+        if self.joint:  # one row: the pair (mono duplicated)
+            inputs = [match_channels(audio.T, 2)]
+        else:  # a row per channel
+            inputs = [a[:, None] for a in audio]
         rows = []
         with self.lock:
-            for ch in range(channels):
-                x = np.zeros((1, length, 1), np.float32)
-                x[0, :t, 0] = audio[ch]
+            for a in inputs:
+                x = np.zeros((1, length, codec.channels), np.float32)
+                x[0, :t] = a
                 lat = enc(self.variables, jnp.asarray(x))
                 rows.append(np.asarray(quant(self.variables, lat))[0, :frames])
-        fc = np.stack(rows)  # [C, F, K] frame-rate codes
+        fc = np.stack(rows)  # [S, F, K] frame-rate codes
         return tuple(np.asarray(c, np.int32) for c in st.from_frame_codes(codec, fc))
 
-    def decode(self, codes, num_samples: int) -> np.ndarray:
-        """Codes of the first k levels, ``[C, F / s_i]`` each -> audio ``[C, num_samples]``."""
+    def decode(self, codes, num_samples: int, channels: int | None = None) -> np.ndarray:
+        """Codes of the first k levels, ``[S, F / s_i]`` each -> audio ``[C, num_samples]``:
+        a row per stream for a mono model; for a joint-stereo model left and right, or their
+        mean for `channels` 1 (a mono input)."""
         codec = self.codec
         k = len(codes)
         if not 1 <= k <= codec.num_quantizers:
             raise ValueError(f"{k} levels of codes; the model has {codec.num_quantizers}")
-        fc = np.asarray(st.to_frame_codes(codec, [np.asarray(c) for c in codes]))  # [C, F, k]
-        channels, frames = fc.shape[:2]
+        fc = np.asarray(st.to_frame_codes(codec, [np.asarray(c) for c in codes]))  # [S, F, k]
+        frames = fc.shape[1]
         length = self.padded_length(num_samples)
         hop = codec.hop_length
         padded = np.zeros((1, length // hop, codec.num_quantizers), np.int32)
         mask = jnp.asarray(np.arange(codec.num_quantizers) < k, jnp.float32)
         out = []
         with self.lock:
-            for ch in range(channels):
+            for row in fc:
                 padded[:] = 0
-                padded[0, :frames, :k] = fc[ch]
+                padded[0, :frames, :k] = row
                 y = self._decode(self.variables, jnp.asarray(padded), mask)
-                out.append(np.asarray(y[0, :num_samples, 0], np.float32))
-        return np.stack(out)
+                y = np.asarray(y[0, :num_samples], np.float32)  # [T, model channels]
+                out.append(match_channels(y, channels or 2).T if self.joint else y.T)
+        return np.concatenate(out)
 
     # ---- streaming ----
-    def streamers(self, channels: int, n_quantizers: int, chunk_frames: int):
-        """A (StreamingEncoder, StreamingDecoder) pair for `channels` streams, made once per
-        setting (their jitted steps compile on first use)."""
-        key = (channels, n_quantizers, chunk_frames)
+    def streamers(self, streams: int, n_quantizers: int, chunk_frames: int):
+        """A (StreamingEncoder, StreamingDecoder) pair for `streams` code streams, made once
+        per setting (their jitted steps compile on first use)."""
+        key = (streams, n_quantizers, chunk_frames)
         if key not in self._streamers:
-            enc = st.StreamingEncoder(self.codec, self.params, chunk_frames, channels, n_quantizers)
-            dec = st.StreamingDecoder(self.codec, self.params, chunk_frames, channels, enc.k)
+            enc = st.StreamingEncoder(self.codec, self.params, chunk_frames, streams, n_quantizers)
+            dec = st.StreamingDecoder(self.codec, self.params, chunk_frames, streams, enc.k)
             self._streamers[key] = (enc, dec)
         return self._streamers[key]
 
@@ -161,13 +184,15 @@ class DemoModel:
         if not self.codec.causal:
             raise ValueError("this model is non-causal (it looks ahead) and cannot stream")
         audio = np.asarray(audio, np.float32)
+        channels, t = audio.shape
+        codec_io.check_channels(self.codec, channels)
         n = st.chunk_frames_for(self.codec, chunk_ms)
+        x = match_channels(audio.T, 2)[None] if self.joint else audio  # [1, T, 2] or [C, T]
         with self.lock:
-            enc, dec = self.streamers(audio.shape[0], n_quantizers, n)
-            out, times = st.timed_stream(
-                enc, dec, st.stream_chunks(self.codec, audio, n, enc.delay)
-            )
-        return np.concatenate(out, axis=1)[:, : audio.shape[1]], times, n
+            enc, dec = self.streamers(x.shape[0], n_quantizers, n)
+            out, times = st.timed_stream(enc, dec, st.stream_chunks(self.codec, x, n, enc.delay))
+        y = np.concatenate(out, axis=1)[:, :t]
+        return codec_io.file_channels(y, channels), times, n
 
     # ---- startup ----
     def warmup(self, stream: bool = True) -> float:

@@ -244,7 +244,7 @@ def run_codec(
     codec_io.encode_to_jcodec(model.loaded, x, jcodec_path, k, codes=codes)
     # What a receiver gets: the file read back, checked, decoded.
     h, read_codes = codec_io.read_jcodec(jcodec_path, model.loaded)
-    y = np.clip(model.decode(read_codes, t), -1.0, 1.0)
+    y = np.clip(model.decode(read_codes, t, channels), -1.0, 1.0)
     coded_s = time.perf_counter() - t0
     ours_path = write_wav(os.path.join(workdir, f"{name}_ours.wav"), y, sr)
     size = os.path.getsize(jcodec_path)
@@ -279,7 +279,8 @@ def run_codec(
                 codec.vq_strides,
                 codec.frame_rate,
                 codec.codebook_size,
-                channel_names=["left", "right"] if channels == 2 else None,
+                # a row per stream: left and right apart (dual mono), or the one joint stream
+                channel_names=["left", "right"] if h.streams == 2 else None,
             ),
         }
         for key, fig in figs.items():
@@ -302,6 +303,7 @@ def run_codec(
         "size_bytes": size,
         "actual_kbps": kbps,
         "nominal_kbps": h.nominal_kbps,
+        "channel_coding": h.channel_mode_name,
         "entropy_coded": bool(h.entropy_mode),
         "opus_kbps": opus_facts.get("actual_kbps"),
         "opus_target_kbps": opus_facts.get("encoder_kbps"),
@@ -334,7 +336,7 @@ def run_stream(
     x = np.asarray(audio, np.float32)
     k = int(n_quantizers)
     y, times, n = model.stream(x, k, chunk_ms)
-    offline = model.decode(model.encode(x)[:k], x.shape[1])
+    offline = model.decode(model.encode(x)[:k], x.shape[1], x.shape[0])
     path = write_wav(os.path.join(workdir, f"{name}_stream.wav"), y, sr)
     ms = sorted(1000.0 * s for s in times)
     chunk = 1000.0 * n * hop / sr
@@ -347,7 +349,7 @@ def run_stream(
         "duration_s": x.shape[1] / sr,
         "channels": x.shape[0],
         "n_quantizers": k,
-        "kbps": model.kbps(k) * x.shape[0],
+        "kbps": model.kbps(k) * model.streams(x.shape[0]),
         "chunk_frames": n,
         "chunk_ms": chunk,
         "latency_ms": 1000.0 * st.algorithmic_latency(codec) / sr,
@@ -387,7 +389,12 @@ def format_metrics(r: dict) -> str:
             + " | ".join(_fmt(r["metrics"]["opus"][m]) for m in names)
             + " |"
         )
-    ch = "mono" if r["channels"] == 1 else "stereo (each channel coded on its own)"
+    ch = {
+        "joint stereo": "stereo in one joint-stereo code stream"
+        if r["channels"] == 2
+        else "mono (duplicated into the joint-stereo model's one code stream)",
+        "dual mono": "stereo (each channel coded on its own)",
+    }.get(r.get("channel_coding"), "mono")
     coding = "range coded with the checkpoint's priors" if r["entropy_coded"] else "bit packed"
     facts = (
         f"**.jcodec file:** {r['size_bytes']:,} bytes for {r['duration_s']:.2f} s, {ch} = "

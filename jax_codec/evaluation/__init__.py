@@ -7,7 +7,8 @@
     opus, kbps = encode_decode(reference, 44100, "opus", 6.0)
 
 - `metrics`: DAC's mel/STFT distances, SI-SDR, loudness, CQT/chroma, ViSQOL, PESQ/STOI (speech),
-  code usage (`compute_all`, `available_metrics`, `code_usage`, `HIGHER_IS_BETTER`).
+  the stereo image (mid/side mel, ILD and ICC differences: `STEREO_METRICS`), code usage
+  (`compute_all`, `available_metrics`, `code_usage`, `HIGHER_IS_BETTER`).
 - `baselines`: Opus, MP3, Vorbis, AAC round trips at a target bitrate (`round_trip`,
   `encode_decode`, `ffmpeg_path`).
 - `plots`: `spectrogram_comparison`, `codebook_usage`, `rate_distortion`, `save`, `to_image`.
@@ -30,7 +31,8 @@ _EXPORTS = {
                 "code_usage_from_counts", "flatten_code_usage", "HIGHER_IS_BETTER", "METRICS",
                 "MissingDependencyError", "mel_distance", "stft_distance", "si_sdr",
                 "loudness_difference", "cqt_distance", "chroma_distance", "visqol", "pesq_wb",
-                "stoi"),
+                "stoi", "STEREO_METRICS", "mel_distance_mid", "mel_distance_side",
+                "ild_difference", "icc_difference"),
     "baselines": ("round_trip", "encode_decode", "ffmpeg_path", "BaselineError",
                   "BaselineResult", "FFmpegNotFoundError", "matched_round_trip"),
     "stats": ("measure", "mean_ci", "summarize"),

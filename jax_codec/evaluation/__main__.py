@@ -220,7 +220,11 @@ def build_parser(prog: str = "python -m jax_codec evaluate") -> argparse.Argumen
         help=f"classic codecs via ffmpeg: opus,mp3,vorbis,aac or none (default: "
         f"{','.join(DEFAULT_BASELINES)})",
     )
-    p.add_argument("--compare", help="other checkpoints (comma-separated), evaluated the same way")
+    p.add_argument(
+        "--compare",
+        help="other checkpoints (comma-separated), evaluated the same way (a mono model codes "
+        "a stereo file as dual mono: the comparison for a joint-stereo model)",
+    )
     p.add_argument("--output", help="output folder (default: eval/<model name>)")
     p.add_argument(
         "--segment_seconds",
@@ -229,7 +233,11 @@ def build_parser(prog: str = "python -m jax_codec evaluate") -> argparse.Argumen
         help="evaluate the first S seconds of each file (0: whole files)",
     )
     p.add_argument("--max_files", type=int, help="evaluate the first N files (sorted)")
-    p.add_argument("--metrics", help="comma-separated metric names (default: all available)")
+    p.add_argument(
+        "--metrics",
+        help="comma-separated metric names (default: all available; the stereo ones, "
+        "mel_distance_mid/_side, ild_difference, icc_difference, apply to stereo files)",
+    )
     p.add_argument("--speech", action="store_true", help="add the speech metrics (PESQ, STOI)")
     p.add_argument(
         "--entropy",

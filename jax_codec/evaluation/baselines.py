@@ -25,6 +25,14 @@ the input rate from 128); Vorbis the input rate, stepping down when libvorbis re
 bitrate there. In a sweep over encode rates these defaults gave the lowest or near-lowest mel
 distance at each bitrate. `round_trip` reports the rate used; `encode_rate=` overrides it.
 
+Stereo is coded jointly by every encoder here, as each does by default, and said explicitly
+where ffmpeg has a switch: libopus codes a stereo pair as one coupled stream (channel mapping
+family 0: one Opus stream, the encoder choosing mid/side or intensity stereo per band), LAME in
+its joint stereo mode (`-joint_stereo 1`, LAME's own default: each frame mid/side or left/
+right), libvorbis with channel coupling (its default for stereo), ffmpeg's AAC with
+per-band mid/side (`-aac_ms` auto). tests/test_stereo_io.py reads the Opus and MP3 files'
+headers to check it. `channel_coding` gives the mode for a row of the evaluation.
+
 ffmpeg is looked for on PATH, then as the binary bundled in the `imageio-ffmpeg` pip package.
 Everything runs in a private temporary directory, each call with a timeout. Results are
 deterministic for a given ffmpeg build.
@@ -84,8 +92,13 @@ _MPEG_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 CODECS: dict[str, CodecSpec] = {
     # Constrained VBR: libopus' default unconstrained VBR spends up to twice the target on tonal
     # music (measured: 110 kbps for a 64 kbps target), which defeats matched-bitrate comparison.
-    "opus": CodecSpec("libopus", "ogg", (48000,), "fixed", ("-vbr", "constrained")),
-    "mp3": CodecSpec("libmp3lame", "mp3", _MPEG_RATES, "lame"),
+    # Mapping family 0: one coupled stream for a stereo pair (joint stereo; -1, the default,
+    # picks it for 1 or 2 channels).
+    "opus": CodecSpec(
+        "libopus", "ogg", (48000,), "fixed", ("-vbr", "constrained", "-mapping_family", "0")
+    ),
+    # Joint stereo (LAME's default; plain stereo would code left and right apart).
+    "mp3": CodecSpec("libmp3lame", "mp3", _MPEG_RATES, "lame", ("-joint_stereo", "1")),
     "vorbis": CodecSpec("libvorbis", "ogg", _MPEG_RATES, "input"),
     "aac": CodecSpec("aac", "m4a", _MPEG_RATES + (64000, 88200, 96000), "lame"),
 }
@@ -186,6 +199,12 @@ def encoding_sample_rate(codec: str, sr: int, kbps: float, channels: int = 2) ->
     wanted = next((rate for bound, rate in _LAME_RATE_FOR_LOWPASS if lowpass <= bound), 48000)
     below = [r for r in allowed if r <= min(wanted, ceiling)]
     return below[-1] if below else allowed[0]
+
+
+def channel_coding(codec: str, channels: int) -> str:
+    """How `codec` codes `channels` channels here: "mono" or "joint stereo" (module doc)."""
+    _spec(codec)
+    return "mono" if channels == 1 else "joint stereo"
 
 
 def _spec(codec: str) -> CodecSpec:

@@ -27,6 +27,10 @@ ROW_FIELDS = (
     "duration_s",
     "sample_rate",  # the evaluation rate (the model's)
     "channels",
+    # how the channels were coded: mono, dual mono (a code stream per channel), joint stereo
+    # (ours: one stream for the pair; Opus, MP3: the encoders' joint stereo, see baselines.py)
+    "channel_coding",
+    "code_streams",  # neural: code streams in the file (1 for joint stereo)
     "codec_sample_rate",  # the rate the codec ran at
     "entropy_coded",
     "error",
@@ -83,14 +87,15 @@ def format_summary(
 ) -> str:
     """summary.md: run facts, an overview of means, one table per metric with 95% intervals,
     code usage per level of each neural model, notes."""
-    from jax_codec.evaluation.metrics import HIGHER_IS_BETTER
+    from jax_codec.evaluation.metrics import HIGHER_IS_BETTER, STEREO_METRICS
 
     seg = meta["segment_seconds"]
     lines = [
         f"# Evaluation of {meta['model']}",
         "",
         f"- model: `{meta['model']}` ({meta['model_source']}), {meta['sample_rate']} Hz, "
-        f"{meta['num_quantizers']} quantizers",
+        f"{meta['num_quantizers']} quantizers"
+        + (", joint stereo (one code stream for both channels)" if meta.get("joint") else ""),
         f"- data: {meta['files']} file(s) from `{meta['data']}` "
         f"({'up to the first ' + _fmt(seg) + ' s of each' if seg else 'whole files'}; "
         f"{meta['seconds']:.1f} s of audio), measured at {meta['sample_rate']} Hz",
@@ -103,8 +108,17 @@ def format_summary(
             "bitrate per file and setting, raised to the encoder's minimum; kbps below is what "
             "they actually spent"
         )
+    lines.append(f"- metrics: {', '.join(metric_names)}")
+    stereo = [m for m in metric_names if m in STEREO_METRICS]
+    if stereo:
+        lines.append(
+            f"- stereo image ({', '.join(stereo)}): on the {meta.get('stereo_files', '?')} "
+            "stereo file(s) only (n counts them); `channel_coding` in results.csv says how "
+            "each row coded the pair: joint stereo (a joint-stereo model's one code stream; "
+            "Opus' coupled stream, LAME's joint stereo) or dual mono (a mono model: a code "
+            "stream per channel, twice the bits)"
+        )
     lines += [
-        f"- metrics: {', '.join(metric_names)}",
         "",
         "Means over files; the 95% confidence interval of the mean is ± the half-width shown "
         "(t distribution; none for a single file). kbps = mean actual bitrate (encoded bytes "
@@ -184,16 +198,34 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "x"
 
 
+def reported_metrics(names: Sequence[str], rows: Sequence[Mapping]) -> list[str]:
+    """`names` without the stereo metrics when no row's reference is stereo (they would be
+    empty columns and tables)."""
+    from jax_codec.evaluation.metrics import STEREO_METRICS
+
+    stereo = any(r.get("channels") == 2 for r in rows)
+    return [m for m in names if stereo or m not in STEREO_METRICS]
+
+
 def write_outputs(p, models, res, output: str, notes: list[str]) -> dict:
     """results.csv/json, summary.md/json and the figures."""
+    import dataclasses
+
     from jax_codec.evaluation import metrics as mt
 
+    p = dataclasses.replace(p, metrics=reported_metrics(p.metrics, res.rows))
     ours = models[0]
     for key, where in res.problems.items():
         notes.append(f"{key} ({len(where)} case(s), e.g. {where[0]})")
     notes += [f"skipped {s}" for s in res.skipped]
     for m in p.metrics:
-        bad = [r for r in res.rows if not r.get("error") and not math.isfinite(r[m])]
+        bad = [
+            r
+            for r in res.rows
+            if not r.get("error")
+            and not math.isfinite(r[m])
+            and (m not in mt.STEREO_METRICS or r.get("channels") == 2)
+        ]
         if bad:
             r = bad[0]
             notes.append(
@@ -219,8 +251,10 @@ def write_outputs(p, models, res, output: str, notes: list[str]) -> dict:
         "model_source": ours.source,
         "sample_rate": ours.codec.sample_rate,
         "num_quantizers": ours.codec.num_quantizers,
+        "joint": ours.codec.channels == 2,
         "data": p.data,
         "files": len(p.files) - len(res.skipped),
+        "stereo_files": len({r["file"] for r in res.rows if r.get("channels") == 2}),
         "seconds": res.seconds,
         "segment_seconds": p.segment_seconds,
         "baselines": p.baselines,

@@ -26,10 +26,18 @@ How each file is measured (one rule for every codec):
   bitrate (encoded file size, container included) is reported: classic encoders cannot go as
   low as a neural codec and overshoot their targets at low rates, and the rate-distortion
   plots show where they really landed. A setting ffmpeg cannot encode is a row with `error`.
+- Channels: a mono model codes a stereo file as two code streams (dual mono), a joint-stereo
+  model (`model.channels = 2`, docs/stereo.md) as one, and a mono file duplicated into one
+  stream and decoded back to mono, exactly as `compress` does; Opus and MP3 code stereo in
+  their joint stereo modes (`baselines.py`). Bitrates are always those of the actual bits, so a
+  joint-stereo row, a dual-mono `--compare` row and the baselines compare at what each really
+  spent; `channel_coding` and `code_streams` in each row say how it was coded.
 - Decoded signals are clipped to [-1, 1], as writing a 16-bit file would.
 - Metrics: `jax_codec.evaluation.metrics.compute_all` (DAC's mel and STFT distances, SI-SDR,
   loudness difference, CQT and chroma distances, ViSQOL; PESQ-WB and STOI only with `--speech`
-  or when named in `--metrics`); code usage, entropy and perplexity per level from the codes.
+  or when named in `--metrics`); for stereo files the stereo image metrics (mel distance of mid
+  and of side, inter-channel level and correlation differences; empty for mono files, left out
+  when every file is mono); code usage, entropy and perplexity per level from the codes.
 
 Outputs (in `--output`, default `eval/<model name>`): `results.csv` and `results.json` (one row
 per file x codec x setting), `summary.md` and `summary.json` (mean and 95% confidence interval
@@ -145,8 +153,8 @@ def neural_round_trip(
     Writes the file as `python -m jax_codec compress --n_quantizers K` does for a file at the
     model's rate (`codec_io.encode_to_jcodec`: same header, chunks and entropy coding), reads it
     back, checks the model and decodes it (`codec_io.decode_jcodec`). Returns (decoded
-    ``[C, T]`` at `sr`, facts for the row, the codes per level ``[C, F / s_i]`` as read from
-    the file).
+    ``[C, T]`` at `sr`, facts for the row, the codes per level ``[S, F / s_i]`` as read from
+    the file: S = C streams for a mono model, one for a joint-stereo model).
     """
     from jax_codec.inference import codec_io
 
@@ -163,6 +171,8 @@ def neural_round_trip(
         "size_bytes": enc.size_bytes,
         "codec_sample_rate": rate,
         "entropy_coded": bool(h.entropy_mode),
+        "channel_coding": h.channel_mode_name,
+        "code_streams": h.streams,
     }
     return y, facts, codes
 
@@ -236,6 +246,7 @@ def evaluate_file(
                 panels[f"{nc.label}, n_q={k}: {facts['actual_kbps']:.2f} kbps"] = y
             for name in p.baselines if nc.kind == "ours" else ():
                 row = {**base, "codec": name, "kind": "baseline", "n_quantizers": k}
+                row["channel_coding"] = bl.channel_coding(name, ref.shape[0])
                 target = facts["actual_kbps"]
                 try:
                     yb, bfacts = bl.matched_round_trip(name, ref, sr, target, p.ffmpeg)

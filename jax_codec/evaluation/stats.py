@@ -36,12 +36,18 @@ def measure(ref: np.ndarray, est: np.ndarray, sr: int, names: Sequence[str]):
     reason in `problems`), rounded to `METRIC_DIGITS` significant digits.
 
     The rounding is what makes repeated runs byte-identical: some metric code (ViSQOL's FFTs,
-    BLAS) varies in the last bit or two (~1e-15 relative) with memory alignment.
+    BLAS) varies in the last bit or two (~1e-15 relative) with memory alignment. The stereo
+    metrics (`metrics.STEREO_METRICS`) are NaN without a problem for a reference that is not
+    stereo: they do not apply.
     """
     from jax_codec.evaluation import metrics
 
     values, problems = {}, []
+    stereo = np.ndim(ref) == 2 and np.shape(ref)[0] == 2
     for name in names:
+        if name in metrics.STEREO_METRICS and not stereo:
+            values[name] = math.nan
+            continue
         try:
             v = metrics.compute_all(ref, est, sr, [name])[name]
             values[name] = float(f"{v:.{METRIC_DIGITS}g}") if math.isfinite(v) else v

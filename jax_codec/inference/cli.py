@@ -3,8 +3,11 @@
 `stream IN OUT (--checkpoint DIR | --config FILE --random_init) [--chunk_ms 20]
 [--n_quantizers K] [--json]` runs the file through the streaming encoder and decoder chunk by
 chunk, as a real-time pipeline would, and reports the real-time factor, per-chunk compute time,
-latency and the difference against the offline path. Channels are independent streams of one
-batch. Non-causal models cannot stream: they go through the chunked offline path, reported as such.
+latency and the difference against the offline path. With a mono model the channels are
+independent streams of one batch; a joint-stereo model streams the file as one stream
+``[1, T, 2]`` (a mono file duplicated, and written back as mono: the mean of the decoded left and
+right; more than two channels mixed down to stereo), as `compress` does. Non-causal models
+cannot stream: they go through the chunked offline path, reported as such.
 """
 
 from __future__ import annotations
@@ -135,12 +138,18 @@ def read_input(path: str, sample_rate: int) -> np.ndarray:
 def run_stream(args: argparse.Namespace) -> dict:
     from jax_codec.inference import codec_io
     from jax_codec.inference import streaming as st
+    from jax_codec.stereo import match_channels
 
     codec, params, _ = load_from_args(args)
     x = read_input(args.input, codec.sample_rate)
     channels, t = x.shape
     if t == 0:
         raise CliError(f"{args.input}: the file holds no samples")
+    joint = codec_io.is_joint(codec)
+    if joint:  # one stream of the pair: [1, T, 2] (mono duplicated, more channels mixed down)
+        channels = min(channels, 2)
+        x = match_channels(np.ascontiguousarray(x.T), 2)[None]
+    streams = codec_io.code_streams(codec, channels)
     k = args.n_quantizers or codec.num_quantizers
     if not 1 <= k <= codec.num_quantizers:
         raise CliError(f"--n_quantizers must be in [1, {codec.num_quantizers}], got {k}")
@@ -151,8 +160,8 @@ def run_stream(args: argparse.Namespace) -> dict:
     reference = st.chunked_decode(codec, params, codes, t)
     times = []
     if codec.causal:
-        enc = st.StreamingEncoder(codec, params, n, channels, k)
-        dec = st.StreamingDecoder(codec, params, n, channels, k)
+        enc = st.StreamingEncoder(codec, params, n, streams, k)
+        dec = st.StreamingDecoder(codec, params, n, streams, k)
         out, times = st.timed_stream(enc, dec, st.stream_chunks(codec, x, n, enc.delay))
         y = np.concatenate(out, axis=1)[:, :t]
         latency = 1000.0 * st.algorithmic_latency(codec) / sr
@@ -165,6 +174,7 @@ def run_stream(args: argparse.Namespace) -> dict:
     directory = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(directory):
         raise CliError(f"output directory {directory} does not exist")
+    y, reference = (codec_io.file_channels(a, channels) for a in (y, reference))
     codec_io.write_audio(args.output, y, sr)
     total = sum(times)
     ms = sorted(1000.0 * s for s in times)
@@ -174,8 +184,12 @@ def run_stream(args: argparse.Namespace) -> dict:
         "streaming": codec.causal,
         "duration_s": t / sr,
         "channels": channels,
+        "channel_mode": "joint stereo"
+        if joint
+        else {1: "mono", 2: "dual mono"}.get(channels, "independent"),
+        "code_streams": streams,
         "n_quantizers": k,
-        "kbps": codec.bitrate_kbps(k) * channels,
+        "kbps": codec.bitrate_kbps(k) * streams,
         "chunk_ms": chunk_ms if codec.causal else None,
         "chunk_frames": n if codec.causal else None,
         "latency_ms": latency,
@@ -197,8 +211,8 @@ def format_stream(r: dict) -> str:
         )
     return "\n".join(
         [
-            f"wrote {r['output']}: {r['duration_s']:.2f} s, {r['channels']} channel(s), "
-            f"{r['n_quantizers']} quantizers ({r['kbps']:.2f} kbps)",
+            f"wrote {r['output']}: {r['duration_s']:.2f} s, {r['channels']} channel(s) "
+            f"({r['channel_mode']}), {r['n_quantizers']} quantizers ({r['kbps']:.2f} kbps)",
             f"chunks of {r['chunk_ms']:.1f} ms ({r['chunk_frames']} frames): median "
             f"{r['chunk_ms_median']:.2f} ms, p99 {r['chunk_ms_p99']:.2f} ms "
             f"({'real time' if r['realtime'] else 'NOT real time'})",

@@ -10,6 +10,14 @@ signal) and writes one chunk per window, so memory does not grow with the length
 `decode_jcodec` streams back the same way. Every output file appears only complete
 (`atomic_output`). `iter_input` reads and resamples an audio file in blocks, `AudioOut` writes
 one, `resample_blocks` resamples a stream of blocks.
+
+Channels (docs/stereo.md): a mono model codes each channel of the audio as its own code stream
+(one batch row each; dual mono for a stereo file). A joint-stereo model (`codec.channels == 2`)
+codes the audio as ONE stream, ``[1, n, 2]``: a stereo file as it is, a mono file duplicated
+(`jax_codec.stereo.match_channels`); the header says so (`channel_mode`) and keeps the file's
+channel count, so decoding gives back what went in: stereo as decoded, mono as the mean of the
+decoded left and right. Audio and codes here are ``[C, ...]`` for the channels of the audio and
+``[S, ...]`` for the code streams (S = C, or 1 for joint stereo).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import numpy as np
 
 from jax_codec.bitstream import BitstreamError, resampled_length
 from jax_codec.cli_errors import CliError
+from jax_codec.stereo import match_channels
 
 READ_BLOCK = 1 << 16  # input frames decoded per read
 OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
@@ -174,8 +183,37 @@ def resample_blocks(blocks, channels: int, rate_in: int, rate_out: int, length: 
 # --------------------------------------------------------------------------- settings
 
 
+def is_joint(codec) -> bool:
+    """True for a joint-stereo model: one code stream for both channels."""
+    return getattr(codec, "channels", 1) == 2
+
+
+def rate_unit(codec) -> str:
+    """What `codec.bitrate_kbps` counts, for messages: per channel, or the stereo pair."""
+    return "kbps for the stereo pair (one joint stream)" if is_joint(codec) else "kbps per channel"
+
+
+def code_streams(codec, channels: int) -> int:
+    """Code streams a file of `channels` channels takes: one per channel, or one joint."""
+    return 1 if is_joint(codec) else channels
+
+
+def check_channels(codec, channels: int) -> None:
+    """Raises `CliError` unless a model like `codec` can code audio of `channels` channels:
+    any count for a mono model (a stream each), 1 or 2 for a joint-stereo model."""
+    if channels < 1:
+        raise CliError(f"audio with {channels} channels: there is nothing to code")
+    if is_joint(codec) and channels > 2:
+        raise CliError(
+            f"audio with {channels} channels: a joint-stereo model codes mono or stereo audio; "
+            "mix it down to stereo first (jax_codec.stereo.match_channels(audio, 2), or "
+            "ffmpeg -ac 2)"
+        )
+
+
 def select_quantizers(codec, kbps: float | None, n_quantizers: int | None) -> int:
-    """The `n_quantizers` given, or the most whose per-channel bitrate fits `kbps`."""
+    """The `n_quantizers` given, or the most whose bitrate fits `kbps`: the model's code rate
+    (`codec.bitrate_kbps`), per channel for a mono model, for the pair for a joint-stereo one."""
     nq = codec.num_quantizers
     rates = [codec.bitrate_kbps(k) for k in range(1, nq + 1)]
     listing = ", ".join(f"{r:.3f} ({k} quantizer{'s' * (k > 1)})" for k, r in enumerate(rates, 1))
@@ -190,7 +228,7 @@ def select_quantizers(codec, kbps: float | None, n_quantizers: int | None) -> in
     fits = [k for k, r in enumerate(rates, 1) if r <= kbps * (1 + 1e-9)]
     if not fits:
         raise CliError(
-            f"--kbps {kbps:g} is below this model's lowest bitrate; kbps per channel: {listing}"
+            f"--kbps {kbps:g} is below this model's lowest bitrate; {rate_unit(codec)}: {listing}"
         )
     return max(fits)
 
@@ -230,12 +268,15 @@ def file_header(
     original_sample_rate: int | None = None,
     original_num_samples: int | None = None,
 ):
-    """(the `.jcodec` header of `num_samples` at the model's rate, exact): one chunk per window
-    of `streaming.window_plan`, whose `exact` flag it passes on."""
+    """(the `.jcodec` header of `channels` x `num_samples` at the model's rate, exact): one
+    chunk per window of `streaming.window_plan`, whose `exact` flag it passes on; joint stereo
+    for a joint-stereo model."""
     from jax_codec import bitstream
     from jax_codec.inference import streaming as st
 
     codec = loaded.codec
+    check_channels(codec, channels)
+    mode = bitstream.CHANNELS_JOINT if is_joint(codec) else bitstream.CHANNELS_INDEPENDENT
     total = st.encoded_frames(codec, num_samples)
     core, _, exact = st.window_plan(codec, total, window_frames)
     header = bitstream.Header(
@@ -253,6 +294,7 @@ def file_header(
         original_sample_rate=original_sample_rate,
         original_num_samples=original_num_samples,
         frame_rate=codec.frame_rate,
+        channel_mode=mode,
     )
     return header, exact
 
@@ -285,9 +327,10 @@ def encode_to_jcodec(
 
     `audio` is ``[C, T]``, or an iterable of blocks ``[C, n]`` with `channels` and
     `num_samples` given. The codes are `streaming.iter_encode`'s, one chunk per window, range
-    coded with `loaded.priors` when it has them. `codes` (levels ``[C, F / s_i]`` of the whole
-    signal, computed elsewhere from the same audio) are written instead of encoding. `on_chunk`
-    gets the seconds of audio each chunk covers.
+    coded with `loaded.priors` when it has them: each channel a stream for a mono model, one
+    joint stream ``[1, n, 2]`` for a joint-stereo model (mono duplicated). `codes` (levels
+    ``[S, F / s_i]`` of the whole signal, S streams, computed elsewhere from the same audio)
+    are written instead of encoding. `on_chunk` gets the seconds of audio each chunk covers.
     """
     from jax_codec import bitstream
     from jax_codec.inference import streaming as st
@@ -300,14 +343,22 @@ def encode_to_jcodec(
         loaded, channels, num_samples, n_quantizers, window_frames,
         original_sample_rate, original_num_samples,
     )  # fmt: skip
+    streams = header.streams
     if codes is None:
+        if header.joint:  # [C, n] -> one row [1, n, 2] (iter_encode duplicates mono)
+            audio = (np.asarray(b).T[None] for b in audio)
         windows = st.iter_encode(
             codec, loaded.params, audio, num_samples, n_quantizers, window_frames
         )
-        chunks = ([tuple(c[ch] for c in w) for ch in range(channels)] for w in windows)
+        chunks = ([tuple(c[s] for c in w) for s in range(streams)] for w in windows)
     else:
-        per_channel = [tuple(c[ch] for c in codes) for ch in range(channels)]
-        chunks = bitstream.split_chunks(per_channel, header)
+        if any(np.shape(c)[0] != streams for c in codes):
+            raise ValueError(
+                f"codes for {np.shape(codes[0])[0]} stream(s); this {header.channel_mode_name} "
+                f"file takes {streams}"
+            )
+        per_stream = [tuple(c[s] for c in codes) for s in range(streams)]
+        chunks = bitstream.split_chunks(per_stream, header)
     seconds_per_frame = codec.hop_length / codec.sample_rate
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
         with bitstream.Writer(f, header, priors=loaded.priors) as w:
@@ -319,7 +370,8 @@ def encode_to_jcodec(
 
 
 def check_architecture(header, codec) -> None:
-    """Raises `BitstreamError` unless `header` was written by a model shaped like `codec`."""
+    """Raises `BitstreamError` unless `header` was written by a model shaped like `codec`
+    (joint-stereo files by a joint-stereo model, others by a mono one)."""
     want = (
         codec.sample_rate,
         codec.hop_length,
@@ -331,6 +383,13 @@ def check_architecture(header, codec) -> None:
         raise BitstreamError(
             "the file's header does not match the model's architecture (sample rate, hop, "
             f"strides, codebooks): {got} vs {want}"
+        )
+    if header.joint != is_joint(codec):
+        kind = "joint-stereo" if is_joint(codec) else "mono"
+        raise BitstreamError(
+            f"the file is {header.channel_mode_name} ({header.streams} code stream(s) for "
+            f"{header.channels} channel(s)) but the loaded model is {kind}; pass --checkpoint "
+            "of the model that made it"
         )
 
 
@@ -353,7 +412,8 @@ def open_jcodec(path: str, loaded):
 
 
 def frame_blocks(reader) -> Iterator[np.ndarray]:
-    """Frame-rate codes ``[channels, F, k]`` of each chunk of an open `bitstream.Reader`."""
+    """Frame-rate codes ``[S, F, k]`` (S code streams) of each chunk of an open
+    `bitstream.Reader`."""
     h = reader.header
     for i, chunk in enumerate(reader):
         frames = h.chunk_frames_at(i)
@@ -368,8 +428,8 @@ def frame_blocks(reader) -> Iterator[np.ndarray]:
 
 
 def read_jcodec(path: str, loaded) -> tuple[object, tuple[np.ndarray, ...]]:
-    """(header, codes per stored level ``[C, F / s_i]``) of a `.jcodec`, checked as by
-    `open_jcodec`."""
+    """(header, codes per stored level ``[S, F / s_i]``, S = `header.streams`) of a `.jcodec`,
+    checked as by `open_jcodec`."""
     from jax_codec import bitstream
 
     open_jcodec(path, loaded)
@@ -380,19 +440,30 @@ def read_jcodec(path: str, loaded) -> tuple[object, tuple[np.ndarray, ...]]:
     return header, tuple(np.stack([levels[i] for levels in stored]) for i in range(k))
 
 
+def file_channels(decoded: np.ndarray, channels: int) -> np.ndarray:
+    """A decoded block -> ``[channels, n]``: mono-model rows ``[C, n]`` as they are; a
+    joint-stereo row ``[1, n, 2]`` as left and right, or their mean for a mono file."""
+    if decoded.ndim == 2:
+        return decoded
+    return np.ascontiguousarray(match_channels(decoded[0], channels).T)
+
+
 def decode_jcodec(path: str, loaded, window_frames: int | None = None) -> Iterator[np.ndarray]:
     """Audio blocks ``[C, n]`` of the `.jcodec` at `path`, at the model's rate: exactly the
-    header's `num_samples` per channel, decoded window by window (`streaming.iter_decode`)."""
+    header's `num_samples` for each of its `channels`, decoded window by window
+    (`streaming.iter_decode`; a joint-stereo stream gives left and right, mixed down for a
+    mono file)."""
     from jax_codec import bitstream
     from jax_codec.inference import streaming as st
 
     header = open_jcodec(path, loaded)
     with bitstream.Reader(path, priors=loaded.priors) as r:
-        yield from st.iter_decode(
+        for y in st.iter_decode(
             loaded.codec,
             loaded.params,
             frame_blocks(r),
             header.num_frames,
             header.num_samples,
             window_frames,
-        )
+        ):
+            yield file_channels(y, header.channels)

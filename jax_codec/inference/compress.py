@@ -13,11 +13,15 @@ blocks with soundfile, resampled to the model rate with `soxr.ResampleStream` (b
 through `bitstream.Writer`; decompression runs the same way backwards. The audio <-> `.jcodec`
 path is `inference.codec_io`; outputs appear only complete (`codec_io.atomic_output`).
 
-Channels: mono and stereo are kept, each channel coded on its own (a batch of 2 through the
-codec); more channels are mixed down to stereo (odd channels to the left, even to the right,
-as the data pipeline does). The header stores the model's rate and per-channel length at that
-rate, and the input's sample rate and exact length there (`original_num_samples`), so
-decompression restores the original length to the sample.
+Channels: more than two are mixed down to stereo (odd channels to the left, even to the right,
+as the data pipeline does). A mono model codes each channel on its own (a batch of 2 through
+the codec for stereo: dual mono, twice the bits). A joint-stereo model (`model.channels = 2`,
+docs/stereo.md) codes a stereo file as ONE code stream; a mono file is duplicated into it and
+decompresses to mono again (the mean of the decoded left and right). The header records which
+(`channel_mode`), `info` shows it, and `--kbps` counts what the file holds: per channel for a
+mono model, for the pair for a joint-stereo one. The header stores the model's rate and
+per-channel length at that rate, and the input's sample rate and exact length there
+(`original_num_samples`), so decompression restores the original length to the sample.
 
 Entropy coding: `priors` encodes some training audio and stores per-level code frequencies in
 ``priors.npz`` in the checkpoint directory (`inference.priors`); `compress --entropy auto` range
@@ -142,12 +146,15 @@ def compress_file(
         "sample_rate": info.sample_rate,
         "input_channels": info.channels,
         "channels": channels,
+        "channel_mode": enc.header.channel_mode_name,
+        "code_streams": enc.header.streams,
         "model": loaded.name,
         "model_sample_rate": sr,
         "n_quantizers": k,
         "size_bytes": size,
         "actual_kbps": size * 8 / duration / 1e3,
         "nominal_kbps": enc.header.nominal_kbps,
+        "nominal_kbps_per_stream": enc.header.nominal_kbps_per_stream,
         "nominal_kbps_per_channel": enc.header.nominal_kbps_per_channel,
         "entropy_coded": priors is not None,
         "priors": loaded.priors_path,
@@ -166,6 +173,21 @@ def format_compress(r: dict) -> str:
     mix = (
         f" (mixed down from {r['input_channels']})" if r["input_channels"] != r["channels"] else ""
     )
+    joint = r.get("channel_mode") == "joint stereo"
+    if joint:
+        ch += (
+            " in one joint-stereo code stream"
+            if r["channels"] == 2
+            else " (duplicated into a joint-stereo model's one code stream)"
+        )
+        nominal = f"{r['nominal_kbps']:.3f} kbps for the one stream"
+    elif r.get("code_streams", r["channels"]) > 1:
+        ch += ", dual mono (a code stream per channel)"
+        nominal = (
+            f"{r['nominal_kbps']:.3f} kbps = {r['channels']} x {r['nominal_kbps_per_stream']:.3f}"
+        )
+    else:
+        nominal = f"{r['nominal_kbps']:.3f} kbps"
     if r["entropy_coded"]:
         gain = (
             f"range coded with {r['priors']}: {100 * r['entropy_gain']:.1f}% smaller than bit "
@@ -177,8 +199,7 @@ def format_compress(r: dict) -> str:
         [
             f"wrote {r['output']}: {r['duration_s']:.2f} s, {ch}{mix}, {r['n_quantizers']} "
             f"quantizers of model {r['model'] or '?'}",
-            f"size {r['size_bytes']} bytes = {r['actual_kbps']:.3f} kbps (nominal "
-            f"{r['nominal_kbps']:.3f} kbps = {r['channels']} x {r['nominal_kbps_per_channel']:.3f})",
+            f"size {r['size_bytes']} bytes = {r['actual_kbps']:.3f} kbps (nominal {nominal})",
             f"{gain}; encoded at {r['x_realtime']:.1f}x real time",
         ]
         + (
@@ -231,6 +252,7 @@ def decompress_file(
         "duration_s": length / rate,
         "sample_rate": rate,
         "channels": header.channels,
+        "channel_mode": header.channel_mode_name,
         "num_samples": length,
         "model": header.model_id,
         "n_quantizers": header.n_quantizers,
@@ -281,6 +303,7 @@ def format_info(d: dict) -> str:
             f"{d['original_sample_rate']} Hz (coded at {d['sample_rate']} Hz: "
             f"{d['num_samples']} samples)",
         ),
+        ("channel mode", _channel_mode_text(d)),
         (
             "codes",
             f"{d['n_quantizers']} of {len(d['strides'])} levels, strides {d['strides'][: d['n_quantizers']]}, "
@@ -291,9 +314,17 @@ def format_info(d: dict) -> str:
         ("coding", d["entropy_coding"] + (f" (sha256 {d['priors_sha256'][:16]}…)" if d["priors_sha256"] else "")),
         ("size", f"{d['file_size_bytes']} bytes"),
         ("bitrate", f"{d['actual_kbps']:.3f} kbps actual, {d['nominal_kbps']:.3f} kbps nominal "
-                    f"({d['nominal_kbps_per_channel']:.3f} per channel)"),
+                    f"({d['code_streams']} x {d['nominal_kbps_per_stream']:.3f} per code stream)"),
     ]  # fmt: skip
     return "\n".join(f"{k:>15}: {v}" for k, v in rows)
+
+
+def _channel_mode_text(d: dict) -> str:
+    name, streams = d["channel_mode_name"], d["code_streams"]
+    text = f"{name} ({streams} code stream{'s' * (streams > 1)})"
+    if name == "joint stereo" and d["channels"] == 1:
+        text += "; mono input duplicated, decoded as the mean of left and right"
+    return text
 
 
 # --------------------------------------------------------------------------- commands
@@ -399,7 +430,12 @@ def add_parsers(sub) -> None:
     p.add_argument("output", help="the .jcodec file to write")
     add_model_args(p)
     rate = p.add_mutually_exclusive_group()
-    rate.add_argument("--kbps", type=float, help="largest bitrate per channel (picks quantizers)")
+    rate.add_argument(
+        "--kbps",
+        type=float,
+        help="largest code rate (picks quantizers): per channel for a mono model, for the "
+        "pair with a joint-stereo model (one stream)",
+    )
     add_n_quantizers_arg(rate)
     p.add_argument(
         "--entropy",

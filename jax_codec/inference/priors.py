@@ -3,6 +3,8 @@
 `python -m jax_codec priors` (see `inference.compress`) runs `estimate_priors_file`: it encodes
 crops of the training data, read by the training pipeline's sources and crop reader, counts
 the codes per level and writes ``priors.npz`` (atomically) for `compress` to range code with.
+A mono model codes each channel of a crop as its own row; a joint-stereo model codes each crop
+as one stereo row ``[T, 2]`` (the pipeline keeps pairs together), as `compress` does.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def estimate_priors_file(
     except ConfigError as e:
         raise CliError(str(e)) from None
     nq, cb = codec.num_quantizers, codec.codebook_size
+    joint = codec.channels == 2
     counts = np.zeros((nq, cb), np.int64)
     batch = max(1, batch)
 
@@ -88,7 +91,10 @@ def estimate_priors_file(
     def code_batches(bar):
         rows: list[np.ndarray] = []
         for x in iter_training_audio(config, specs, sr, length, crops, 20_000 + seed):
-            rows.extend(x)  # each channel a row
+            if joint:
+                rows.append(x.T)  # one stereo row [T, 2]: one code stream for the pair
+            else:
+                rows.extend(x)  # each channel a row
             if len(rows) >= batch:
                 yield encode_batch(rows[:batch])
                 rows = rows[batch:]

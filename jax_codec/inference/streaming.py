@@ -377,8 +377,13 @@ def timed_stream(
     import time
 
     x = np.zeros((enc.batch, enc.chunk_samples, enc.codec.channels), np.float32)
-    warm, _ = enc.step(enc.variables, enc.init_state(), x)
-    jax.block_until_ready(dec.step(dec.variables, dec.init_state(), warm))
+    # Two steps each: the first takes a fresh state, later ones the state a step returned,
+    # which is committed to the weights' device when they are (weights from a checkpoint), a
+    # second compiled variant that would otherwise compile inside the timed loop.
+    warm, state = enc.step(enc.variables, enc.init_state(), x)
+    enc.step(enc.variables, state, x)
+    _, state = dec.step(dec.variables, dec.init_state(), warm)
+    jax.block_until_ready(dec.step(dec.variables, state, warm))
     enc.reset()
     dec.reset()
     outs, times = [], []
