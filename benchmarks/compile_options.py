@@ -84,19 +84,21 @@ def main() -> None:
                 times[name].append(time.perf_counter() - t0)
     for name, ts in times.items():
         result["step"][f"min_s_{name}"] = min(ts)
-    result["init"]["compile_ratio"] = result["init"]["compile_s_O0"] / result["init"][
-        "compile_s_default"
-    ]
-    result["step"]["compile_ratio"] = result["step"]["compile_s_O0"] / result["step"][
-        "compile_s_default"
-    ]
+    result["init"]["compile_ratio"] = (
+        result["init"]["compile_s_O0"] / result["init"]["compile_s_default"]
+    )
+    result["step"]["compile_ratio"] = (
+        result["step"]["compile_s_O0"] / result["step"]["compile_s_default"]
+    )
     result["step"]["step_ratio"] = result["step"]["min_s_O0"] / result["step"]["min_s_default"]
     result["load_average"] = os.getloadavg()
     if args.json:
         print(json.dumps(result))
         return
     for part in ("init", "step"):
-        print(part, {k: round(v, 3) if isinstance(v, float) else v for k, v in result[part].items()})
+        print(
+            part, {k: round(v, 3) if isinstance(v, float) else v for k, v in result[part].items()}
+        )
     print("load average", result["load_average"])
 
 

@@ -2,11 +2,14 @@ r"""Real-time streaming encode + decode: one stream, batched streams, one core.
 
   python benchmarks/streaming.py                            # base config, 20 ms chunks
   python benchmarks/streaming.py --config=configs/base.py --chunk_ms=20 --seconds=20 --json
+  python benchmarks/streaming.py --config=configs/music48.py --batches=   # 48 kHz stereo
 
 Each case runs `--seconds` of the built-in synthetic music through `StreamingEncoder` then
 `StreamingDecoder` chunk by chunk, exactly as `python -m jax_codec stream` does
 (`streaming.timed_stream`: steps compiled first, then per-chunk wall time from a chunk's arrival
 to its decoded audio), with random-init fp32 weights (speed does not depend on the values).
+A joint-stereo config streams stereo music (`[B, T, 2]`, one code stream per pair), so its RTF
+is per stereo pair.
 
 Reported per case: chunk duration, median and p99 chunk compute time, real-time factor (audio
 seconds per wall second, per stream), aggregate throughput (streams x RTF), and whether p99 is
@@ -36,10 +39,11 @@ import time
 import numpy as np
 
 
-def _audio(sample_rate: int, seconds: float, streams: int) -> np.ndarray:
+def _audio(sample_rate: int, seconds: float, streams: int, channels: int = 1) -> np.ndarray:
+    """`[streams, T]` synthetic music, or `[streams, T, 2]` (panned stereo) for a stereo codec."""
     from jax_codec.data.synthetic import SyntheticMusic
 
-    music = SyntheticMusic(sample_rate, seconds, seed=0, channels=1)
+    music = SyntheticMusic(sample_rate, seconds, seed=0, channels=channels)
     songs = [music[i] for i in range(min(streams, 4))]  # rendering is slow; reuse 4 excerpts
     return np.stack([songs[i % len(songs)] for i in range(streams)]).astype(np.float32)
 
@@ -47,7 +51,7 @@ def _audio(sample_rate: int, seconds: float, streams: int) -> np.ndarray:
 def stream_case(codec, params, audio: np.ndarray, chunk_frames: int) -> dict:
     from jax_codec.inference import streaming as st
 
-    b, t = audio.shape
+    b = audio.shape[0]
     enc = st.StreamingEncoder(codec, params, chunk_frames, b)
     dec = st.StreamingDecoder(codec, params, chunk_frames, b)
     cpu = []  # process CPU time at each chunk's arrival: robust to other jobs on the machine
@@ -100,17 +104,20 @@ def run(args) -> dict:
     n = st.chunk_frames_for(codec, args.chunk_ms)
     out = {
         "config": args.config,
+        "sample_rate": codec.sample_rate,
+        "channels": codec.channels,
+        "bitrate_kbps": codec.bitrate_kbps(),
         "chunk_frames": n,
         "latency_ms": 1000.0 * st.algorithmic_latency(codec) / codec.sample_rate,
         "stream_latency_ms": 1000.0 * st.stream_latency(codec, n) / codec.sample_rate,
         "cases": [],
     }
-    one = _audio(codec.sample_rate, args.seconds, 1)
+    one = _audio(codec.sample_rate, args.seconds, 1, codec.channels)
     out["cases"].append({"case": "1 stream", **stream_case(codec, params, one, n)})
     if args.offline:
         out["offline_1_stream"] = offline_case(codec, params, one)
     for b in args.batches:
-        audio = _audio(codec.sample_rate, args.batch_seconds, b)
+        audio = _audio(codec.sample_rate, args.batch_seconds, b, codec.channels)
         out["cases"].append({"case": f"{b} streams", **stream_case(codec, params, audio, n)})
     return out
 
@@ -138,8 +145,14 @@ def one_core(args) -> dict:
 
 
 def table(r: dict) -> str:
+    model = (  # results saved before these fields were recorded have none
+        f"{r['sample_rate']} Hz, {'mono' if r['channels'] == 1 else 'joint stereo'}, "
+        f"{r['bitrate_kbps']:.2f} kbps; "
+        if "channels" in r
+        else ""
+    )
     lines = [
-        f"config {r['config']}: chunks of {r['chunk_frames']} frames; algorithmic latency "
+        f"config {r['config']}: {model}chunks of {r['chunk_frames']} frames; algorithmic latency "
         f"{r['latency_ms']:.1f} ms, with chunk buffering {r['stream_latency_ms']:.1f} ms",
         "",
         "| case | chunk ms | median ms | p99 ms | RTF per stream | streams x RTF | real time "

@@ -46,6 +46,7 @@ def test_info_json(capsys):
         "gflops_per_audio_second",
     ):
         assert key in s
+    assert (s["sample_rate"], s["channels"], s["stereo"]) == (44100, 1, None)
     assert s["frame_rates_hz"][:3] == pytest.approx(
         [44100 / 2048, 44100 / 1024, 44100 / 512], rel=1e-4
     )

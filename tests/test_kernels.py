@@ -116,8 +116,11 @@ def test_sin_squared_matches_float64(kernel_mode):
     big = np.asarray(sin_squared(jnp.asarray([1e9, -3e12, np.nan], jnp.float32)))
     assert np.all((big[:2] >= 0) & (big[:2] <= 1)) and np.isnan(big[2])
     # The gradient is that of sin^2: sin(2u).
-    g = jax.vmap(jax.grad(lambda x: sin_squared(x)))(jnp.linspace(-5.0, 5.0, 101))
-    np.testing.assert_allclose(g, np.sin(2 * np.linspace(-5.0, 5.0, 101)), atol=2e-6)
+    # (Against float64 of the float32 arguments, as above.)
+    v = jnp.linspace(-5.0, 5.0, 101)
+    g = jax.vmap(jax.grad(lambda x: sin_squared(x)))(v)
+    want = np.sin(2 * np.asarray(v, np.float64))
+    np.testing.assert_allclose(g, want, atol=2e-6)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])

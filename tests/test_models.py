@@ -256,7 +256,7 @@ def _config_specs():
 def test_every_config_builds_abstractly(spec):
     config = load_config(spec)
     codec = build_codec(config.model)
-    x = jax.ShapeDtypeStruct((2, codec.length_multiple, 1), jnp.float32)
+    x = jax.ShapeDtypeStruct((2, codec.length_multiple, codec.channels), jnp.float32)
     params = jax.eval_shape(lambda a: codec.init(jax.random.key(0), a), x)
     out = jax.eval_shape(lambda p, a: codec.apply(p, a), params, x)
     assert out.audio.shape == x.shape

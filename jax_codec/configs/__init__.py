@@ -17,6 +17,7 @@ PRESETS = (
     "dac_44khz",
     "encodec_24khz",
     "gpu_h100",
+    "music48",
     "snac_24khz",
     "snac_32khz",
     "snac_44khz",

@@ -49,6 +49,10 @@ def codec_summary(config: ml_collections.ConfigDict, seconds: float = 1.0) -> di
     return {
         "config": config.get("name", ""),
         "sample_rate": codec.sample_rate,
+        # 1 (mono) or 2 (joint stereo: one code stream for the pair; bitrates are the pair's).
+        "channels": codec.channels,
+        # What a stereo model's convolutions see ("ms" or "lr"); None for mono.
+        "stereo": codec.stereo if codec.channels == 2 else None,
         "causal": codec.causal,
         "params": {**n_params, "total": sum(n_params.values())},
         "hop_length": codec.hop_length,
@@ -71,9 +75,10 @@ def codec_summary(config: ml_collections.ConfigDict, seconds: float = 1.0) -> di
 def format_summary(s: dict) -> str:
     """Human-readable table of `codec_summary` output."""
     p = s["params"]
+    audio = "mono" if s["channels"] == 1 else f"joint stereo ({s['stereo']}, one code stream)"
     lines = [
         f"config            {s['config']}  ({'causal, streamable' if s['causal'] else 'non-causal, offline only'})",
-        f"sample rate       {s['sample_rate']} Hz, hop {s['hop_length']} samples",
+        f"sample rate       {s['sample_rate']} Hz, {audio}, hop {s['hop_length']} samples",
         "parameters        "
         + ", ".join(f"{k} {v / 1e6:.3f}M" for k, v in p.items() if k != "total")
         + f"  (total {p['total'] / 1e6:.3f}M)",
