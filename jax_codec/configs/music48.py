@@ -3,7 +3,7 @@ r"""48 kHz stereo flagship: joint stereo (one code stream for the pair), causal,
 The recipe and widths of configs/base.py, at 48 kHz with `model.channels = 2` (mid/side at the
 first and last convs, docs/stereo.md) and a 640-sample hop: 75 Hz frames, codes at 18.75 /
 37.5 / 6 x 75 Hz, 0.19-5.06 kbps for the pair (quantizer dropout), 53.3 ms algorithmic latency
-(one coarse block of 4 frames). Sized to stream one stereo pair in real time on a 2-core CPU
+(one coarse block of 4 frames). Meant to stream one stereo pair in real time on a 2-core CPU
 in fp32 (benchmarks/README.md, "music48 streaming").
 
 Train it (the built-in synthetic music renders in stereo):
