@@ -4,7 +4,7 @@ The recipe and widths of configs/base.py, at 48 kHz with `model.channels = 2` (m
 first and last convs, docs/stereo.md) and a 640-sample hop: 75 Hz frames, codes at 18.75 /
 37.5 / 6 x 75 Hz, 0.19-5.06 kbps for the pair (quantizer dropout), 53.3 ms algorithmic latency
 (one coarse block of 4 frames). Meant to stream one stereo pair in real time on a 2-core CPU
-in fp32 (benchmarks/README.md, "music48 streaming").
+in fp32 (measured by benchmarks/streaming.py).
 
 Train it (the built-in synthetic music renders in stereo):
   python -m jax_codec.train --config=configs/music48.py
