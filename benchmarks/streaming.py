@@ -2,14 +2,14 @@ r"""Real-time streaming encode + decode: one stream, batched streams, one core.
 
   python benchmarks/streaming.py                            # base config, 20 ms chunks
   python benchmarks/streaming.py --config=configs/base.py --chunk_ms=20 --seconds=20 --json
-  python benchmarks/streaming.py --config=configs/music48.py --batches=   # 48 kHz stereo
+  python benchmarks/streaming.py --config=configs/music48.py --chunk_ms=53.3 --batches=
 
 Each case runs `--seconds` of the built-in synthetic music through `StreamingEncoder` then
 `StreamingDecoder` chunk by chunk, exactly as `python -m jax_codec stream` does
 (`streaming.timed_stream`: steps compiled first, then per-chunk wall time from a chunk's arrival
 to its decoded audio), with random-init fp32 weights (speed does not depend on the values).
-A joint-stereo config streams stereo music (`[B, T, 2]`, one code stream per pair), so its RTF
-is per stereo pair.
+A joint-stereo config (the third command: 48 kHz, chunks of one 4-frame coarse block, which add
+no latency) streams stereo music (`[B, T, 2]`, one code stream per pair): its RTF is per pair.
 
 Reported per case: chunk duration, median and p99 chunk compute time, real-time factor (audio
 seconds per wall second, per stream), aggregate throughput (streams x RTF), and whether p99 is

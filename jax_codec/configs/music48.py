@@ -3,16 +3,18 @@ r"""48 kHz stereo flagship: joint stereo (one code stream for the pair), causal,
 The recipe and widths of configs/base.py, at 48 kHz with `model.channels = 2` (mid/side at the
 first and last convs, docs/stereo.md) and a 640-sample hop: 75 Hz frames, codes at 18.75 /
 37.5 / 6 x 75 Hz, 0.19-5.06 kbps for the pair (quantizer dropout), 53.3 ms algorithmic latency
-(one coarse block of 4 frames). Meant to stream one stereo pair in real time on a 2-core CPU
-in fp32 (measured by benchmarks/streaming.py).
+(one coarse block of 4 frames). Streams one stereo pair in real time on a 2-core CPU
+in fp32 with 4-frame chunks (`--chunk_ms 53.3`; benchmarks/README.md, "music48 streaming").
 
 Train it (the built-in synthetic music renders in stereo):
   python -m jax_codec.train --config=configs/music48.py
 Variants, after a colon (e.g. `configs/music48.py:runlocal`):
   runlocal   a small model, batch and step count for a CPU (base.py's runlocal at 48 kHz stereo).
-Inspect and stream it:
+Inspect and stream it (chunks of one 4-frame coarse block add no latency over smaller ones):
   python -m jax_codec info --config=configs/music48.py --json
-  python benchmarks/streaming.py --config=configs/music48.py
+  python -m jax_codec stream song.wav out.wav --config configs/music48.py --random_init \
+      --chunk_ms 53.3
+  python benchmarks/streaming.py --config=configs/music48.py --chunk_ms=53.3 --batches=
 The fields and their comments are in `jax_codec.configs.common.default_config`.
 """
 
