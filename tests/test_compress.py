@@ -14,12 +14,11 @@ import shutil
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 import soundfile as sf
 import soxr
-from conftest import subprocess_env
+from conftest import louder, subprocess_env
 
 from jax_codec import bitstream
 from jax_codec.__main__ import main
@@ -31,16 +30,6 @@ from jax_codec.inference.api import load_codec, model_fingerprint
 
 WINDOW = ["--window_frames", "64"]
 CONFIG = "configs/base.py:runlocal"
-
-
-def louder(params, factor=4.0):
-    """Random-init decoders are near silent; scale them so 1e-5 comparisons mean something."""
-
-    def f(path, v):
-        name = jax.tree_util.keystr(path)
-        return v * factor if "decoder" in name and "weight_g" in name else v
-
-    return jax.tree_util.tree_map_with_path(f, params)
 
 
 @pytest.fixture(scope="module")

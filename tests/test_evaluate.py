@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import louder
 
 from jax_codec.data.synthetic import render_song
 from jax_codec.evaluation import __main__ as ev
@@ -37,16 +38,6 @@ HAVE_FFMPEG = _ffmpeg() is not None
 NO_FFMPEG = (
     "no ffmpeg (apt-get install ffmpeg, or pip install imageio-ffmpeg): Opus baseline skipped"
 )
-
-
-def louder(params, factor=4.0):
-    import jax
-
-    def f(path, v):
-        name = jax.tree_util.keystr(path)
-        return v * factor if "decoder" in name and "weight_g" in name else v
-
-    return jax.tree_util.tree_map_with_path(f, params)
 
 
 def export(workdir, config, params):

@@ -8,6 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import grow_params, louder
 
 from jax_codec import stereo
 from jax_codec.config import ConfigError, apply_overrides, load_config
@@ -26,35 +27,6 @@ def runlocal(**overrides):
     config = load_config("configs/base.py:runlocal")
     apply_overrides(config, {k: str(v) for k, v in overrides.items()})
     return config
-
-
-def grow_params(mono_params, codec: Codec):
-    """`codec`'s (stereo) weights from a mono model's: equal where the shapes agree (all but
-    the encoder's first and the decoder's last conv); there, the mono weights for one channel
-    and a different copy for the other, so the two channels take different paths. Saves
-    compiling a second `init`."""
-    x = jax.ShapeDtypeStruct((1, codec.length_multiple, codec.channels), jnp.float32)
-    target = jax.eval_shape(codec.init, jax.random.key(0), x)
-
-    def grow(leaf, want):
-        a = np.asarray(leaf)
-        if a.shape == want.shape:
-            return a
-        axis = next(i for i, (m, w) in enumerate(zip(a.shape, want.shape)) if m != w)
-        return np.concatenate([a, 0.8 * np.roll(a, 1, axis=0)], axis=axis)
-
-    return jax.tree.map(grow, mono_params, target)
-
-
-def louder(params, factor=4.0):
-    """Scale the decoder's weights so outputs are large enough for tolerances to mean
-    something (random-init DAC decoders are near silent; as tests/test_streaming.py)."""
-
-    def f(path, v):
-        name = jax.tree_util.keystr(path)
-        return v * factor if "decoder" in name and "weight_g" in name else v
-
-    return jax.tree_util.tree_map_with_path(f, params)
 
 
 def music(n, seconds, seed=0, channels=2):

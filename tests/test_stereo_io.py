@@ -15,11 +15,10 @@ import re
 import struct
 import zlib
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import grow_params, louder
 
 from jax_codec import bitstream
 from jax_codec.__main__ import main
@@ -35,32 +34,6 @@ CONFIG = "configs/base.py:runlocal"
 WINDOW = ["--window_frames", "64"]
 SR = 44100
 STEREO_METRICS = "si_sdr,mel_distance_mid,mel_distance_side,ild_difference,icc_difference"
-
-
-def louder(params, factor=4.0):
-    """Random-init decoders are near silent; scale them so 1e-5 comparisons mean something."""
-
-    def f(path, v):
-        name = jax.tree_util.keystr(path)
-        return v * factor if "decoder" in name and "weight_g" in name else v
-
-    return jax.tree_util.tree_map_with_path(f, params)
-
-
-def grow_params(mono_params, codec):
-    """Stereo weights from mono ones: equal where the shapes agree, and where they do not (the
-    first and last conv) the mono weights for one channel and a different copy for the other."""
-    x = jax.ShapeDtypeStruct((1, codec.length_multiple, codec.channels), jnp.float32)
-    target = jax.eval_shape(codec.init, jax.random.key(0), x)
-
-    def grow(leaf, want):
-        a = np.asarray(leaf)
-        if a.shape == want.shape:
-            return a
-        axis = next(i for i, (m, w) in enumerate(zip(a.shape, want.shape)) if m != w)
-        return np.concatenate([a, 0.8 * np.roll(a, 1, axis=0)], axis=axis)
-
-    return jax.tree.map(grow, mono_params, target)
 
 
 @pytest.fixture(scope="module")

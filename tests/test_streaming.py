@@ -2,27 +2,15 @@
 
 import resource
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import subprocess_env
+from conftest import louder, subprocess_env
 
 from jax_codec.config import load_config
 from jax_codec.data.synthetic import SyntheticMusic
 from jax_codec.inference import streaming as st
 from jax_codec.models.codec import build_codec
-
-
-def louder(params, factor=4.0):
-    """Random-init decoders are near silent (DAC's init); scale their weights so the outputs
-    are in a range where a 1e-5 comparison means something (peaks ~0.1-1, not 1e-4)."""
-
-    def f(path, v):
-        name = jax.tree_util.keystr(path)
-        return v * factor if "decoder" in name and "weight_g" in name else v
-
-    return jax.tree_util.tree_map_with_path(f, params)
 
 
 @pytest.fixture(scope="module")
