@@ -29,6 +29,7 @@ import time
 # name -> command-line overrides of the config (on top of the base config and data flags).
 SETTINGS = {
     "default": [],
+    "no_normalize": ["--config.data.normalize=False"],
     "fm_mean": ["--config.loss.fm_reduction=mean"],
     "complex_stft_1": ["--config.loss.complex_stft_weight=1.0"],
     "complex_stft_15": ["--config.loss.complex_stft_weight=15.0"],

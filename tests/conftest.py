@@ -37,6 +37,19 @@ def louder(params, factor=4.0):
     return jax.tree_util.tree_map_with_path(f, params)
 
 
+def model_input(x, rate: int, target_db: float = -18.0):
+    """(`x` ``[C, T]`` or ``[T, C]`` (when T > C) scaled as `compress` scales a file at
+    `rate` before the model, the gain in dB): to `data.normalize_db` by `levels`."""
+    import numpy as np
+
+    from jax_codec import levels
+
+    a = np.asarray(x, np.float32)
+    ct = a if a.shape[0] <= a.shape[-1] else a.T
+    gain = levels.normalizing_gain(levels.level_db(ct, rate), float(np.abs(a).max()), target_db)
+    return a * np.float32(levels.db_to_gain(gain)), gain
+
+
 def grow_params(mono_params, codec):
     """`codec`'s (stereo) weights from a mono model's: equal where the shapes agree (all but
     the encoder's first and the decoder's last conv); there, the mono weights for one channel

@@ -741,7 +741,7 @@ def test_joint_roundtrip(channels, mode, tmp_path):
     """One code stream, whatever the channel count; the bit accounting counts it once."""
     h = make_header(T=101, strides=BASE_STRIDES, K=5, channels=channels, chunk_frames=32,
                     cb=1024, channel_mode=CHANNELS_JOINT)  # fmt: skip
-    assert h.joint and h.streams == 1 and h.version == FORMAT_VERSION == 2
+    assert h.joint and h.streams == 1 and h.version == FORMAT_VERSION == 3
     rng = np.random.default_rng(channels)
     codes = random_codes(h, rng, p=zipf(1024) if mode else None)
     assert len(codes) == 1
@@ -761,7 +761,7 @@ def test_joint_roundtrip(channels, mode, tmp_path):
     assert d["nominal_kbps_per_stream"] == pytest.approx(per_stream)
     assert d["nominal_kbps_per_channel"] == pytest.approx(per_stream / channels)
     assert d["channel_mode"] == 1 and d["code_streams"] == 1
-    assert d["channel_mode_name"] == "joint stereo" and d["format_version"] == 2
+    assert d["channel_mode_name"] == "joint stereo" and d["format_version"] == 3
     if not mode:  # bit packed: the payloads hold one stream
         dual = dataclasses.replace(h, channel_mode=0)
         assert path.stat().st_size - h.header_size - 20 == sum(
@@ -777,8 +777,8 @@ def test_joint_header_rules():
         make_header(channel_mode=CHANNELS_JOINT, version=1).to_bytes()
     with pytest.raises(BitstreamError, match="channel_mode 2"):
         make_header(channel_mode=2).to_bytes()
-    with pytest.raises(BitstreamError, match="version 3"):
-        make_header(version=3).to_bytes()
+    with pytest.raises(BitstreamError, match="version 4"):
+        make_header(version=4).to_bytes()
     h = make_header(T=20, channel_mode=CHANNELS_JOINT)
     rng = np.random.default_rng(0)
     w = Writer(io.BytesIO(), h)
@@ -835,8 +835,10 @@ def test_newer_version_is_refused_with_the_fix(monkeypatch):
     the same way, before reading anything it cannot understand."""
     from jax_codec.bitstream import format as fmt
 
-    h = make_header(T=20, channel_mode=CHANNELS_JOINT)
+    h = make_header(T=20, channel_mode=CHANNELS_JOINT, version=2)
     data = to_bytes(h, random_codes(h, np.random.default_rng(0)))
+    h3 = make_header(T=20, gain_db=-6.5)
+    data3 = to_bytes(h3, random_codes(h3, np.random.default_rng(1)))
     future = bytearray(data)
     future[8:10] = struct.pack("<H", FORMAT_VERSION + 1)
     with pytest.raises(BitstreamError) as e:
@@ -852,6 +854,47 @@ def test_newer_version_is_refused_with_the_fix(monkeypatch):
     with pytest.raises(BitstreamError, match="unsupported .jcodec format version 2"):
         info(io.BytesIO(data))
     assert_codes_equal(read_bytes(V1_FILE), [tuple(np.array(a) for a in c) for c in V1_CODES])
+    # A version-2 reader refuses a version-3 file (one with a gain) the same way.
+    monkeypatch.setattr(fmt, "FORMAT_VERSION", 2)
+    with pytest.raises(BitstreamError, match=r"version 3: this reader reads versions 1 to 2"):
+        read_bytes(data3)
+
+
+def test_gain_round_trips_and_needs_version_3(tmp_path):
+    """Version 3 stores the decoder's gain (float32 after the model id, inside the header CRC);
+    version-2 files read back with gain 0; a gain is refused in an older version, and a
+    non-finite or absurd one anywhere."""
+    h = make_header(T=50, channels=2, gain_db=-7.25)
+    codes = random_codes(h, np.random.default_rng(2))
+    data = to_bytes(h, codes)
+    back = Header.from_bytes(data[: h.header_size])
+    assert back.version == 3 and back.gain_db == -7.25 and back == h
+    assert back.gain == pytest.approx(10 ** (-7.25 / 20))
+    assert info(io.BytesIO(data))["gain_db"] == -7.25
+    assert_codes_equal(read_bytes(data), codes)
+    # the gain sits just before the header CRC, and is covered by it
+    at = h.header_size - 8
+    assert struct.unpack("<f", data[at : at + 4])[0] == -7.25
+    bad = bytearray(data)
+    bad[at + 3] ^= 0x01
+    with pytest.raises(BitstreamError, match="header CRC32 mismatch"):
+        read_bytes(bytes(bad))
+    bad[at : at + 4] = struct.pack("<f", float("nan"))
+    with pytest.raises(BitstreamError, match="gain_db nan"):
+        read_bytes(fix_header_crc(bytes(bad)))
+    # version 2: 4 bytes shorter, gain 0, still read
+    h2 = make_header(T=50, channels=2, version=2)
+    data2 = to_bytes(h2, codes)
+    assert h2.header_size == h.header_size - 4
+    back2 = Header.from_bytes(data2[: h2.header_size])
+    assert back2.version == 2 and back2.gain_db == 0.0
+    assert_codes_equal(read_bytes(data2), codes)
+    with pytest.raises(BitstreamError, match="gain_db needs format version 3"):
+        make_header(gain_db=1.0, version=2).to_bytes()
+    with pytest.raises(BitstreamError, match="gain_db 200"):
+        make_header(gain_db=200.0).to_bytes()
+    # the value a reader sees is the float32 one, from the start
+    assert make_header(gain_db=0.1).gain_db == float(np.float32(0.1))
 
 
 def test_fuzz_joint_mutations():

@@ -20,7 +20,7 @@ import soundfile as sf
 import soxr
 from conftest import louder, subprocess_env
 
-from jax_codec import bitstream
+from jax_codec import bitstream, levels
 from jax_codec.__main__ import main
 from jax_codec.config import load_config
 from jax_codec.data.synthetic import render_song
@@ -102,10 +102,15 @@ def test_round_trip(ckpt, tmp_path, capsys, seconds, rate, channels):
     assert rc == 0, err
     report = json.loads(out)
 
-    # Codes: exactly chunked_encode of the whole input resampled to the model rate.
+    # Codes: exactly chunked_encode of the whole input resampled to the model rate and brought
+    # to the level the model was trained at.
     xm = x if rate == codec.sample_rate else soxr.resample(x, rate, codec.sample_rate, "HQ")
     xm = np.ascontiguousarray(xm.T)
-    ref_codes = st.chunked_encode(codec, params, xm, None, window_frames=64)
+    target = load_config(CONFIG).data.normalize_db
+    gain_in = levels.normalizing_gain(levels.level_db(x.T, rate), np.abs(x).max(), target)
+    xn = xm * np.float32(levels.db_to_gain(gain_in))
+    assert report["input_level_db"] == pytest.approx(levels.level_db(x.T, rate))
+    ref_codes = st.chunked_encode(codec, params, xn, None, window_frames=64)
     header, codes = bitstream.read_file(jc)
     assert header.channels == channels and header.original_sample_rate == rate
     assert header.num_samples == xm.shape[1] and header.n_quantizers == codec.num_quantizers
@@ -128,10 +133,14 @@ def test_round_trip(ckpt, tmp_path, capsys, seconds, rate, channels):
     assert rc == 0, err
     y, sr = sf.read(out_wav, dtype="float32", always_2d=True)
     assert sr == rate and y.shape == x.shape
+    # The header gain gives the decoded file the input's level (16-bit rounding aside).
+    assert report["gain_db"] == header.gain_db != -gain_in
+    assert levels.level_db(y.T, rate) == pytest.approx(levels.level_db(x.T, rate), abs=0.05)
 
-    # At the model rate, as float: the windowed decode of those codes, to 1e-5.
+    # At the model rate, as float: the windowed decode of those codes times the header gain.
     decoded = st.chunked_decode(codec, params, ref_codes, xm.shape[1], window_frames=64)
-    ref = np.clip(decoded, -1, 1)  # outputs are clipped to [-1, 1]
+    decoded = decoded * np.float32(header.gain)
+    ref = np.clip(decoded, -1, 1)  # files are written within [-1, 1]
     assert np.abs(ref).max() > 0.05
     model_wav = tmp_path / "m.wav"
     rc, out, err = cli(
@@ -145,6 +154,7 @@ def test_round_trip(ckpt, tmp_path, capsys, seconds, rate, channels):
     assert np.abs(ym.T - ref).max() <= 1e-5
     if rate != codec.sample_rate:  # resampled back: close to the model-rate output resampled
         back = np.clip(soxr.resample(decoded.T, codec.sample_rate, rate, "HQ")[: len(y)], -1, 1)
+        assert np.abs(back).max() < 1  # (else the 16-bit file clips where this does not)
         assert np.abs(y[: len(back)] - back).max() < 2e-4  # 16-bit output
 
 
@@ -503,3 +513,33 @@ def test_long_file_in_bounded_memory(ckpt, tmp_path, request):
     # (allocator drift: the encode/decode loops alone are flat), ~560 / 615 MiB for an hour.
     assert long_c - short_c < audio_mib / 4 and long_d - short_d < audio_mib / 4
     assert max(long_c, long_d) < 2048
+
+
+def test_decoded_level_follows_the_input_level(ckpt, tmp_path):
+    """A quiet copy of a song comes back quiet, a loud one loud: the encoder brings its input to
+    the level the model was trained at (same codes for both copies) and the header gain puts
+    the decoded level back on the input's. Without it a codec returns its own average level
+    whatever it is fed (what a short training run did before normalization)."""
+    from jax_codec.inference import codec_io
+
+    workdir, codec, _ = ckpt
+    loaded = load_codec(workdir)
+    sr = codec.sample_rate
+    x = render_song(1.6, 7, sr, 1)[None, : int(1.5 * sr)].astype(np.float32)
+    got = {}
+    for scale in (1.0, 1 / 16):
+        path = str(tmp_path / f"{scale}.jcodec")
+        codec_io.encode_to_jcodec(loaded, x * np.float32(scale), path, 3, window_frames=64)
+        y = np.concatenate(list(codec_io.decode_jcodec(path, loaded, window_frames=64)), axis=1)
+        assert levels.level_db(y, sr) == pytest.approx(levels.level_db(x * scale, sr), abs=0.01)
+        got[scale] = (codec_io.read_jcodec(path, loaded)[1], y)
+    (codes_a, y_a), (codes_b, y_b) = got.values()
+    same = np.mean([np.mean(a == b) for a, b in zip(codes_a, codes_b, strict=True)])
+    assert same > 0.99  # float rounding of the two gains may move a code or two
+    assert levels.level_db(y_a, sr) - levels.level_db(y_b, sr) == pytest.approx(24.08, abs=0.05)
+    # Without the loudness pass the gain only undoes the normalization: the model's own level
+    # error shows (a random model is far off), and is the same for both copies.
+    path = str(tmp_path / "raw.jcodec")
+    enc = codec_io.encode_to_jcodec(loaded, x, path, 3, window_frames=64, match_loudness=False)
+    target = load_config(CONFIG).data.normalize_db
+    assert enc.header.gain_db == pytest.approx(levels.level_db(x, sr) - target, abs=1e-4)

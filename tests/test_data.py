@@ -280,7 +280,7 @@ def test_eval_batch_is_fixed_and_unaugmented(tmp_path):
     e2 = pipeline.eval_batch(c, SR, 2048, 3)
     np.testing.assert_array_equal(e1, e2)
     assert e1.shape == (3, 2048)
-    assert np.abs(e1).max() > 0.2  # a -20 dB gain would have left it below 0.04
+    assert np.abs(e1).max() > 0.1  # normalized to -18 dB; a -20 dB gain would leave < 0.02
     c2 = config_for("synthetic", **{"data.eval_source": f"folder:{root}"})
     np.testing.assert_array_equal(pipeline.eval_batch(c2, SR, 2048, 3), e1)
 
@@ -328,3 +328,28 @@ def test_remote_paths_read_through_epath_file_objects(tmp_path, monkeypatch):
     np.testing.assert_array_equal(audio.read_window(path, 3000, 1000, SR, 1, info), local)
     with pytest.raises(audio.BadAudio):
         audio.probe(str(tmp_path / "missing.wav"))
+
+
+def test_crops_are_normalized_before_augmentation(tmp_path):
+    """Every crop reaches the model at `data.normalize_db` whatever its file's level (DAC's
+    recipe); gain augmentation then moves it by its draw; off, levels are the files'."""
+    from jax_codec import levels
+
+    root = str(tmp_path / "music")
+    os.makedirs(root)
+    for i, lvl in enumerate([0.5, 0.05, 0.005]):
+        sf.write(f"{root}/s{i}.wav", tone(300 + 50 * i, 1.0, SR, level=lvl, seed=i) * 0.99, SR)
+    c = config_for(f"folder:{root}", **{"data.augment.enabled": "False"})
+    rows = np.concatenate(batches(pipeline.build_train_data(c, SR, SEG), 3))
+    got = [levels.level_db(r, SR) for r in rows]
+    np.testing.assert_allclose(got, c.data.normalize_db, atol=1e-3)
+    e = pipeline.eval_batch(c, SR, 2048, 3)
+    np.testing.assert_allclose([levels.level_db(r, SR) for r in e], c.data.normalize_db, atol=1e-3)
+    fixed = {"data.augment.gain_db": (-6.0, -6.0), "data.augment.eq_prob": "0.0"}
+    c = config_for(f"folder:{root}", **fixed)
+    rows = np.concatenate(batches(pipeline.build_train_data(c, SR, SEG), 2))
+    np.testing.assert_allclose([levels.level_db(r, SR) for r in rows], -24.0, atol=1e-3)
+    c = config_for(f"folder:{root}", **{"data.augment.enabled": "False", "data.normalize": "False"})
+    rows = np.concatenate(batches(pipeline.build_train_data(c, SR, SEG), 3))
+    spread = np.ptp([levels.level_db(r, SR) for r in rows])
+    assert spread > 30  # the files' own levels, 40 dB apart

@@ -18,6 +18,7 @@ import pytest
 import soundfile as sf
 from conftest import louder
 
+from jax_codec import bitstream, levels
 from jax_codec.data.synthetic import render_song
 from jax_codec.evaluation import __main__ as ev
 from jax_codec.evaluation import baselines, plots, report, run, stats
@@ -438,9 +439,16 @@ def test_round_trip_keeps_level_and_alignment(ckpts, tmp_path):
     assert y.shape == x.shape
     codec, params = nc.codec, nc.loaded.params
     xm = run._resample(x, rate, codec.sample_rate)
-    direct = np.asarray(codec.apply(params, jnp.asarray(xm[..., None]), 4).audio[..., 0])
+    # The model sees the input at its training level; the header gain restores the input's.
+    target = levels.target_db(nc.loaded.config)
+    g_in = levels.normalizing_gain(levels.level_db(x, rate), float(np.abs(x).max()), target)
+    xn = xm * np.float32(levels.db_to_gain(g_in))
+    gain = bitstream.read_file(str(tmp_path / "a.jcodec"))[0].gain
+    out = codec.apply(params, jnp.asarray(xn[..., None]), 4).audio[..., 0]
+    direct = np.asarray(out) * gain
     direct = run._resample(direct, codec.sample_rate, rate, x.shape[1])
     np.testing.assert_allclose(y, direct, atol=2e-4)
+    assert levels.level_db(y, rate) == pytest.approx(levels.level_db(x, rate), abs=0.05)
     # And the metrics see exactly that signal: the same SI-SDR and loudness.
     assert metrics.si_sdr(x, y) == pytest.approx(metrics.si_sdr(x, direct), abs=0.05)
     assert metrics.loudness_difference(x, y, rate) == pytest.approx(

@@ -18,7 +18,7 @@ import zlib
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import grow_params, louder
+from conftest import grow_params, louder, model_input
 
 from jax_codec import bitstream
 from jax_codec.__main__ import main
@@ -106,10 +106,13 @@ def test_stereo_round_trip_is_one_joint_stream(ckpts, tmp_path, capsys):
     r = json.loads(out)
     assert (r["channels"], r["channel_mode"], r["code_streams"]) == (2, "joint stereo", 1)
 
-    # The codes: one stream, exactly the windowed encode of the pair [1, T, 2].
-    ref_codes = st.chunked_encode(codec, params, x[None], None, window_frames=64)
+    # The codes: one stream, exactly the windowed encode of the pair [1, T, 2] (at the level
+    # the model was trained at).
+    ref_codes = st.chunked_encode(
+        codec, params, model_input(x, SR)[0][None], None, window_frames=64
+    )
     header, codes = bitstream.read_file(jc)
-    assert header.version == 2 and header.joint and header.streams == 1
+    assert header.version == 3 and header.joint and header.streams == 1
     assert header.channels == 2 and header.model_id == "stereo_runlocal"
     assert len(codes) == 1
     for level, want in enumerate(ref_codes):
@@ -131,7 +134,8 @@ def test_stereo_round_trip_is_one_joint_stream(ckpts, tmp_path, capsys):
     assert rc == 0, err
     assert json.loads(out)["channel_mode"] == "joint stereo"
     y, sr = sf.read(wav, dtype="float32", always_2d=True)
-    want = np.clip(st.chunked_decode(codec, params, ref_codes, len(x), window_frames=64)[0], -1, 1)
+    want = st.chunked_decode(codec, params, ref_codes, len(x), window_frames=64)[0]
+    want = np.clip(want * np.float32(header.gain), -1, 1)  # files are written within [-1, 1]
     assert sr == SR and y.shape == x.shape == want.shape
     assert np.abs(want).max() > 0.05 and np.abs(want[:, 0] - want[:, 1]).max() > 1e-3
     assert np.abs(y - want).max() <= 1e-5
@@ -157,7 +161,7 @@ def test_mono_file_in_a_stereo_model_comes_back_mono(ckpts, tmp_path, capsys):
     assert json.loads(out)["channel_mode"] == "joint stereo"
     header, codes = bitstream.read_file(jc)
     assert header.joint and header.channels == 1 and len(codes) == 1
-    pair = np.repeat(x, 2, axis=1)[None]  # [1, T, 2]: L = R
+    pair = np.repeat(model_input(x, SR)[0], 2, axis=1)[None]  # [1, T, 2]: L = R
     ref_codes = st.chunked_encode(codec, params, pair, None, window_frames=64)
     for level, want in enumerate(ref_codes):
         np.testing.assert_array_equal(codes[0][level], want[0])
@@ -167,7 +171,8 @@ def test_mono_file_in_a_stereo_model_comes_back_mono(ckpts, tmp_path, capsys):
     y = sf.read(wav, dtype="float32", always_2d=True)[0]
     decoded = st.chunked_decode(codec, params, ref_codes, len(x), window_frames=64)[0]
     assert y.shape == x.shape
-    np.testing.assert_allclose(y[:, 0], np.clip(decoded.mean(axis=1), -1, 1), atol=1e-5)
+    want = np.clip(decoded.mean(axis=1) * np.float32(header.gain), -1, 1)
+    np.testing.assert_allclose(y[:, 0], want, atol=1e-5)
     rc, text, _ = cli(capsys, "info", jc)
     assert "mono input duplicated" in text
 
@@ -264,7 +269,7 @@ def test_newer_files_and_bad_channel_counts_are_refused_cleanly(
     for argv in (["decompress", future, wav, "--checkpoint", stereo], ["info", future]):
         rc, out, err = cli(capsys, *argv)
         assert_one_line_error(
-            rc, err, 1, r"unsupported \.jcodec format version 3: .*upgrade jax_codec"
+            rc, err, 1, r"unsupported \.jcodec format version 4: .*upgrade jax_codec"
         )
         assert out == "" and not wav.exists()
     # A joint header claiming 3 channels (a crafted file with a valid CRC) is a bad file.
@@ -281,7 +286,7 @@ def test_newer_files_and_bad_channel_counts_are_refused_cleanly(
     with monkeypatch.context() as m:
         m.setattr(fmt, "FORMAT_VERSION", 1)
         rc, _, err = cli(capsys, "decompress", jc, wav, "--checkpoint", stereo)
-        assert_one_line_error(rc, err, 1, r"format version 2: this reader reads versions 1 to 1")
+        assert_one_line_error(rc, err, 1, r"format version 3: this reader reads versions 1 to 1")
         assert not wav.exists()
 
     # A joint file and a mono model of the same weights hash (crafted): the channel mode is

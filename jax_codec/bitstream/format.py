@@ -2,7 +2,8 @@
 
 Layout (all integers little-endian; docs/bitstream.md is the normative spec)::
 
-    header   fixed part (132 bytes) | L x (stride u32, codebook_size u32) | model_id | crc32
+    header   fixed part (132 bytes) | L x (stride u32, codebook_size u32) | model_id
+             | gain_db f32 (version 3) | crc32
     chunk*   "JCCK" | index u32 | frames u32 | coding u8 | 3 reserved | payload_size u32
              | payload | crc32(chunk header + payload)
     trailer  "JCEN" | chunk_count u32 | num_frames u64 | crc32(trailer)
@@ -11,9 +12,11 @@ Every malformed input makes `Reader` raise `BitstreamError` with a one-line mess
 read from a file are checked against fixed bounds, against what the header implies and against
 the bytes left in the file before anything is allocated.
 
-Format versions: 1 (every channel its own code stream) and 2, which adds `channel_mode`:
-independent streams as in version 1, or one joint-stereo stream for both channels. Writers
-write version 2; readers read both and refuse a later version with a message naming the fix.
+Format versions: 1 (every channel its own code stream); 2, which adds `channel_mode`:
+independent streams as in version 1, or one joint-stereo stream for both channels; and 3, which
+adds `gain_db` (float32 after the model id): the gain the decoder applies to its output, which
+undoes the encoder's level normalization (`jax_codec.levels`). Writers write version 3; readers
+read all three and refuse a later version with a message naming the fix.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ __all__ = [
 ]
 
 MAGIC = b"JCODEC\x00\x1a"
-FORMAT_VERSION = 2  # what writers write; readers read MIN_FORMAT_VERSION..FORMAT_VERSION
+FORMAT_VERSION = 3  # what writers write; readers read MIN_FORMAT_VERSION..FORMAT_VERSION
 MIN_FORMAT_VERSION = 1
 CHUNK_TAG = b"JCCK"
 END_TAG = b"JCEN"
@@ -72,6 +75,7 @@ CHANNEL_MODES = {CHANNELS_INDEPENDENT: "independent", CHANNELS_JOINT: "joint ste
 _FIXED = struct.Struct("<8sHHBBBBHBBIIIIQQd32s32sQ")
 _LEVEL = struct.Struct("<II")
 _CRC = struct.Struct("<I")
+_GAIN = struct.Struct("<f")  # version 3: gain_db
 _CHUNK = struct.Struct("<4sIIB3sI")  # tag, index, frames, coding, reserved, payload_size
 _TRAILER = struct.Struct("<4sIQ")  # tag, chunk_count, num_frames (then crc32)
 assert _FIXED.size == 132 and _CHUNK.size == 20 and _TRAILER.size == 16
@@ -87,6 +91,7 @@ MAX_CHUNK_FRAMES = 1 << 20
 MAX_NUM_FRAMES = 1 << 40
 MAX_CHUNK_PAYLOAD = 256 << 20
 MAX_MODEL_ID_BYTES = 255
+MAX_GAIN_DB = 120.0
 DEFAULT_CHUNK_FRAMES = 1024  # ~11.9 s at 44.1 kHz / hop 512, rounded up to lcm(strides)
 _ZERO_HASH = bytes(32)
 _READ_PIECE = 1 << 20
@@ -140,8 +145,10 @@ class Header:
     of n * rate_out / rate_in). `num_frames` is the number of latent frames stored (every chunk
     holds `chunk_frames` of them, the last one fewer). Left as None: `n_quantizers` = L,
     `chunk_frames` = 1024 rounded up to lcm(stored strides), `frame_rate` = sample_rate /
-    hop_length, `original_sample_rate` = sample_rate. `version` 1 (independent channels only)
-    writes the bytes of a version-1 file, for readers that know no later version.
+    hop_length, `original_sample_rate` = sample_rate. `gain_db` is the gain in dB a decoder
+    applies to what the model decodes (it undoes the encoder's level normalization; 0 in
+    files before version 3). `version` 1 (independent channels only) or 2 (no gain) writes the
+    bytes of a file of that version, for readers that know no later one.
     """
 
     sample_rate: int
@@ -161,6 +168,7 @@ class Header:
     entropy_mode: int = MODE_PACKED
     priors_sha256: bytes = _ZERO_HASH
     channel_mode: int = CHANNELS_INDEPENDENT
+    gain_db: float = 0.0
     version: int = FORMAT_VERSION
 
     def __post_init__(self):
@@ -191,6 +199,8 @@ class Header:
                      "version"):  # fmt: skip
             set_(name, int(getattr(self, name)))
         set_("frame_rate", float(self.frame_rate) if self.frame_rate is not None else 0.0)
+        # stored as float32: keep the value a reader will see
+        set_("gain_db", float(np.float32(self.gain_db)))
         set_("model_hash", _hash_bytes(self.model_hash, "model_hash"))
         set_("priors_sha256", _hash_bytes(self.priors_sha256, "priors_sha256"))
 
@@ -305,6 +315,11 @@ class Header:
                 self.channels <= 2,
                 f"joint stereo with {self.channels} channels (a joint stream decodes to 1 or 2)",
             )
+        need(
+            math.isfinite(self.gain_db) and abs(self.gain_db) <= MAX_GAIN_DB,
+            f"gain_db {self.gain_db} (finite, at most {MAX_GAIN_DB:g} dB either way)",
+        )
+        need(self.version >= 3 or self.gain_db == 0.0, "gain_db needs format version 3")
         need(1 <= self.hop_length <= MAX_HOP_LENGTH, f"hop_length {self.hop_length}")
         need(
             math.isfinite(self.frame_rate) and 0 < self.frame_rate <= self.sample_rate,
@@ -355,8 +370,13 @@ class Header:
             need(len(stored) == 1, "entropy_mode 1 needs one codebook size for all stored levels")
 
     @property
+    def gain(self) -> float:
+        """`gain_db` as a linear factor."""
+        return float(10.0 ** (self.gain_db / 20.0))
+
+    @property
     def header_size(self) -> int:
-        return _FIXED.size + _LEVEL.size * self.num_levels + len(self.model_id.encode()) + _CRC.size
+        return _header_size(self.version, self.num_levels, len(self.model_id.encode()))
 
     def to_bytes(self) -> bytes:
         """Serialized header including its CRC32 (validates first)."""
@@ -371,6 +391,8 @@ class Header:
         )  # fmt: skip
         body += b"".join(_LEVEL.pack(s, c) for s, c in zip(self.strides, self.codebook_sizes))
         body += mid
+        if self.version >= 3:
+            body += _GAIN.pack(self.gain_db)
         return body + _CRC.pack(zlib.crc32(body))
 
     @classmethod
@@ -463,6 +485,11 @@ class _ByteSource:
         self.pos = pos
 
 
+def _header_size(version: int, num_levels: int, id_len: int) -> int:
+    gain = _GAIN.size if version >= 3 else 0
+    return _FIXED.size + _LEVEL.size * num_levels + id_len + gain + _CRC.size
+
+
 def _parse_header(src: _ByteSource) -> Header:
     left = src.remaining()
     first = src.read_upto(len(MAGIC) if left is None else min(len(MAGIC), left))
@@ -488,7 +515,7 @@ def _parse_header(src: _ByteSource) -> Header:
         )
     if not 1 <= num_levels <= MAX_LEVELS:
         raise BitstreamError(f"invalid header: {num_levels} levels not in 1..{MAX_LEVELS}")
-    expect = _FIXED.size + _LEVEL.size * num_levels + id_len + _CRC.size
+    expect = _header_size(version, num_levels, id_len)
     if header_size != expect:
         raise BitstreamError(
             f"invalid header: header_size field {header_size} but its layout needs {expect} bytes"
@@ -508,13 +535,16 @@ def _parse_header(src: _ByteSource) -> Header:
         model_id = rest[_LEVEL.size * num_levels : _LEVEL.size * num_levels + id_len].decode()
     except UnicodeDecodeError:
         raise BitstreamError("invalid header: model_id is not valid UTF-8") from None
+    gain_db = 0.0
+    if version >= 3:
+        (gain_db,) = _GAIN.unpack_from(rest, _LEVEL.size * num_levels + id_len)
     h = Header(
         sample_rate=sample_rate, channels=channels, num_samples=num_samples,
         num_frames=num_frames, hop_length=hop, strides=tuple(s for s, _ in levels),
         codebook_sizes=tuple(c for _, c in levels), n_quantizers=n_q, chunk_frames=chunk_frames,
         model_id=model_id, model_hash=model_hash, original_sample_rate=orig_rate,
         original_num_samples=orig_samples, frame_rate=frame_rate, entropy_mode=mode,
-        priors_sha256=priors_hash, channel_mode=channel_mode, version=version,
+        priors_sha256=priors_hash, channel_mode=channel_mode, gain_db=gain_db, version=version,
     )  # fmt: skip
     h.validate()
     return h

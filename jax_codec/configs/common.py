@@ -279,6 +279,11 @@ def default_config() -> ml_collections.ConfigDict:
     # model (model.channels=2) always reads stereo pairs, kept together: batches [B, T, 2].
     data.channels = 1
     data.silence_threshold_db = -60.0  # crops (and whole files) quieter than this are rejected
+    # Normalize every crop to `normalize_db` before augmentation, and `compress`'s input too
+    # (dBFS, gated mean square: jax_codec/levels.py; -18 is about DAC's -16 LUFS for music).
+    # False: levels as they are.
+    data.normalize = True
+    data.normalize_db = -18.0
     data.max_crop_tries = 8  # random crops tried in a clip before moving to another clip
     data.content_check = True  # decode each file once when indexing (all-silent, NaN/inf)
     data.index_workers = 8  # threads that index a folder

@@ -56,6 +56,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     loss.balancer = True
     config.train.segment_seconds = 1.0
     config.train.dead_code_threshold = 0.0
+    # The original takes audio at the level it comes (EnCodec 24 kHz and SNAC normalize
+    # nothing), so the imported weights are used the same way.
+    config.data.normalize = False
     if variants.runlocal:
         common.shrink_for_cpu(config, segment_seconds=0.1)
     config.lock()

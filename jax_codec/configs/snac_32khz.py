@@ -81,6 +81,9 @@ def snac_config(
     m.snac.noise = noise
     # Crops of whole attention blocks (hop * lcm(vq_strides[0], window) samples).
     config.train.segment_seconds = 0.4 if variants.runlocal else 0.8
+    # The original takes audio at the level it comes (EnCodec 24 kHz and SNAC normalize
+    # nothing), so the imported weights are used the same way.
+    config.data.normalize = False
     config.lock()
     return config
 

@@ -15,7 +15,8 @@ Built with grain, and deterministic given the seed:
    `data.silence_threshold_db`) or hold NaN/inf are rejected and redrawn; a clip that fails to
    read is replaced by another slot of the same shard. Every rejection is counted (`DataStats`)
    and logged, never silent, and never fatal unless nothing usable remains.
-4. Augmentation (`jax_codec.data.augment`), batching to this host's share of the global batch,
+4. Level normalization to `data.normalize_db` (`jax_codec.levels`, the level `compress` feeds
+   the model at), augmentation (`jax_codec.data.augment`), batching to this host's share of the global batch,
    and prefetching in `data.num_threads` threads. For a mono model, stereo data
    (`data.channels = 2`) gives each channel its own batch row; a joint-stereo model
    (`model.channels = 2`) reads stereo pairs and keeps them together, `[B, T, 2]` (mono files
@@ -40,6 +41,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from jax_codec import levels
 from jax_codec.config import ConfigError
 from jax_codec.data import audio, augment
 from jax_codec.data.audio import BadAudio
@@ -219,6 +221,7 @@ class CropReader:
         self.stats = stats
         self.augment_cfg = augment_cfg
         self.sample_rate = clips[0].sample_rate
+        self.normalize_db = levels.target_db(config)
 
     def _try_clip(self, source: int, clip: int, rng: np.random.Generator) -> np.ndarray | None:
         clips = self.clips[source]
@@ -259,6 +262,8 @@ class CropReader:
     def __call__(self, index: int, slot: tuple[int, int]) -> np.ndarray:
         rng = np.random.default_rng([self.seed, index])
         x = self.crop(index, slot, rng)
+        if self.normalize_db is not None:
+            x = levels.normalize(x, self.sample_rate, self.normalize_db, channels_last=True)[0]
         if self.augment_cfg is None:
             return x
 
@@ -438,7 +443,7 @@ def eval_batch(
     cache_dir: str | None = None,
 ) -> np.ndarray:
     """A fixed evaluation set ``[n, length]`` (``[n, length, 2]`` for a joint-stereo model),
-    identical on every host, never augmented.
+    identical on every host, level-normalized as training crops are, never augmented.
 
     From `data.eval_source` when set (held-out audio); otherwise crops of the training sources
     drawn with a seed the training stream never uses.

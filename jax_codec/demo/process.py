@@ -239,12 +239,13 @@ def run_codec(
     channels, t = x.shape
     duration = t / sr
 
-    codes = model.encode(x)[:k]
     jcodec_path = os.path.join(workdir, f"{name}.jcodec")
-    codec_io.encode_to_jcodec(model.loaded, x, jcodec_path, k, codes=codes)
-    # What a receiver gets: the file read back, checked, decoded.
+    # Exactly what `compress` makes of the WAV (input level normalization and header gain
+    # included), then what a receiver gets: the file read back, checked, decoded.
+    codec_io.encode_to_jcodec(model.loaded, x, jcodec_path, k)
     h, read_codes = codec_io.read_jcodec(jcodec_path, model.loaded)
-    y = np.clip(model.decode(read_codes, t, channels), -1.0, 1.0)
+    y = np.concatenate(list(codec_io.decode_jcodec(jcodec_path, model.loaded)), axis=1)
+    y = np.clip(y, -1.0, 1.0)
     coded_s = time.perf_counter() - t0
     ours_path = write_wav(os.path.join(workdir, f"{name}_ours.wav"), y, sr)
     size = os.path.getsize(jcodec_path)
@@ -326,6 +327,7 @@ def run_stream(
     median and p99 ms, `realtime` (p99 below the chunk duration) and the max abs difference
     from the offline path.
     """
+    from jax_codec import levels
     from jax_codec.inference import streaming as st
 
     codec = model.codec
@@ -335,8 +337,15 @@ def run_stream(
     sr, hop = codec.sample_rate, codec.hop_length
     x = np.asarray(audio, np.float32)
     k = int(n_quantizers)
+    # As the `stream` command: the clip at the model's training level, the output scaled back.
+    target = levels.target_db(model.loaded.config)
+    gain = 0.0
+    if target is not None:
+        x, gain = levels.normalize(x, sr, target)
+    back = np.float32(levels.db_to_gain(-gain))
     y, times, n = model.stream(x, k, chunk_ms)
     offline = model.decode(model.encode(x)[:k], x.shape[1], x.shape[0])
+    y, offline = y * back, offline * back
     path = write_wav(os.path.join(workdir, f"{name}_stream.wav"), y, sr)
     ms = sorted(1000.0 * s for s in times)
     chunk = 1000.0 * n * hop / sr

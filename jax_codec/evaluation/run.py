@@ -156,11 +156,17 @@ def neural_round_trip(
     ``[C, T]`` at `sr`, facts for the row, the codes per level ``[S, F / s_i]`` as read from
     the file: S = C streams for a mono model, one for a joint-stereo model).
     """
+    from jax_codec import levels
     from jax_codec.inference import codec_io
 
     loaded, rate = nc.loaded, nc.codec.sample_rate
     x = _resample(audio, sr, rate)
-    enc = codec_io.encode_to_jcodec(loaded, x, path, n_quantizers, window_frames=window_frames)
+    level = levels.LevelMeter(sr)  # as compress measures the file: at its own rate
+    level.add(audio)
+    enc = codec_io.encode_to_jcodec(
+        loaded, x, path, n_quantizers, window_frames=window_frames, original_sample_rate=sr,
+        original_num_samples=audio.shape[1], level=level,
+    )  # fmt: skip
     h, codes = codec_io.read_jcodec(path, loaded)
     y = np.concatenate(list(codec_io.decode_jcodec(path, loaded, window_frames)), axis=1)
     y = _resample(y, rate, sr, audio.shape[1])

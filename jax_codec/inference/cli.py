@@ -136,15 +136,23 @@ def read_input(path: str, sample_rate: int) -> np.ndarray:
 
 
 def run_stream(args: argparse.Namespace) -> dict:
+    from jax_codec import levels
     from jax_codec.inference import codec_io
     from jax_codec.inference import streaming as st
     from jax_codec.stereo import match_channels
 
-    codec, params, _ = load_from_args(args)
+    loaded = load_from_args(args)
+    codec, params, _ = loaded
     x = read_input(args.input, codec.sample_rate)
     channels, t = x.shape
     if t == 0:
         raise CliError(f"{args.input}: the file holds no samples")
+    # A model trained on level-normalized audio gets the file at that level, and the output
+    # is scaled back (the whole file is read first, so its level is known up front).
+    target = levels.target_db(loaded.config)
+    gain_in = 0.0
+    if target is not None:
+        x, gain_in = levels.normalize(x, codec.sample_rate, target)
     joint = codec_io.is_joint(codec)
     if joint:  # one stream of the pair: [1, T, 2] (mono duplicated, more channels mixed down)
         channels = min(channels, 2)
@@ -174,7 +182,8 @@ def run_stream(args: argparse.Namespace) -> dict:
     directory = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(directory):
         raise CliError(f"output directory {directory} does not exist")
-    y, reference = (codec_io.file_channels(a, channels) for a in (y, reference))
+    back = np.float32(levels.db_to_gain(-gain_in))
+    y, reference = (codec_io.file_channels(a, channels) * back for a in (y, reference))
     codec_io.write_audio(args.output, y, sr)
     total = sum(times)
     ms = sorted(1000.0 * s for s in times)
@@ -189,6 +198,7 @@ def run_stream(args: argparse.Namespace) -> dict:
         else {1: "mono", 2: "dual mono"}.get(channels, "independent"),
         "code_streams": streams,
         "n_quantizers": k,
+        "input_gain_db": gain_in,
         "kbps": codec.bitrate_kbps(k) * streams,
         "chunk_ms": chunk_ms if codec.causal else None,
         "chunk_frames": n if codec.causal else None,

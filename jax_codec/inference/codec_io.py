@@ -322,6 +322,8 @@ def encode_to_jcodec(
     original_num_samples: int | None = None,
     codes: Sequence[np.ndarray] | None = None,
     on_chunk: Callable[[float], None] | None = None,
+    level=None,
+    match_loudness: bool = True,
 ) -> Encoded:
     """Encodes audio at the model's rate into a `.jcodec` file at `path` (atomic).
 
@@ -331,18 +333,41 @@ def encode_to_jcodec(
     joint stream ``[1, n, 2]`` for a joint-stereo model (mono duplicated). `codes` (levels
     ``[S, F / s_i]`` of the whole signal, S streams, computed elsewhere from the same audio)
     are written instead of encoding. `on_chunk` gets the seconds of audio each chunk covers.
+
+    Levels (`jax_codec.levels`): a model trained with `data.normalize` gets its input scaled
+    to `data.normalize_db`, as its training crops were, and the header's `gain_db` undoes
+    that. With `match_loudness` the file is then decoded once more and `gain_db` corrected so
+    that the decoded level (at the original rate, as `decompress` writes it) equals the input's (DAC's decompressor does the same to its output;
+    here the encoder does it, so decoding stays one streaming pass); at most
+    `MAX_LOUDNESS_CORRECTION_DB` either way, and none for a silent decode. Block input needs
+    `level`, a `levels.LevelMeter` fed the same blocks (a first pass over the input); given
+    `codes`, nothing is normalized.
     """
-    from jax_codec import bitstream
+    from jax_codec import bitstream, levels
     from jax_codec.inference import streaming as st
 
     codec = loaded.codec
     if isinstance(audio, np.ndarray):
         channels, num_samples = audio.shape
+        if level is None:
+            level = levels.LevelMeter(codec.sample_rate)
+            level.add(audio)
         audio = [audio]
     header, exact = file_header(
         loaded, channels, num_samples, n_quantizers, window_frames,
         original_sample_rate, original_num_samples,
     )  # fmt: skip
+    target = levels.target_db(loaded.config) if codes is None else None
+    if target is not None:
+        if level is None:
+            raise ValueError(
+                "block input to a level-normalizing model needs level= (a levels.LevelMeter "
+                "fed the same blocks)"
+            )
+        gain_in = levels.normalizing_gain(level.level_db(), level.peak, target)
+        scale = np.float32(levels.db_to_gain(gain_in))
+        audio = (np.asarray(b, np.float32) * scale for b in audio)
+        header = dataclasses.replace(header, gain_db=-gain_in)
     streams = header.streams
     if codes is None:
         if header.joint:  # [C, n] -> one row [1, n, 2] (iter_encode duplicates mono)
@@ -360,13 +385,39 @@ def encode_to_jcodec(
         per_stream = [tuple(c[s] for c in codes) for s in range(streams)]
         chunks = bitstream.split_chunks(per_stream, header)
     seconds_per_frame = codec.hop_length / codec.sample_rate
-    with atomic_output(path) as tmp, open(tmp, "wb") as f:
-        with bitstream.Writer(f, header, priors=loaded.priors) as w:
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as f, bitstream.Writer(f, header, priors=loaded.priors) as w:
             for i, chunk in enumerate(chunks):
                 w.write_chunk(chunk)
                 if on_chunk is not None:
                     on_chunk(header.chunk_frames_at(i) * seconds_per_frame)
-    return Encoded(path, w.header, os.path.getsize(path), exact)
+        written = w.header
+        if target is not None and match_loudness:
+            # measured as decompress writes it: at the original rate when there is one
+            rate = written.original_sample_rate
+            out = levels.LevelMeter(rate)
+            decoded = decode_jcodec(tmp, loaded, window_frames)
+            if rate != written.sample_rate:
+                decoded = resample_blocks(
+                    decoded, channels, written.sample_rate, rate, written.original_num_samples
+                )
+            for y in decoded:
+                out.add(y)
+            if out.level_db() > levels.SILENCE_DB:
+                fix = float(
+                    np.clip(
+                        level.level_db() - out.level_db(),
+                        -MAX_LOUDNESS_CORRECTION_DB,
+                        MAX_LOUDNESS_CORRECTION_DB,
+                    )
+                )
+                written = dataclasses.replace(written, gain_db=written.gain_db + fix)
+                with open(tmp, "r+b") as f:  # same size: only the gain (and the CRC) change
+                    f.write(written.to_bytes())
+    return Encoded(path, written, os.path.getsize(path), exact)
+
+
+MAX_LOUDNESS_CORRECTION_DB = 20.0
 
 
 def check_architecture(header, codec) -> None:
@@ -452,11 +503,12 @@ def decode_jcodec(path: str, loaded, window_frames: int | None = None) -> Iterat
     """Audio blocks ``[C, n]`` of the `.jcodec` at `path`, at the model's rate: exactly the
     header's `num_samples` for each of its `channels`, decoded window by window
     (`streaming.iter_decode`; a joint-stereo stream gives left and right, mixed down for a
-    mono file)."""
+    mono file), times the header's gain."""
     from jax_codec import bitstream
     from jax_codec.inference import streaming as st
 
     header = open_jcodec(path, loaded)
+    gain = np.float32(header.gain)
     with bitstream.Reader(path, priors=loaded.priors) as r:
         for y in st.iter_decode(
             loaded.codec,
@@ -466,4 +518,5 @@ def decode_jcodec(path: str, loaded, window_frames: int | None = None) -> Iterat
             header.num_samples,
             window_frames,
         ):
-            yield file_channels(y, header.channels)
+            y = file_channels(y, header.channels)
+            yield y * gain if header.gain_db else y

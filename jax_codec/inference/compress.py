@@ -93,13 +93,17 @@ def compress_file(
     entropy: str = "auto",
     window_frames: int | None = None,
     quiet: bool = True,
+    match_loudness: bool = True,
 ) -> dict:
     """Encodes the audio file `input_path` into `output_path` (.jcodec); returns a report.
 
     `entropy`: "auto" range codes with `loaded.priors` when it has them, "on" requires them,
-    "off" never uses them. Bad input raises `CliError`.
+    "off" never uses them. A model trained on level-normalized audio (`data.normalize`) gets
+    the input at that level (a first pass over the file measures it) and, with
+    `match_loudness`, a header gain that gives the decoded file the input's level
+    (`codec_io.encode_to_jcodec`). Bad input raises `CliError`.
     """
-    from jax_codec import bitstream
+    from jax_codec import bitstream, levels
     from jax_codec.data import audio
 
     try:
@@ -129,12 +133,18 @@ def compress_file(
     m = model_rate_length(info.frames, info.sample_rate, sr)
     duration = info.frames / info.sample_rate
     t0 = time.perf_counter()
+    level = None
+    if levels.target_db(loaded.config) is not None:
+        level = levels.LevelMeter(info.sample_rate)  # the file as it is: what a listener hears
+        for b in codec_io.iter_input(input_path, info, channels, info.sample_rate):
+            level.add(b)
     blocks = codec_io.iter_input(input_path, info, channels, sr)
     with progress(duration, quiet, "compress") as bar:
         enc = codec_io.encode_to_jcodec(
             loaded, blocks, output_path, k, channels=channels, num_samples=m,
             window_frames=window_frames, original_sample_rate=info.sample_rate,
-            original_num_samples=info.frames, on_chunk=bar.update,
+            original_num_samples=info.frames, on_chunk=bar.update, level=level,
+            match_loudness=match_loudness,
         )  # fmt: skip
     elapsed = time.perf_counter() - t0
     size = bitstream.info(output_path)["file_size_bytes"]
@@ -151,6 +161,8 @@ def compress_file(
         "model": loaded.name,
         "model_sample_rate": sr,
         "n_quantizers": k,
+        "input_level_db": None if level is None else level.level_db(),
+        "gain_db": enc.header.gain_db,
         "size_bytes": size,
         "actual_kbps": size * 8 / duration / 1e3,
         "nominal_kbps": enc.header.nominal_kbps,
@@ -202,6 +214,14 @@ def format_compress(r: dict) -> str:
             f"size {r['size_bytes']} bytes = {r['actual_kbps']:.3f} kbps (nominal {nominal})",
             f"{gain}; encoded at {r['x_realtime']:.1f}x real time",
         ]
+        + (
+            []
+            if r.get("input_level_db") is None
+            else [
+                f"input level {r['input_level_db']:.1f} dBFS, normalized for the model; the "
+                f"decoder applies {r['gain_db']:+.2f} dB"
+            ]
+        )
         + (
             []
             if r.get("whole_signal_exact", True)
@@ -304,6 +324,7 @@ def format_info(d: dict) -> str:
             f"{d['num_samples']} samples)",
         ),
         ("channel mode", _channel_mode_text(d)),
+        ("decoder gain", f"{d.get('gain_db', 0.0):+.2f} dB"),
         (
             "codes",
             f"{d['n_quantizers']} of {len(d['strides'])} levels, strides {d['strides'][: d['n_quantizers']]}, "
@@ -348,6 +369,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         report = compress_file(
             args.input, args.output, loaded, kbps=args.kbps, n_quantizers=args.n_quantizers,
             entropy=args.entropy, window_frames=args.window_frames, quiet=args.json,
+            match_loudness=not args.no_match_loudness,
         )  # fmt: skip
         print_report(report, args.json, format_compress)
 
@@ -444,6 +466,12 @@ def add_parsers(sub) -> None:
         help="range coding with priors: auto = when priors are found",
     )
     p.add_argument("--priors", help=f"priors file (default: {PRIORS_NAME} in the checkpoint dir)")
+    p.add_argument(
+        "--no_match_loudness",
+        action="store_true",
+        help="skip the second pass that sets the header gain so the decoded level equals the "
+        "input's (faster; the gain then only undoes the input normalization)",
+    )
     _window_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_compress)
