@@ -14,6 +14,9 @@ ours of that:
   block is one block. It works for a 0.2 s training crop and a whole file alike, which
   BS.1770's integrated loudness (0.4 s at least) does not; for music it lies about 1-3 dB
   below the LUFS value.
+- `LevelMeter`: the same for a signal fed in blocks, and (``loudness=True``) its K-weighted
+  counterpart, BS.1770's integrated loudness up to a constant, with which the encoder
+  matches the decoded loudness to the input's.
 - `normalize`: scales a signal to a target level, with the peak kept at or below a limit
   (the gain is lowered rather than clipping); returns the gain it applied.
 
@@ -35,6 +38,7 @@ __all__ = [
     "SILENCE_DB",
     "LevelMeter",
     "db_to_gain",
+    "k_weighting",
     "level_db",
     "normalize",
     "normalizing_gain",
@@ -61,15 +65,66 @@ def target_db(config) -> float | None:
     return float(data.normalize_db)
 
 
+class _StepSums:
+    """Per-sample powers summed over steps of `step` samples, fed in pieces; gated mean."""
+
+    def __init__(self, step: int):
+        self.step = step
+        self.sums: list[float] = []  # complete steps
+        self.part = 0.0  # the incomplete step at the end
+        self.part_n = 0
+
+    def add(self, power: np.ndarray) -> None:
+        take = min(self.step - self.part_n, power.shape[0])
+        self.part += float(power[:take].sum())
+        self.part_n += take
+        power = power[take:]
+        if self.part_n == self.step:
+            self.sums.append(self.part)
+            whole = power.shape[0] // self.step * self.step
+            self.sums.extend(power[:whole].reshape(-1, self.step).sum(axis=1).tolist())
+            self.part, self.part_n = float(power[whole:].sum()), power.shape[0] - whole
+
+    def gated_db(self) -> float:
+        n = len(self.sums) * self.step + self.part_n
+        if len(self.sums) < BLOCK_STEPS:  # shorter than one block: the whole signal
+            p = np.array([(sum(self.sums) + self.part) / n]) if n else np.zeros(1)
+        else:
+            c = np.concatenate([[0.0], np.cumsum(self.sums)])
+            p = (c[BLOCK_STEPS:] - c[:-BLOCK_STEPS]) / (BLOCK_STEPS * self.step)
+        p = p[p > 10.0 ** (SILENCE_DB / 10.0)]
+        if p.size == 0:
+            return SILENCE_DB
+        p = p[p > p.mean() * 10.0 ** (-RELATIVE_GATE_DB / 10.0)]
+        return float(10.0 * math.log10(p.mean()))
+
+
+def k_weighting(sample_rate: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """BS.1770's K-weighting at `sample_rate` as (b, a) biquads: pyloudnorm's high shelf
+    (+4 dB above ~1.5 kHz) and high pass (38 Hz)."""
+    from pyloudnorm.iirfilter import IIRfilter
+
+    stages = (
+        IIRfilter(4.0, 1 / math.sqrt(2), 1500.0, sample_rate, "high_shelf"),
+        IIRfilter(0.0, 0.5, 38.0, sample_rate, "high_pass"),
+    )
+    return [(np.asarray(f.b, np.float64), np.asarray(f.a, np.float64)) for f in stages]
+
+
 class LevelMeter:
     """`level_db` and the peak of a signal fed in blocks ``[C, n]`` (bounded memory: one
-    number per 100 ms)."""
+    number per 100 ms), and with `loudness` its K-weighted counterpart: BS.1770-4's
+    integrated loudness up to a constant (``loudness_db() = LUFS + 0.691 - 10 log10(C)`` for
+    one or two channels: this meter averages the channels' power where BS.1770 sums it), for
+    comparing two signals of the same channel count."""
 
-    def __init__(self, sample_rate: int):
-        self.step = max(1, int(round(STEP_SECONDS * sample_rate)))
-        self.sums: list[float] = []  # power summed over each complete step
-        self.part = 0.0  # power summed over the incomplete step at the end
-        self.part_n = 0
+    def __init__(self, sample_rate: int, loudness: bool = False):
+        self.sample_rate = int(sample_rate)
+        step = max(1, int(round(STEP_SECONDS * sample_rate)))
+        self.plain = _StepSums(step)
+        self.weighted = _StepSums(step) if loudness else None
+        self.filters = k_weighting(self.sample_rate) if loudness else None
+        self.states = None  # lfilter states per stage, [C, 2] each
         self.peak = 0.0
 
     def add(self, x: np.ndarray) -> None:
@@ -79,23 +134,33 @@ class LevelMeter:
         if a.size == 0:
             return
         self.peak = max(self.peak, float(np.max(np.abs(a))))
-        power = np.mean(np.square(a, dtype=np.float64), axis=0)
-        take = min(self.step - self.part_n, power.shape[0])
-        self.part += float(power[:take].sum())
-        self.part_n += take
-        power = power[take:]
-        if self.part_n == self.step:
-            self.sums.append(self.part)
-            self.part, self.part_n = 0.0, 0
-            whole = power.shape[0] // self.step * self.step
-            self.sums.extend(power[:whole].reshape(-1, self.step).sum(axis=1).tolist())
-            self.part, self.part_n = float(power[whole:].sum()), power.shape[0] - whole
+        self.plain.add(np.mean(np.square(a, dtype=np.float64), axis=0))
+        if self.weighted is not None:
+            import scipy.signal
+
+            if self.states is None:
+                self.states = [np.zeros((a.shape[0], 2)) for _ in self.filters]
+            k = a.astype(np.float64)
+            for i, (b, den) in enumerate(self.filters):
+                k, self.states[i] = scipy.signal.lfilter(b, den, k, axis=1, zi=self.states[i])
+            self.weighted.add(np.mean(np.square(k), axis=0))
 
     @property
     def num_samples(self) -> int:
-        return len(self.sums) * self.step + self.part_n
+        return len(self.plain.sums) * self.plain.step + self.plain.part_n
 
     def level_db(self) -> float:
+        """Gated mean-square level in dBFS (`SILENCE_DB` for silence)."""
+        return self.plain.gated_db()
+
+    def loudness_db(self) -> float:
+        """The same gating on the K-weighted signal (needs ``loudness=True``)."""
+        if self.weighted is None:
+            raise ValueError("this LevelMeter was made without loudness=True")
+        return self.weighted.gated_db()
+
+
+def level_db(self) -> float:
         n = self.num_samples
         if len(self.sums) < BLOCK_STEPS:  # shorter than one block: the whole signal
             p = np.array([(sum(self.sums) + self.part) / n]) if n else np.zeros(1)

@@ -92,3 +92,26 @@ def test_target_comes_from_the_config():
     import ml_collections
 
     assert levels.target_db(ml_collections.ConfigDict(old)) is None
+
+
+def test_loudness_meter_is_bs1770_up_to_a_constant():
+    """`LevelMeter(loudness=True)` fed in blocks = pyloudnorm's integrated loudness + 0.691 -
+    10 log10(C) (it averages channel power where BS.1770 sums it)."""
+    pyln = pytest.importorskip("pyloudnorm")
+    rng = np.random.default_rng(3)
+    sr = 44100
+    t = np.arange(3 * sr) / sr
+    x = np.stack(
+        [
+            0.3 * np.sin(2 * np.pi * 100 * t) * (t < 2),  # bass, then silence (gated out)
+            0.05 * rng.standard_normal(t.size) + 0.1 * np.sin(2 * np.pi * 3000 * t),
+        ]
+    ).astype(np.float32)
+    m = levels.LevelMeter(sr, loudness=True)
+    for i in range(0, x.shape[1], 10007):
+        m.add(x[:, i : i + 10007])
+    want = pyln.Meter(sr).integrated_loudness(x.T)
+    assert m.loudness_db() - 0.691 + 10 * np.log10(2) == pytest.approx(want, abs=1e-3)
+    assert m.level_db() == pytest.approx(levels.level_db(x, sr), abs=1e-9)
+    with pytest.raises(ValueError, match="loudness=True"):
+        levels.LevelMeter(sr).loudness_db()

@@ -161,7 +161,7 @@ def neural_round_trip(
 
     loaded, rate = nc.loaded, nc.codec.sample_rate
     x = _resample(audio, sr, rate)
-    level = levels.LevelMeter(sr)  # as compress measures the file: at its own rate
+    level = levels.LevelMeter(sr, loudness=True)  # as compress measures the file: at its own rate
     level.add(audio)
     enc = codec_io.encode_to_jcodec(
         loaded, x, path, n_quantizers, window_frames=window_frames, original_sample_rate=sr,

@@ -337,7 +337,8 @@ def encode_to_jcodec(
     Levels (`jax_codec.levels`): a model trained with `data.normalize` gets its input scaled
     to `data.normalize_db`, as its training crops were, and the header's `gain_db` undoes
     that. With `match_loudness` the file is then decoded once more and `gain_db` corrected so
-    that the decoded level (at the original rate, as `decompress` writes it) equals the input's (DAC's decompressor does the same to its output;
+    that the decoded loudness (BS.1770, at the original rate, as `decompress` writes it; the
+    plain level when `level` was made without ``loudness=True``) equals the input's (DAC's decompressor does the same to its output;
     here the encoder does it, so decoding stays one streaming pass); at most
     `MAX_LOUDNESS_CORRECTION_DB` either way, and none for a silent decode. Block input needs
     `level`, a `levels.LevelMeter` fed the same blocks (a first pass over the input); given
@@ -350,7 +351,7 @@ def encode_to_jcodec(
     if isinstance(audio, np.ndarray):
         channels, num_samples = audio.shape
         if level is None:
-            level = levels.LevelMeter(codec.sample_rate)
+            level = levels.LevelMeter(codec.sample_rate, loudness=match_loudness)
             level.add(audio)
         audio = [audio]
     header, exact = file_header(
@@ -395,7 +396,8 @@ def encode_to_jcodec(
         if target is not None and match_loudness:
             # measured as decompress writes it: at the original rate when there is one
             rate = written.original_sample_rate
-            out = levels.LevelMeter(rate)
+            weighted = level.weighted is not None  # BS.1770 loudness, else the plain level
+            out = levels.LevelMeter(rate, loudness=weighted)
             decoded = decode_jcodec(tmp, loaded, window_frames)
             if rate != written.sample_rate:
                 decoded = resample_blocks(
@@ -403,10 +405,12 @@ def encode_to_jcodec(
                 )
             for y in decoded:
                 out.add(y)
-            if out.level_db() > levels.SILENCE_DB:
+            got = out.loudness_db() if weighted else out.level_db()
+            if got > levels.SILENCE_DB:
+                want = level.loudness_db() if weighted else level.level_db()
                 fix = float(
                     np.clip(
-                        level.level_db() - out.level_db(),
+                        want - got,
                         -MAX_LOUDNESS_CORRECTION_DB,
                         MAX_LOUDNESS_CORRECTION_DB,
                     )
