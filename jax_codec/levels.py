@@ -160,20 +160,6 @@ class LevelMeter:
         return self.weighted.gated_db()
 
 
-def level_db(self) -> float:
-        n = self.num_samples
-        if len(self.sums) < BLOCK_STEPS:  # shorter than one block: the whole signal
-            p = np.array([(sum(self.sums) + self.part) / n]) if n else np.zeros(1)
-        else:
-            c = np.concatenate([[0.0], np.cumsum(self.sums)])
-            p = (c[BLOCK_STEPS:] - c[:-BLOCK_STEPS]) / (BLOCK_STEPS * self.step)
-        p = p[p > 10.0 ** (SILENCE_DB / 10.0)]
-        if p.size == 0:
-            return SILENCE_DB
-        p = p[p > p.mean() * 10.0 ** (-RELATIVE_GATE_DB / 10.0)]
-        return float(10.0 * math.log10(p.mean()))
-
-
 def level_db(x: np.ndarray, sample_rate: int, channels_last: bool = False) -> float:
     """Gated mean-square level of `x` in dBFS (`SILENCE_DB` for silence); see the module doc."""
     a = np.asarray(x)
