@@ -126,6 +126,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval_seconds", type=float, default=2.0)
     p.add_argument("--log_every", type=int, default=10, help="steps between loss logs")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--normalize_db",
+        type=float,
+        default=-18.0,
+        help="level every training crop is brought to on both sides, as DAC's recipe and "
+        "data.normalize do (jax_codec.levels; nan: the files' own levels)",
+    )
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument(
         "--torch_warmup",
@@ -202,8 +209,17 @@ def rms_db(x: np.ndarray) -> float:
 class Crops:
     """Batch i of training crops, the same array in every process (seeded with (seed, i))."""
 
-    def __init__(self, audio: np.ndarray, offsets: np.ndarray, batch: int, length: int, seed: int):
+    def __init__(
+        self,
+        audio: np.ndarray,
+        offsets: np.ndarray,
+        batch: int,
+        length: int,
+        seed: int,
+        normalize_db: float = math.nan,
+    ):
         self.audio, self.batch, self.length, self.seed = audio, batch, length, seed
+        self.normalize_db = normalize_db
         self.starts, lengths = offsets[:-1], np.diff(offsets)
         usable = np.maximum(lengths - length, 0).astype(np.float64)
         if usable.sum() == 0:
@@ -221,6 +237,10 @@ class Crops:
                 out[row] = self.audio[s : s + self.length]
                 if rms_db(out[row]) > TRAIN_SILENCE_DB:
                     break
+            if not math.isnan(self.normalize_db):
+                from jax_codec import levels
+
+                out[row] = levels.normalize(out[row], SAMPLE_RATE, self.normalize_db)[0]
         return out
 
 
@@ -433,7 +453,12 @@ def child_dac(args: argparse.Namespace) -> dict:
 
     audio, offsets, crops = load_data(args._workdir)
     batches = Crops(
-        audio, offsets, args.batch_size, segment_length(args.segment_seconds), args.seed
+        audio,
+        offsets,
+        args.batch_size,
+        segment_length(args.segment_seconds),
+        args.seed,
+        args.normalize_db,
     )
     held_out = torch.from_numpy(crops)[:, None]
 
@@ -645,7 +670,7 @@ def child_ours(args: argparse.Namespace) -> dict:
     print(f"[ours] discriminator init: {disc_init}", flush=True)
 
     audio, offsets, crops = load_data(args._workdir)
-    batches = Crops(audio, offsets, args.batch_size, segment, args.seed)
+    batches = Crops(audio, offsets, args.batch_size, segment, args.seed, args.normalize_db)
     batch_sharding = sh.batch_sharding(mesh)
 
     t0 = time.perf_counter()
