@@ -254,7 +254,19 @@ def test_kbps_selects_quantizers(ckpt, tmp_path, capsys):
     r = json.loads(out)
     assert r["n_quantizers"] == 2 and r["nominal_kbps_per_channel"] == pytest.approx(rates[1])
     rc, out, _ = cli(capsys, "info", jc, "--json")
-    assert rc == 0 and json.loads(out)["n_quantizers"] == 2
+    info = json.loads(out)
+    assert rc == 0 and info["n_quantizers"] == 2 and info["gain_db"] == r["gain_db"]
+    rc, text, _ = cli(capsys, "info", jc)
+    assert rc == 0 and f"decoder gain: {r['gain_db']:+.2f} dB" in text
+    # the text report names the input level and the gain; --no_match_loudness keeps only the
+    # normalization's inverse
+    rc, text, _ = cli(capsys, "compress", src, jc, "--checkpoint", workdir, "--kbps", kbps, *WINDOW)
+    assert rc == 0 and "input level" in text and f"applies {r['gain_db']:+.2f} dB" in text
+    rc, out, _ = cli(capsys, "compress", src, jc, "--checkpoint", workdir, "--kbps", kbps,
+                     "--no_match_loudness", *WINDOW, "--json")  # fmt: skip
+    raw = json.loads(out)
+    assert raw["gain_db"] >= raw["input_level_db"] + 18.0 - 1e-4  # more if the peak limited
+    assert raw["gain_db"] != r["gain_db"]
     rc, _, err = cli(capsys, "compress", src, jc, "--checkpoint", workdir, "--kbps", 0.1)
     assert_one_line_error(rc, err, 2, r"below this model's lowest bitrate.*0\.172 \(1 quantizer\)")
 
