@@ -20,11 +20,11 @@ ours of that:
 - `normalize`: scales a signal to a target level, with the peak kept at or below a limit
   (the gain is lowered rather than clipping); returns the gain it applied.
 
-`data.normalize_db` (configs/common.py) is the target (`target_db`): the training pipeline normalizes each
-crop to it before augmentation, and `inference.codec_io.encode_to_jcodec` normalizes the
-input to it and stores the gain that undoes it (plus a loudness correction) in the `.jcodec`
-header (format version 3, `gain_db`). `data.normalize = False` leaves levels as they are (the imported EnCodec and
-SNAC presets, whose originals were trained that way).
+`data.normalize_db` (configs/common.py) is the target (`target_db`): the training pipeline
+normalizes each crop to it before augmentation, and `inference.codec_io.encode_to_jcodec`
+normalizes the input to it and stores the gain that undoes it (plus a loudness correction) in
+the `.jcodec` header (format version 3, `gain_db`). `data.normalize = False` leaves levels as
+they are (the imported EnCodec and SNAC presets, whose originals were trained that way).
 """
 
 from __future__ import annotations

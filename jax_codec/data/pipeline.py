@@ -15,10 +15,10 @@ Built with grain, and deterministic given the seed:
    `data.silence_threshold_db`) or hold NaN/inf are rejected and redrawn; a clip that fails to
    read is replaced by another slot of the same shard. Every rejection is counted (`DataStats`)
    and logged, never silent, and never fatal unless nothing usable remains.
-4. Level normalization to `data.normalize_db` (`jax_codec.levels`, the level `compress` feeds
-   the model at), augmentation (`jax_codec.data.augment`), batching to this host's share of the global batch,
-   and prefetching in `data.num_threads` threads. For a mono model, stereo data
-   (`data.channels = 2`) gives each channel its own batch row; a joint-stereo model
+4. Level normalization to `data.normalize_db` (`jax_codec.levels`, the level `compress`
+   feeds the model at), augmentation (`jax_codec.data.augment`), batching to this host's
+   share of the global batch, and prefetching in `data.num_threads` threads. For a mono
+   model, stereo data (`data.channels = 2`) gives each channel its own batch row; a joint-stereo model
    (`model.channels = 2`) reads stereo pairs and keeps them together, `[B, T, 2]` (mono files
    duplicated, more channels mixed down: `audio.convert_channels`). See `channel_layout`.
 5. The loop assembles the per-host batches into one global `jax.Array` on the mesh.

@@ -338,8 +338,9 @@ def encode_to_jcodec(
     to `data.normalize_db`, as its training crops were, and the header's `gain_db` undoes
     that. With `match_loudness` the file is then decoded once more and `gain_db` corrected so
     that the decoded loudness (BS.1770, at the original rate, as `decompress` writes it; the
-    plain level when `level` was made without ``loudness=True``) equals the input's (DAC's decompressor does the same to its output;
-    here the encoder does it, so decoding stays one streaming pass); at most
+    plain level when `level` was made without ``loudness=True``) equals the input's (DAC's
+    decompressor does the same to its output; here the encoder does it, so decoding stays one
+    streaming pass); at most
     `MAX_LOUDNESS_CORRECTION_DB` either way, and none for a silent decode. Block input needs
     `level`, a `levels.LevelMeter` fed the same blocks (a first pass over the input); given
     `codes`, nothing is normalized.

@@ -135,9 +135,8 @@ def compress_file(
     t0 = time.perf_counter()
     level = None
     if levels.target_db(loaded.config) is not None:
-        level = levels.LevelMeter(
-            info.sample_rate, loudness=match_loudness
-        )  # the file as it is: what a listener hears
+        # the file as it is, at its own rate: what a listener hears
+        level = levels.LevelMeter(info.sample_rate, loudness=match_loudness)
         for b in codec_io.iter_input(input_path, info, channels, info.sample_rate):
             level.add(b)
     blocks = codec_io.iter_input(input_path, info, channels, sr)

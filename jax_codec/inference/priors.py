@@ -2,8 +2,7 @@
 
 `python -m jax_codec priors` (see `inference.compress`) runs `estimate_priors_file`: it encodes
 crops of the training data, read (and level-normalized, as `compress` normalizes its input)
-by the training pipeline's sources and crop reader, counts
-the codes per level and writes ``priors.npz`` (atomically) for `compress` to range code with.
+by the training pipeline's sources and crop reader, counts the codes per level and writes ``priors.npz`` (atomically) for `compress` to range code with.
 A mono model codes each channel of a crop as its own row; a joint-stereo model codes each crop
 as one stereo row ``[T, 2]`` (the pipeline keeps pairs together), as `compress` does.
 """
