@@ -833,7 +833,7 @@ def test_newer_version_is_refused_with_the_fix(monkeypatch):
     """A reader given a version above the one it knows names the problem and the fix; the
     version-1 reader (simulated by lowering the version this code knows) refuses a joint file
     the same way, before reading anything it cannot understand."""
-    from jax_codec.bitstream import format as fmt
+    from jax_codec.bitstream import header as hdr
 
     h = make_header(T=20, channel_mode=CHANNELS_JOINT, version=2)
     data = to_bytes(h, random_codes(h, np.random.default_rng(0)))
@@ -846,7 +846,7 @@ def test_newer_version_is_refused_with_the_fix(monkeypatch):
     msg = str(e.value)
     assert f"unsupported .jcodec format version {FORMAT_VERSION + 1}" in msg
     assert "upgrade jax_codec" in msg and "\n" not in msg
-    monkeypatch.setattr(fmt, "FORMAT_VERSION", 1)
+    monkeypatch.setattr(hdr, "FORMAT_VERSION", 1)
     with pytest.raises(
         BitstreamError, match=r"version 2: this reader reads versions 1 to 1.*upgrade"
     ):
@@ -855,7 +855,7 @@ def test_newer_version_is_refused_with_the_fix(monkeypatch):
         info(io.BytesIO(data))
     assert_codes_equal(read_bytes(V1_FILE), [tuple(np.array(a) for a in c) for c in V1_CODES])
     # A version-2 reader refuses a version-3 file (one with a gain) the same way.
-    monkeypatch.setattr(fmt, "FORMAT_VERSION", 2)
+    monkeypatch.setattr(hdr, "FORMAT_VERSION", 2)
     with pytest.raises(BitstreamError, match=r"version 3: this reader reads versions 1 to 2"):
         read_bytes(data3)
 

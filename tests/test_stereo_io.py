@@ -281,10 +281,10 @@ def test_newer_files_and_bad_channel_counts_are_refused_cleanly(
         assert out == "" and not wav.exists()
     # A reader that knows only version 1 (this code, told so) refuses the joint file the same
     # way instead of decoding one stream as two channels.
-    from jax_codec.bitstream import format as fmt
+    from jax_codec.bitstream import header as hdr
 
     with monkeypatch.context() as m:
-        m.setattr(fmt, "FORMAT_VERSION", 1)
+        m.setattr(hdr, "FORMAT_VERSION", 1)
         rc, _, err = cli(capsys, "decompress", jc, wav, "--checkpoint", stereo)
         assert_one_line_error(rc, err, 1, r"format version 3: this reader reads versions 1 to 1")
         assert not wav.exists()
