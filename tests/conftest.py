@@ -98,6 +98,33 @@ def kernel_mode(request, monkeypatch):
     return request.param
 
 
+# Memory one test worker needs at most (the heaviest tests compile 8-device train steps).
+WORKER_MEMORY_BYTES = 4 << 30
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pyproject's addopts): one worker per core, as many as memory allows, at most
+    8. The tests are CPU-bound (compiling, mostly on one thread), so two cores run two."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, _available_memory() // WORKER_MEMORY_BYTES, 8))
+
+
+def _available_memory() -> int:
+    """Bytes of memory available to new processes (Linux's MemAvailable), or a guess."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return WORKER_MEMORY_BYTES * 8
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked `slow` run only when asked for (`pytest -m slow`, or any -m naming slow)."""
     if "slow" in (config.option.markexpr or ""):

@@ -141,12 +141,12 @@ def test_overfit_one_batch_lowers_mel_loss(single_device):
     state = jax.device_put(initial, shardings)
     key = jax.random.key(7)
     mels = []
-    for _ in range(50):
+    for _ in range(25):
         state, m = step(state, batch, key)
         mels.append(float(m["loss/mel"]))
     first, last = np.mean(mels[:3]), np.mean(mels[-3:])
     print(f"mel {first:.3f} -> {last:.3f}")
-    # measured: 5.0 -> 1.47 (ratio 0.3) with and without the adversarial terms
+    # measured: 3.9 -> 0.9 (ratio 0.23) in 25 steps
     assert last < 0.5 * first, (first, last)
 
 
