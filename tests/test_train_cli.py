@@ -171,6 +171,7 @@ def _final_state(workdir, config):
         return jax.device_get(ckpt.restore_latest(abstract))
 
 
+@pytest.mark.slow  # three runs on 8 devices; the default suite resumes through the CLI above
 def test_resume_is_exact(tmp_path, monkeypatch):
     # 4 steps straight vs 2 steps, stop, resume for 2 more: bitwise equal on CPU (8 devices).
     from jax_codec.training import loop
