@@ -8,9 +8,10 @@ Layout (all integers little-endian; docs/bitstream.md is the normative spec)::
              | payload | crc32(chunk header + payload)
     trailer  "JCEN" | chunk_count u32 | num_frames u64 | crc32(trailer)
 
-The header (`Header`, its layout and parser) is in `header.py`. Every malformed input makes `Reader` raise `BitstreamError` with a one-line message. Lengths
-read from a file are checked against fixed bounds, against what the header implies and against
-the bytes left in the file before anything is allocated.
+The header (`Header`, its layout and parser) is in `header.py`. Every malformed input makes
+`Reader` raise `BitstreamError` with a one-line message. Lengths read from a file are checked
+against fixed bounds, against what the header implies and against the bytes left in the file
+before anything is allocated.
 
 Format versions: 1 (every channel its own code stream); 2, which adds `channel_mode`:
 independent streams as in version 1, or one joint-stereo stream for both channels; and 3, which
