@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import struct
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -34,16 +35,10 @@ import numpy as np
 from jax_codec.bitstream import entropy
 from jax_codec.bitstream.entropy import BitstreamError, packed_size
 from jax_codec.bitstream.header import (
-    _CHUNK,
     _CRC,
-    _TRAILER,
     _ZERO_HASH,
     CHANNELS_INDEPENDENT,
     CHANNELS_JOINT,
-    CHUNK_TAG,
-    CODING_PACKED,
-    CODING_RANGE,
-    END_TAG,
     FORMAT_VERSION,
     MAGIC,
     MIN_FORMAT_VERSION,
@@ -72,6 +67,15 @@ __all__ = [
     "split_chunks",
     "write_file",
 ]
+
+CHUNK_TAG = b"JCCK"
+END_TAG = b"JCEN"
+CODING_PACKED = 0  # a chunk's payload: fixed-width packed codes
+CODING_RANGE = 1  # a chunk's payload: range-coded with the file's priors
+_CHUNK = struct.Struct("<4sIIB3sI")  # tag, index, frames, coding, reserved, payload_size
+_TRAILER = struct.Struct("<4sIQ")  # tag, chunk_count, num_frames (then crc32)
+assert _CHUNK.size == 20 and _TRAILER.size == 16
+
 
 # --------------------------------------------------------------------------------------------
 # Writer

@@ -28,13 +28,9 @@ from jax_codec.bitstream.entropy import BitstreamError, bits_for, packed_size
 MAGIC = b"JCODEC\x00\x1a"
 FORMAT_VERSION = 3  # what writers write; readers read MIN_FORMAT_VERSION..FORMAT_VERSION
 MIN_FORMAT_VERSION = 1
-CHUNK_TAG = b"JCCK"
-END_TAG = b"JCEN"
 
 MODE_PACKED = 0
 MODE_RANGE = 1
-CODING_PACKED = 0
-CODING_RANGE = 1
 # channel_mode (header byte 18, version 2; version-1 files are all independent): how the
 # audio's channels map to code streams.
 CHANNELS_INDEPENDENT = 0  # one code stream per channel (mono; dual mono for stereo)
@@ -49,9 +45,7 @@ _FIXED = struct.Struct("<8sHHBBBBHBBIIIIQQd32s32sQ")
 _LEVEL = struct.Struct("<II")
 _CRC = struct.Struct("<I")
 _GAIN = struct.Struct("<f")  # version 3: gain_db
-_CHUNK = struct.Struct("<4sIIB3sI")  # tag, index, frames, coding, reserved, payload_size
-_TRAILER = struct.Struct("<4sIQ")  # tag, chunk_count, num_frames (then crc32)
-assert _FIXED.size == 132 and _CHUNK.size == 20 and _TRAILER.size == 16
+assert _FIXED.size == 132
 
 # Sanity bounds: a header outside them is rejected before anything is allocated.
 MAX_CHANNELS = 256
