@@ -39,6 +39,13 @@ SETTINGS = {
         "--config.optim.disc_learning_rate=3e-4",
     ],
     "waveform_100": ["--config.loss.waveform_weight=100.0"],
+    "si_sdr_1": ["--config.loss.si_sdr_weight=1.0"],
+    "si_sdr_0.3": ["--config.loss.si_sdr_weight=0.3"],
+    "si_sdr_1_lr_3e-4": [
+        "--config.loss.si_sdr_weight=1.0",
+        "--config.optim.learning_rate=3e-4",
+        "--config.optim.disc_learning_rate=3e-4",
+    ],
     "band_energy_15": ["--config.loss.band_energy_weight=15.0"],
     "band_energy_5": ["--config.loss.band_energy_weight=5.0"],
     "gan_warmup": ["--config.loss.gan_start_step=250"],

@@ -42,6 +42,16 @@ from jax_codec.evaluation import metrics  # noqa: E402
 from jax_codec.models.codec import build_codec  # noqa: E402
 
 
+def neg_si_sdr(x: jnp.ndarray, y: jnp.ndarray, eps: float = 1e-8) -> jnp.ndarray:
+    """Minus the batch-mean SI-SDR in dB (x: reference, y: estimate; both (B, T))."""
+    x = x - jnp.mean(x, axis=-1, keepdims=True)
+    y = y - jnp.mean(y, axis=-1, keepdims=True)
+    a = jnp.sum(x * y, -1, keepdims=True) / (jnp.sum(x * x, -1, keepdims=True) + eps)
+    t = a * x
+    ratio = jnp.sum(t * t, -1) / (jnp.sum(jnp.square(y - t), -1) + eps)
+    return -jnp.mean(10.0 * jnp.log10(ratio + eps))
+
+
 def run_mode(mode: str, args, codec, tracks, heldout, sr: int) -> list[dict]:
     seg = args.segment
     quantize = not mode.endswith("noq")
@@ -65,6 +75,10 @@ def run_mode(mode: str, args, codec, tracks, heldout, sr: int) -> list[dict]:
 
     def loss_fn(p, x):
         y, vq = forward(p, x)
+        if args.loss == "sisdr":
+            return neg_si_sdr(x, y) + vq, y
+        if args.loss == "mse":
+            return 1000.0 * jnp.mean(jnp.square(y - x)) + vq, y
         return 100.0 * jnp.mean(jnp.abs(y - x)) + vq, y
 
     params = jax.jit(codec.init)(jax.random.key(args.seed), batch_at(0)[..., None])
@@ -108,6 +122,12 @@ def main() -> None:
     p.add_argument("--eval_every", type=int, default=50)
     p.add_argument("--segment", type=int, default=8704)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument(
+        "--loss",
+        choices=["l1", "mse", "sisdr"],
+        default="l1",
+        help="waveform L1 x100, MSE x1000, or minus SI-SDR (dB)",
+    )
     p.add_argument("--max_tracks", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default="")
@@ -133,6 +153,7 @@ def main() -> None:
             {
                 "command": " ".join(sys.argv),
                 "config": args.config,
+                "loss": args.loss,
                 "train_files": [os.path.basename(f) for f in files],
                 "heldout": os.path.basename(args.heldout),
                 "results": results,

@@ -477,6 +477,29 @@ def test_complex_stft_and_waveform_losses_see_phase_that_mel_misses():
     assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).max()) > 0
 
 
+def test_si_sdr_loss_is_minus_the_evaluation_metric_and_level_free():
+    from jax_codec.evaluation import metrics
+
+    rng = np.random.default_rng(0)
+    x = music(2).astype(np.float32)
+    y = (0.7 * x + 0.3 * rng.standard_normal(x.shape) * np.std(x)).astype(np.float32)
+    expected = np.mean([metrics.si_sdr(x[b], y[b]) for b in range(2)])
+    got = float(losses.si_sdr_loss(jnp.asarray(y), jnp.asarray(x)))
+    np.testing.assert_allclose(got, -expected, rtol=1e-4)
+    # The estimate's level does not matter (the spectral terms set it)...
+    np.testing.assert_allclose(
+        float(losses.si_sdr_loss(jnp.asarray(0.01 * y), jnp.asarray(x))), got, rtol=1e-4
+    )
+    # ...and, unlike the waveform L1, its gradient does not pull an unrelated output to silence:
+    # it is orthogonal to the output (no radial component).
+    noise = jnp.asarray(rng.standard_normal(x.shape).astype(np.float32))
+    g = jax.grad(lambda z: losses.si_sdr_loss(z, jnp.asarray(x)))(noise)
+    radial = float(jnp.sum(g * (noise - noise.mean(-1, keepdims=True))))
+    assert abs(radial) < 1e-3 * float(jnp.linalg.norm(g)) * float(jnp.linalg.norm(noise))
+    g_l1 = jax.grad(lambda z: losses.waveform_l1_loss(z, jnp.asarray(x)))(noise)
+    assert float(jnp.sum(g_l1 * noise)) > 0  # L1 descent shrinks it
+
+
 def test_band_energy_loss_measures_level_not_fine_structure():
     rng = np.random.default_rng(0)
     x = jnp.asarray(0.1 * rng.standard_normal((2, 8820)), jnp.float32)

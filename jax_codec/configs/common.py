@@ -197,6 +197,9 @@ def default_config() -> ml_collections.ConfigDict:
     # waveform L1 loss weights (0 disables).
     loss.complex_stft_weight = 0.0
     loss.waveform_weight = 0.0
+    # Minus SI-SDR in dB (the evaluation's waveform metric as a loss; level-free, so it aligns
+    # the waveform without shrinking it as the waveform L1 does; 0 disables).
+    loss.si_sdr_weight = 0.0
     # Long-term band-energy L1 (log mel-band power averaged over the crop): holds the output's
     # level and spectral balance, which frame-wise log-magnitude L1 lets drift low (0 disables).
     loss.band_energy_weight = 0.0

@@ -26,6 +26,7 @@ from jax_codec.losses.spectral import (
     mel_spectrogram,
     multi_resolution_mel_loss,
     multi_scale_stft_loss,
+    si_sdr_loss,
     stft,
     waveform_l1_loss,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "multi_scale_stft_loss",
     "onset_weighted_loss",
     "onset_weights",
+    "si_sdr_loss",
     "stft",
     "waveform_l1_loss",
 ]

@@ -234,6 +234,26 @@ def waveform_l1_loss(pred: Array, target: Array) -> Array:
     return jnp.mean(jnp.abs(pred - jax.lax.stop_gradient(target)))
 
 
+def si_sdr_loss(pred: Array, target: Array, eps: float = 1e-8) -> Array:
+    """Minus the mean scale-invariant SDR (dB) of `[B, T]` waveforms: `pred` projected on the
+    mean-removed `target`, the projection's energy over the residual's (Le Roux et al. 2019).
+
+    The metric the evaluation reports, as a loss. It depends only on the normalised
+    correlation rho of the two signals (SI-SDR = 10 log10(rho^2 / (1 - rho^2))), so it pulls
+    the waveform into alignment without pulling the level anywhere: the spectral terms set
+    the level. Unlike a waveform L1, whose optimum on a signal the model cannot yet predict is
+    silence, its gradient does not shrink the output.
+    """
+    target = jax.lax.stop_gradient(target)
+    x = target - jnp.mean(target, axis=-1, keepdims=True)
+    y = pred - jnp.mean(pred, axis=-1, keepdims=True)
+    scale = jnp.sum(x * y, axis=-1, keepdims=True) / (jnp.sum(x * x, axis=-1, keepdims=True) + eps)
+    projection = scale * x
+    signal = jnp.sum(jnp.square(projection), axis=-1)
+    residual = jnp.sum(jnp.square(y - projection), axis=-1)
+    return -jnp.mean(10.0 * jnp.log10((signal + eps) / (residual + eps)))
+
+
 def band_energy_loss(
     pred: Array,
     target: Array,

@@ -43,6 +43,7 @@ AUDIO_LOSSES = (
     "band_energy",
     "complex_stft",
     "waveform",
+    "si_sdr",
     "cqt",
     "onset",
     "adv_g",
@@ -149,6 +150,7 @@ class Trainer:
             "band_energy": lc.get("band_energy_weight", 0.0),
             "complex_stft": lc.get("complex_stft_weight", 0.0),
             "waveform": lc.get("waveform_weight", 0.0),
+            "si_sdr": lc.get("si_sdr_weight", 0.0),
             "cqt": lc.cqt_weight,
             "onset": lc.onset_weight,
             "adv_g": lc.adv_weight,
@@ -239,6 +241,8 @@ class Trainer:
             out["complex_stft"] = L.complex_stft_loss(y, x)
         if self.weights["waveform"] > 0:
             out["waveform"] = L.waveform_l1_loss(y, x)
+        if self.weights["si_sdr"] > 0:
+            out["si_sdr"] = L.si_sdr_loss(y, x)
         if self.weights["cqt"] > 0:
             out["cqt"] = L.cqt_loss(y, x, sr)
         if self.weights["onset"] > 0:
