@@ -158,9 +158,12 @@ def test_stream_cli_json_and_errors(tmp_path):
     assert report["rtf"] > 0 and report["chunk_ms_p99"] > 0
     y, sr = sf.read(out)
     assert sr == 44100 and y.shape == (22050, 2)
+    # Bad paths are reported before the model loads: the config named here does not exist.
+    unloadable = ["--config", "configs/no_such_preset.py", "--random_init"]
     bad = subprocess.run(
-        [sys.executable, "-m", "jax_codec", "stream", str(tmp_path / "nope.wav"), out] + model,
+        [sys.executable, "-m", "jax_codec", "stream", str(tmp_path / "nope.wav"), out]
+        + unloadable,
         capture_output=True, text=True, env=env,
     )  # fmt: skip
-    assert bad.returncode == 2 and "no such file" in bad.stderr
+    assert bad.returncode == 2 and "nope.wav: no such file" in bad.stderr, bad.stderr
     assert "Traceback" not in bad.stderr

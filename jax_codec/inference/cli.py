@@ -141,6 +141,9 @@ def run_stream(args: argparse.Namespace) -> dict:
     from jax_codec.inference import streaming as st
     from jax_codec.stereo import match_channels
 
+    # Bad paths fail in a second, before the model loads (or compiles, for --random_init).
+    check_input(args.input)
+    check_output(args.output, args.input)
     loaded = load_from_args(args)
     codec, params, _ = loaded
     x = read_input(args.input, codec.sample_rate)
