@@ -50,6 +50,9 @@ SETTINGS = {
     "band_energy_5": ["--config.loss.band_energy_weight=5.0"],
     "gan_warmup": ["--config.loss.gan_start_step=250"],
     "no_dropout": ["--config.model.quantizer_dropout=0.0"],
+    "dropout_0.25": ["--config.model.quantizer_dropout=0.25"],
+    # Model size: both conv stacks twice as wide (3.7x the parameters, 3.6x the codec FLOPs).
+    "mid_size": ["--config.model.encoder_width=16", "--config.model.decoder_width=192"],
     "no_restart": ["--config.train.dead_code_threshold=0.0"],
     "balancer": ["--config.loss.balancer=True"],
     "lr_3e-4": ["--config.optim.learning_rate=3e-4", "--config.optim.disc_learning_rate=3e-4"],

@@ -118,9 +118,10 @@ def _compare(codes_ref, y_ref, codes, y) -> float:
 
 DAC_PRESETS = [
     "configs/dac_44khz.py",
-    "configs/dac_24khz.py",
-    "configs/dac_16khz.py",
-    "configs/dac_44khz.py:16kbps",
+    # The same converter and modules at other rates and depths: slow suite.
+    pytest.param("configs/dac_24khz.py", marks=pytest.mark.slow),
+    pytest.param("configs/dac_16khz.py", marks=pytest.mark.slow),
+    pytest.param("configs/dac_44khz.py:16kbps", marks=pytest.mark.slow),
 ]
 
 

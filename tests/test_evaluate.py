@@ -105,7 +105,7 @@ def first_run(ckpts, data, tmp_path_factory):
     return out, argv
 
 
-def test_end_to_end_outputs(first_run, capsys):
+def test_end_to_end_outputs(first_run, ckpts, capsys):
     out, _ = first_run
     names = set(os.listdir(out))
     for f in ("results.csv", "results.json", "summary.md", "summary.json"):
@@ -128,6 +128,9 @@ def test_end_to_end_outputs(first_run, capsys):
         assert r["sample_rate"] == "44100" and r["error"] == ""
         assert r["channels"] == ("1" if r["file"] == "a.flac" else "2")
         assert math.isfinite(float(r["mel_distance"])) and float(r["actual_kbps"]) > 0
+    # The report says which weights it scored.
+    md = open(os.path.join(out, "summary.md")).read()
+    assert f"(checkpoint `{ckpts[0]}`)" in md and "random init" not in md
     ours = [r for r in rows if r["codec"] == "base_runlocal"]
     for r in ours:
         assert r["kind"] == "ours" and r["entropy_coded"] == "false"

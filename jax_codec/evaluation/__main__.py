@@ -136,8 +136,8 @@ def load_model(args, checkpoint, kind, taken: set[str], notes: list[str]) -> Eva
             raise CliError(
                 f"--compare {checkpoint}: none of --n_quantizers fit its {nq} quantizers"
             )
-    if checkpoint:
-        source = f"checkpoint `{checkpoint}`"
+    if checkpoint or args.checkpoint:  # a --compare one, or ours from --checkpoint
+        source = f"checkpoint `{checkpoint or args.checkpoint}`"
     else:
         source = f"random init of `{args.config}`, seed {args.seed}"
     return EvaluatedCodec(label, m, settings, source, kind)
