@@ -147,6 +147,12 @@ def test_run_codec(model, tmp_path, monkeypatch, channels, k):
     assert r["actual_kbps"] == pytest.approx(r["size_bytes"] * 8 / (t / sr) / 1e3)
     text = process.format_metrics(r)
     assert "mel distance" in text and f"{r['size_bytes']:,} bytes" in text
+    # The stereo image, for a stereo input only.
+    stereo = set(process.STEREO_METRICS)
+    assert (stereo <= set(ours)) == (channels == 2) and not (channels == 1 and stereo & set(ours))
+    if channels == 2:
+        assert all(np.isfinite(ours[m]) for m in stereo)
+        assert "side mel distance" in text and "level difference L/R" in text
 
     # The file: a valid .jcodec with the run's codes, as `compress` makes of the input WAV.
     header, codes = bitstream.read_file(r["jcodec_path"])

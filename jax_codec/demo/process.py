@@ -29,10 +29,15 @@ import soundfile as sf
 MIN_SECONDS = 0.5  # the evaluation's floor: loudness needs 0.4 s, the mel distance 2048 samples
 SILENCE_DBFS = -80.0  # a peak below this is silence
 METRICS = ("mel_distance", "si_sdr", "visqol")
+# For a stereo input, the stereo image as well (the evaluation's `STEREO_METRICS`).
+STEREO_METRICS = ("mel_distance_side", "ild_difference", "icc_difference")
 METRIC_LABELS = {
     "mel_distance": "mel distance ↓",
     "si_sdr": "SI-SDR (dB) ↑",
     "visqol": "ViSQOL ↑",
+    "mel_distance_side": "side mel distance ↓",
+    "ild_difference": "level difference L/R (dB) ↓",
+    "icc_difference": "L/R correlation difference ↓",
 }
 NON_CAUSAL_NOTICE = (
     "This model is **non-causal**: its convolutions look ahead (centred padding), so it cannot "
@@ -181,10 +186,13 @@ def write_wav(path: str, audio: np.ndarray, sample_rate: int) -> str:
 
 
 def measure(ref: np.ndarray, est: np.ndarray, sr: int) -> dict[str, float]:
-    """The demo's metrics (ViSQOL only when installed); NaN where one cannot be computed."""
+    """The demo's metrics (ViSQOL only when installed; the stereo image for a stereo `ref`
+    ``[2, T]``); NaN where one cannot be computed."""
     from jax_codec.evaluation import metrics, stats
 
-    names = [m for m in METRICS if m in metrics.available_metrics()]
+    stereo = np.ndim(ref) == 2 and np.shape(ref)[0] == 2
+    wanted = METRICS + (STEREO_METRICS if stereo else ())
+    names = [m for m in wanted if m in metrics.available_metrics()]
     return stats.measure(ref, est, sr, names)[0]
 
 
@@ -383,7 +391,7 @@ def _fmt(v: float | None, digits: int = 3) -> str:
 
 def format_metrics(r: dict) -> str:
     """Markdown: a table of bitrate and metrics for ours and Opus, and the file's facts."""
-    names = [m for m in METRICS if m in r["metrics"]["ours"]]
+    names = [m for m in METRICS + STEREO_METRICS if m in r["metrics"]["ours"]]
     head = "| | actual kbps | " + " | ".join(METRIC_LABELS[m] for m in names) + " |"
     rule = "|---|---:|" + "---:|" * len(names)
     k = r["n_quantizers"]
