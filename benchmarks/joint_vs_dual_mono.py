@@ -3,19 +3,21 @@
   python benchmarks/joint_vs_dual_mono.py --train_dir=/tmp/music/train \
       --heldout_dir=/tmp/music/heldout --steps=500
 
-Trains two models with the real command (`python -m jax_codec.train`), one after the other,
+Trains three models with the real command (`python -m jax_codec.train`), one after the other,
 from scratch, on the same stereo files for the same number of steps:
 
 - `joint`: `configs/music48.py:runlocal`: one code stream for the stereo pair (mid/side at
   the first and last convolutions), losses on L, R, mid and side;
+- `joint_lr`: the same with `model.stereo=lr` (the convolutions see left and right, not mid
+  and side: the ablation behind the preset's choice);
 - `dual_mono`: the same preset with `model.channels=1` and `data.channels=2` (each channel of
   a stereo crop is its own batch row), so a stereo file costs two code streams.
 
-Then one `python -m jax_codec evaluate --checkpoint joint --compare dual_mono` on the held-out
-tracks (whole tracks never seen in training), with Opus and MP3 at each setting's actual
+Then one `python -m jax_codec evaluate --checkpoint joint --compare joint_lr,dual_mono` on the
+held-out tracks (whole tracks never seen in training), with Opus and MP3 at each setting's actual
 bitrate. The dual-mono rows spend twice the bits of a joint row with the same number of
 codebooks: compare rows at similar kbps, or the rate-distortion plots in the evaluation folder.
-Writes benchmarks/results/joint_vs_dual_mono_<date>.json (the evaluation's summary, both runs'
+Writes benchmarks/results/joint_vs_dual_mono_<date>.json (the evaluation's summary, the runs'
 commands and wall times) and prints a markdown table of the stereo metrics.
 
 Real music: Debian's free soundtracks (`apt-get install hyperrogue-music asc-music`), never
@@ -33,8 +35,10 @@ import subprocess
 import sys
 import time
 
+# name -> overrides of the preset (the run's name labels its rows in the evaluation).
 MODELS = {
     "joint": [],
+    "joint_lr": ["--config.model.stereo=lr"],
     "dual_mono": ["--config.model.channels=1", "--config.data.channels=2"],
 }
 METRICS = (
@@ -62,6 +66,7 @@ def train(name: str, args) -> dict:
         f"--config.train.num_steps={args.steps}",
         f"--config.train.eval_every={args.steps}",
         f"--config.train.checkpoint_every={args.steps}",
+        f"--config.name={name}",
         *MODELS[name],
     ]
     print("running:", " ".join(cmd), flush=True)
@@ -109,7 +114,7 @@ def main() -> None:
         "--checkpoint",
         runs["joint"]["workdir"],
         "--compare",
-        runs["dual_mono"]["workdir"],
+        ",".join(runs[name]["workdir"] for name in MODELS if name != "joint"),
         "--data",
         args.heldout_dir,
         "--n_quantizers",

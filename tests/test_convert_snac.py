@@ -36,7 +36,8 @@ from jax_codec.models.codec import build_codec  # noqa: E402
 TOL = 1e-4
 
 PRESETS = [
-    "configs/snac_24khz.py",
+    # 24 kHz: the 32 kHz layers without local attention and with 3 levels; slow suite.
+    pytest.param("configs/snac_24khz.py", marks=pytest.mark.slow),
     "configs/snac_32khz.py",
     # The same tensors as 32 kHz (only the rate and attention window differ): slow suite.
     pytest.param("configs/snac_44khz.py", marks=pytest.mark.slow),

@@ -32,7 +32,15 @@ def offline(codec, params, x, k=None):
 
 @pytest.mark.parametrize(
     "chunk_frames,k,batch",
-    [(1, None, 1), (2, 2, 3), (3, None, 2), (4, 1, 1), (6, 3, 2), (13, None, 1)],
+    [
+        (1, None, 1),
+        (4, 1, 1),  # one coarse block per chunk
+        (6, 3, 2),  # a block and a half: the remainder is carried
+        (13, None, 1),
+        # More divisors and non-divisors of the block, other batch sizes: slow suite.
+        pytest.param(2, 2, 3, marks=pytest.mark.slow),
+        pytest.param(3, None, 2, marks=pytest.mark.slow),
+    ],
 )
 def test_stream_equals_offline(model, chunk_frames, k, batch):
     codec, params = model
