@@ -10,6 +10,7 @@
   info        architecture summary of a config, or header and bitrate of a .jcodec file
   priors      entropy-coding priors from training audio
   demo        interactive web demo (Gradio)
+  export      encoder or decoder as serialized StableHLO, for runtimes without jax_codec
 
 `python -m jax_codec COMMAND --help` lists a command's flags and shows an example. The module
 entry points (`python -m jax_codec.train`, `.evaluate`, `.convert`, `.data.prepare`) are
@@ -82,7 +83,10 @@ DELEGATED: dict[str, tuple[str, Callable[[list[str]], int]]] = {
         lambda argv: _run_absl("jax_codec.data.prepare", "prepare", argv),
     ),
 }
-COMMANDS = (*DELEGATED, "compress", "decompress", "stream", "info", "priors", "demo")
+COMMANDS = (
+    *DELEGATED,
+    *("compress", "decompress", "stream", "info", "priors", "demo", "export"),
+)
 
 
 def split_config_overrides(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
@@ -133,6 +137,7 @@ def _config_info(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The command tree; the `DELEGATED` commands appear in it for `--help` only."""
     from jax_codec.demo.cli import add_demo_parser
+    from jax_codec.export.cli import add_export_parser
     from jax_codec.inference.cli import add_command, add_stream_parser
     from jax_codec.inference.compress import add_parsers
 
@@ -158,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_stream_parser(sub)
     add_parsers(sub)
     add_demo_parser(sub)
+    add_export_parser(sub)
     return parser
 
 

@@ -17,7 +17,7 @@ from jax_codec.__main__ import COMMANDS, main, split_config_overrides
 def test_every_command_has_help_with_an_example(capsys):
     assert set(COMMANDS) == {
         "train", "evaluate", "convert", "prepare", "compress", "decompress", "stream", "info",
-        "priors", "demo",
+        "priors", "demo", "export",
     }  # fmt: skip
     with pytest.raises(SystemExit) as e:
         main(["--help"])

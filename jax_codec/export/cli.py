@@ -1,0 +1,68 @@
+"""`python -m jax_codec export`: one part of a codec as a file a runtime without jax_codec
+loads (see `jax_codec.export`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from jax_codec.cli_errors import CliError, guarded
+
+FORMATS = ("stablehlo",)
+
+
+def format_export(meta: dict) -> str:
+    strides = ", ".join(str(s) for s in meta["vq_strides"])
+    return (
+        f"wrote {meta['output']} ({meta['bytes']:,} bytes, {meta['format']}, "
+        f"{'/'.join(meta['platforms'])}) and {meta['output']}.json\n"
+        f"{meta['model']}: {meta['part']}, {meta['n_quantizers']} of {meta['num_quantizers']} "
+        f"levels (strides {strides}), {meta['sample_rate']} Hz, {meta['channels']} channel(s), "
+        f"audio in blocks of {meta['length_multiple']} samples, {meta['bitrate_kbps']:.2f} kbps"
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    def body():
+        from jax_codec.export.stablehlo import ExportError, export_file
+        from jax_codec.inference.cli import check_output, load_from_args, print_report
+
+        check_output(args.output, None)
+        if os.path.exists(args.output) and not args.overwrite:
+            raise CliError(f"{args.output} exists; pass --overwrite to replace it")
+        platforms = tuple(p for p in (args.platforms or "").split(",") if p) or None
+        loaded = load_from_args(args, priors=None)
+        try:
+            meta = export_file(loaded, args.part, args.output, args.n_quantizers, platforms)
+        except ExportError as e:
+            raise CliError(str(e)) from None
+        meta["output"] = args.output
+        print_report(meta, args.json, format_export)
+
+    return guarded(body)
+
+
+def add_export_parser(sub) -> None:
+    from jax_codec.export.stablehlo import PARTS
+    from jax_codec.inference.cli import add_command, add_model_args, add_n_quantizers_arg
+
+    p = add_command(
+        sub,
+        "export",
+        "one part of a codec (encoder or decoder) as serialized StableHLO, with its metadata",
+        "--checkpoint runs/base --part encoder --output base_encoder.stablehlo",
+        "--config configs/base.py:runlocal --random_init --part decoder --n_quantizers 2 "
+        "--output dec.stablehlo",
+    )
+    add_model_args(p)
+    p.add_argument("--part", required=True, choices=PARTS, help="what to export")
+    p.add_argument("--format", default="stablehlo", choices=FORMATS, help="artifact format")
+    add_n_quantizers_arg(p)
+    p.add_argument("--output", required=True, help="the artifact (metadata: OUTPUT.json)")
+    p.add_argument(
+        "--platforms",
+        help="comma-separated, e.g. cpu,cuda,tpu (default: this machine's backend)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    p.add_argument("--json", action="store_true", help="print the metadata as one JSON object")
+    p.set_defaults(func=cmd_export)

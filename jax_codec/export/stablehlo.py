@@ -1,0 +1,152 @@
+"""Encoder and decoder as serialized StableHLO (`jax.export`), with their metadata.
+
+Each part is a pure function of its input with the weights baked in as constants, exported
+with two symbolic dimensions: `b` (batch) and `n` (blocks; the audio holds
+`n * length_multiple` samples, level i of the codes `n * block_frames / vq_strides[i]`
+frames). A host pads its audio to a whole number of blocks, as `Codec.encode` does.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jax_codec import levels
+from jax_codec.inference.api import LoadedCodec
+from jax_codec.inference.codec_io import atomic_output
+
+PARTS = ("encoder", "decoder")
+FORMAT = "stablehlo"
+METADATA_VERSION = 1
+
+
+class ExportError(ValueError):
+    """A part or setting that cannot be exported; the message names the fix."""
+
+
+def _check(loaded: LoadedCodec, part: str, n_quantizers: int | None) -> int:
+    codec = loaded.codec
+    if part not in PARTS:
+        raise ExportError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
+    k = codec.num_quantizers if n_quantizers is None else int(n_quantizers)
+    if not 1 <= k <= codec.num_quantizers:
+        raise ExportError(f"--n_quantizers must be in [1, {codec.num_quantizers}], got {k}")
+    # SNAC's noise blocks: exported, the decoder is the deterministic one (zero noise), as
+    # `Codec.decode` without a "noise" RNG.
+    return k
+
+
+def input_specs(loaded: LoadedCodec, part: str, n_quantizers: int) -> tuple[Any, ...]:
+    """The symbolic argument shapes of `part` (see the module docstring)."""
+    codec = loaded.codec
+    b, n = jax.export.symbolic_shape("b, n")
+    if part == "encoder":
+        return (jax.ShapeDtypeStruct((b, n * codec.length_multiple, codec.channels), jnp.float32),)
+    block = codec.block_frames
+    return (
+        tuple(
+            jax.ShapeDtypeStruct((b, n * (block // s)), jnp.int32)
+            for s in codec.vq_strides[:n_quantizers]
+        ),
+    )
+
+
+def export_part(
+    loaded: LoadedCodec,
+    part: str,
+    n_quantizers: int | None = None,
+    platforms: tuple[str, ...] | None = None,
+) -> jax.export.Exported:
+    """`part` ("encoder": `[b, n*L, C]` float32 -> a tuple of int32 codes, one array per level;
+    "decoder": that tuple -> `[b, n*L, C]` float32) of the first `n_quantizers` levels, exported
+    for `platforms` (default: this process's backend)."""
+    k = _check(loaded, part, n_quantizers)
+    codec, params = loaded.codec, loaded.params
+
+    if part == "encoder":
+
+        def fn(audio):
+            codes = codec.apply(params, audio, k, method=codec.encode)
+            return tuple(c.astype(jnp.int32) for c in codes)
+
+    else:
+
+        def fn(codes):
+            return codec.apply(params, list(codes), method=codec.decode)
+
+    try:
+        return jax.export.export(jax.jit(fn), platforms=platforms)(*input_specs(loaded, part, k))
+    except Exception as e:  # shape polymorphism or lowering limits of this architecture
+        raise ExportError(
+            f"cannot export the {part} of {loaded.name or 'this model'}: {type(e).__name__}: "
+            f"{str(e).splitlines()[0][:300]}"
+        ) from e
+
+
+def metadata(loaded: LoadedCodec, part: str, n_quantizers: int, exported) -> dict:
+    """What a host needs to use an artifact and to check it matches a `.jcodec` file."""
+    codec, config = loaded.codec, loaded.config
+    strides = [int(s) for s in codec.vq_strides[:n_quantizers]]
+    return {
+        "format": FORMAT,
+        "metadata_version": METADATA_VERSION,
+        "part": part,
+        "model": loaded.name,
+        "model_fingerprint": loaded.fingerprint.hex(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "jax_version": jax.__version__,
+        "platforms": list(exported.platforms),
+        "sample_rate": int(codec.sample_rate),
+        "channels": int(codec.channels),
+        "stereo": codec.stereo if codec.channels == 2 else None,
+        "hop_length": int(codec.hop_length),
+        "block_frames": int(codec.block_frames),
+        "length_multiple": int(codec.length_multiple),
+        "num_quantizers": int(codec.num_quantizers),
+        "n_quantizers": int(n_quantizers),
+        "vq_strides": strides,
+        "codebook_size": int(codec.codebook_size),
+        "frame_rates_hz": [float(r) for r in codec.frame_rates[:n_quantizers]],
+        "bitrate_kbps": float(codec.bitrate_kbps(n_quantizers)),
+        "causal": bool(codec.causal),
+        "latency_samples": codec.latency_samples,
+        # The level the model was trained at: bring the input there (and the output back),
+        # as `compress` and `decompress` do; null: the input's own level.
+        "input_level_db": levels.target_db(config),
+        "symbolic_dims": {
+            "b": "batch size",
+            "n": f"blocks: audio of n * {codec.length_multiple} samples; level i holds "
+            f"n * {codec.block_frames} / vq_strides[i] frames",
+        },
+        "inputs": [str(a) for a in exported.in_avals],
+        "outputs": [str(a) for a in exported.out_avals],
+    }
+
+
+def write_artifact(exported: jax.export.Exported, meta: dict, output: str) -> tuple[str, str]:
+    """Writes `output` (the serialized module) and `output.json` (the metadata), each
+    atomically; returns both paths."""
+    meta_path = output + ".json"
+    with atomic_output(output) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(exported.serialize())
+    with atomic_output(meta_path) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(meta, f, indent=1)
+            f.write("\n")
+    return output, meta_path
+
+
+def export_file(loaded: LoadedCodec, part: str, output: str, n_quantizers=None, platforms=None):
+    """`export_part` + `metadata` + `write_artifact`; returns the metadata."""
+    k = _check(loaded, part, n_quantizers)
+    exported = export_part(loaded, part, k, platforms)
+    meta = metadata(loaded, part, k, exported)
+    write_artifact(exported, meta, output)
+    meta["bytes"] = os.path.getsize(output)
+    return meta
