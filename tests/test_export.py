@@ -16,6 +16,7 @@ from jax_codec.config import load_config
 from jax_codec.data.synthetic import SyntheticMusic
 from jax_codec.export import ExportError, export_part
 from jax_codec.export.stablehlo import export_file
+from jax_codec.inference import streaming
 from jax_codec.inference.api import LoadedCodec
 
 # Runs in a fresh interpreter: JAX and NumPy only (the host a deployer has).
@@ -90,11 +91,83 @@ def test_exported_parts_run_without_jax_codec_and_equal_the_model(loaded, tmp_pa
     assert "b2n3/audio2" in out
 
 
+# The real-time loop of a host with JAX alone: zero state from the artifact's own signature,
+# each step's state passed back, the encoder's first `delay_chunks` outputs dropped.
+STREAM_RUNNER = r"""
+import json, sys
+import jax, numpy as np
+from jax import export
+enc = export.deserialize(open(sys.argv[1], "rb").read())
+dec = export.deserialize(open(sys.argv[2], "rb").read())
+delay = json.load(open(sys.argv[1] + ".json"))["delay_chunks"]
+
+def zero_state(exp):
+    leaves = [np.zeros(a.shape, a.dtype) for a in exp.in_avals]
+    (state, _), _ = jax.tree.unflatten(exp.in_tree, leaves)
+    return state
+
+chunks = np.load(sys.argv[3])["chunks"]
+es, ds, codes, audio = zero_state(enc), zero_state(dec), [], []
+for i, chunk in enumerate(chunks):
+    c, es = enc.call(es, chunk)
+    if i >= delay:
+        y, ds = dec.call(ds, c)
+        codes.append(np.asarray(c))
+        audio.append(np.asarray(y))
+np.savez(sys.argv[4], codes=np.stack(codes), audio=np.stack(audio))
+assert "jax_codec" not in sys.modules and "flax" not in sys.modules
+"""
+
+
+def test_exported_stream_steps_equal_the_streaming_api(loaded, tmp_path):
+    codec, params = loaded.codec, loaded.params
+    n = 3  # not a divisor of the 4-frame block: the encoder carries a remainder and a delay
+    paths = []
+    for part in ("stream_encoder", "stream_decoder"):
+        path = str(tmp_path / f"{part}.stablehlo")
+        meta = export_file(loaded, part, path, chunk_frames=n)
+        assert meta["chunk_samples"] == n * codec.hop_length and meta["state"]
+        paths.append(path)
+    enc = streaming.StreamingEncoder(codec, params, n)
+    dec = streaming.StreamingDecoder(codec, params, n)
+    assert meta["delay_chunks"] == 0 and json.load(open(paths[0] + ".json"))["delay_chunks"] == (
+        enc.delay // n
+    )
+    x = SyntheticMusic(44100, 0.4, seed=5)[0][None]
+    chunks = np.stack(list(streaming.stream_chunks(codec, x, n, enc.delay)))[..., None]
+    np.savez(tmp_path / "chunks.npz", chunks=chunks.astype(np.float32))
+    r = subprocess.run(
+        [sys.executable, "-c", STREAM_RUNNER, *paths, str(tmp_path / "chunks.npz"),
+         str(tmp_path / "out.npz")],
+        env=subprocess_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = np.load(tmp_path / "out.npz")
+    want_codes, want_audio = [], []
+    for chunk in chunks:
+        c = enc.push(chunk[..., 0])
+        if c is not None:
+            want_codes.append(np.asarray(c))
+            want_audio.append(np.asarray(dec.push(c)))
+    assert enc.delay > 0 and len(want_codes) == len(out["codes"]) == len(chunks) - enc.delay // n
+    np.testing.assert_array_equal(out["codes"], np.stack(want_codes))
+    want = np.stack(want_audio)[..., None]
+    assert np.abs(want).max() > 0.01
+    np.testing.assert_allclose(out["audio"], want, atol=1e-4)
+
+
 def test_bad_export_requests_give_clear_errors(loaded, tmp_path, capsys):
     with pytest.raises(ExportError, match=r"--n_quantizers must be in \[1, 4\], got 5"):
         export_part(loaded, "encoder", 5)
-    with pytest.raises(ExportError, match="unknown part 'stream_encoder'; choose one of"):
+    with pytest.raises(ExportError, match="unknown part 'stream'; choose one of"):
+        export_part(loaded, "stream")
+    with pytest.raises(ExportError, match="needs --chunk_frames N >= 1, got None"):
         export_part(loaded, "stream_encoder")
+    centred = LoadedCodec(
+        codec=loaded.codec.clone(causal=False), params=loaded.params, config=loaded.config
+    )
+    with pytest.raises(ExportError, match="non-causal .* cannot stream; export its encoder"):
+        export_part(centred, "stream_decoder", chunk_frames=4)
     # Before any model loads (the config named cannot load): the output's problems.
     model = ["--config", "configs/no_such_preset.py", "--random_init", "--part", "encoder"]
     existing = tmp_path / "enc.stablehlo"

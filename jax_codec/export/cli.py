@@ -13,12 +13,20 @@ FORMATS = ("stablehlo",)
 
 def format_export(meta: dict) -> str:
     strides = ", ".join(str(s) for s in meta["vq_strides"])
+    stream = (
+        f"\nstream step: {meta['chunk_frames']} frames ({meta['chunk_samples']} samples) x "
+        f"{meta['batch']} stream(s), {len(meta['state'])} state arrays (zeros to start), "
+        f"delay {meta['delay_chunks']} chunk(s)"
+        if "chunk_frames" in meta
+        else ""
+    )
     return (
         f"wrote {meta['output']} ({meta['bytes']:,} bytes, {meta['format']}, "
         f"{'/'.join(meta['platforms'])}) and {meta['output']}.json\n"
         f"{meta['model']}: {meta['part']}, {meta['n_quantizers']} of {meta['num_quantizers']} "
         f"levels (strides {strides}), {meta['sample_rate']} Hz, {meta['channels']} channel(s), "
         f"audio in blocks of {meta['length_multiple']} samples, {meta['bitrate_kbps']:.2f} kbps"
+        + stream
     )
 
 
@@ -30,10 +38,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         check_output(args.output, None)
         if os.path.exists(args.output) and not args.overwrite:
             raise CliError(f"{args.output} exists; pass --overwrite to replace it")
+        if args.batch < 1:
+            raise CliError(f"--batch must be >= 1, got {args.batch}")
+        if args.part.startswith("stream_") and not (args.chunk_frames or 0) >= 1:
+            raise CliError(f"--part {args.part} needs --chunk_frames N (N >= 1)")
         platforms = tuple(p for p in (args.platforms or "").split(",") if p) or None
         loaded = load_from_args(args, priors=None)
         try:
-            meta = export_file(loaded, args.part, args.output, args.n_quantizers, platforms)
+            meta = export_file(
+                loaded, args.part, args.output, args.n_quantizers, platforms,
+                chunk_frames=args.chunk_frames, batch=args.batch,
+            )  # fmt: skip
         except ExportError as e:
             raise CliError(str(e)) from None
         meta["output"] = args.output
@@ -49,15 +64,19 @@ def add_export_parser(sub) -> None:
     p = add_command(
         sub,
         "export",
-        "one part of a codec (encoder or decoder) as serialized StableHLO, with its metadata",
+        "one part of a codec (encoder, decoder or a streaming step) as serialized StableHLO, "
+        "with its metadata",
         "--checkpoint runs/base --part encoder --output base_encoder.stablehlo",
         "--config configs/base.py:runlocal --random_init --part decoder --n_quantizers 2 "
         "--output dec.stablehlo",
+        "--checkpoint runs/base --part stream_encoder --chunk_frames 4 --output enc_step.stablehlo",
     )
     add_model_args(p)
     p.add_argument("--part", required=True, choices=PARTS, help="what to export")
     p.add_argument("--format", default="stablehlo", choices=FORMATS, help="artifact format")
     add_n_quantizers_arg(p)
+    p.add_argument("--chunk_frames", type=int, help="stream parts: latent frames per chunk (step)")
+    p.add_argument("--batch", type=int, default=1, help="stream parts: streams per step")
     p.add_argument("--output", required=True, help="the artifact (metadata: OUTPUT.json)")
     p.add_argument(
         "--platforms",
