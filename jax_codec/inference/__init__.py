@@ -9,6 +9,8 @@ codes = enc.push(chunk)                                  # [B, 1024] -> [B, 2, K
 audio = dec.push(codes)                                  # -> [B, 1024]
 
 - `api`: `load_codec` -> `LoadedCodec`, `resolve_checkpoint`, `latest_finished_step`.
+- `batch`: `encode_batch` / `decode_batch`, many signals of different lengths and rates in
+  a few compiled batch shapes, each equal to coding it alone.
 - `codec_io`: audio <-> `.jcodec` (`encode_to_jcodec`, `decode_jcodec`, `read_jcodec`) and
   `atomic_output`; `streaming`: windowed and stateful encode/decode.
 - `compress`, `priors`, `cli`: the `python -m jax_codec` commands.
@@ -23,6 +25,7 @@ import importlib
 _EXPORTS = {
     "api": ("CheckpointNotFoundError", "LoadedCodec", "load_codec", "resolve_checkpoint",
             "latest_finished_step"),
+    "batch": ("decode_batch", "encode_batch"),
     "codec_io": ("atomic_output", "encode_to_jcodec", "decode_jcodec", "read_jcodec"),
     "streaming": ("StreamingDecoder", "StreamingEncoder", "algorithmic_latency",
                   "chunked_decode", "chunked_encode", "stream_roundtrip"),
