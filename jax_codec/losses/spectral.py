@@ -242,7 +242,8 @@ def si_sdr_loss(pred: Array, target: Array, eps: float = 1e-8) -> Array:
     correlation rho of the two signals (SI-SDR = 10 log10(rho^2 / (1 - rho^2))), so it pulls
     the waveform into alignment without pulling the level anywhere: the spectral terms set
     the level. Unlike a waveform L1, whose optimum on a signal the model cannot yet predict is
-    silence, its gradient does not shrink the output.
+    silence, its gradient does not shrink the output. A silent reference (the side signal of
+    a mono crop) has no SI-SDR: its term is then large and carries no useful gradient.
     """
     target = jax.lax.stop_gradient(target)
     x = target - jnp.mean(target, axis=-1, keepdims=True)
