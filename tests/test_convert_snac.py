@@ -248,6 +248,7 @@ def test_snac_convert_cli_round_trip(tmp_path):
     assert "Traceback" not in r.stderr and not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow  # three compiled SNAC forwards; the presets' equivalence stays in default
 def test_noise_is_deterministic_unless_asked_for():
     """No noise RNG: zero noise (deterministic). A "noise" RNG, or training's "dropout"
     stream, draws it; the key decides it."""

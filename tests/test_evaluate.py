@@ -209,6 +209,7 @@ def test_opus_is_matched_to_our_bitrate(first_run):
         assert -60 < float(r["si_sdr"]) < 60 and r["code_usage_l0"] == ""
 
 
+@pytest.mark.slow  # a second full evaluation run
 def test_same_inputs_same_numbers(first_run, tmp_path, capsys):
     out, argv = first_run
     again = str(tmp_path / "run2")

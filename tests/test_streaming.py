@@ -36,8 +36,8 @@ def offline(codec, params, x, k=None):
         (1, None, 1),
         (4, 1, 1),  # one coarse block per chunk
         (6, 3, 2),  # a block and a half: the remainder is carried
-        (13, None, 1),
         # More divisors and non-divisors of the block, other batch sizes: slow suite.
+        pytest.param(13, None, 1, marks=pytest.mark.slow),
         pytest.param(2, 2, 3, marks=pytest.mark.slow),
         pytest.param(3, None, 2, marks=pytest.mark.slow),
     ],
