@@ -4,8 +4,9 @@
 
 An artifact holds one part (the encoder: audio -> codes; the decoder: codes -> audio; or one
 step of the streaming encoder or decoder, its state an explicit input and output) with its
-weights, a symbolic batch size and length for the offline parts, and a metadata file beside it (`<output>.json`: rates, strides, latency and the `.jcodec` model
-fingerprint, so a host can check it decodes the right files). Loading it needs JAX alone:
+weights, a symbolic batch size and length for the offline parts, and a metadata file beside
+it (`<output>.json`: rates, strides, latency and the `.jcodec` model fingerprint, so a host
+can check it decodes the right files). Loading it needs JAX alone:
 
   exported = jax.export.deserialize(open("enc.stablehlo", "rb").read())
   codes = exported.call(audio)          # audio [batch, samples, channels], float32
@@ -19,7 +20,6 @@ from jax_codec.export.stablehlo import (
     export_file,
     export_part,
     metadata,
-    stream_state,
     write_artifact,
 )
 
@@ -29,6 +29,5 @@ __all__ = [
     "export_file",
     "export_part",
     "metadata",
-    "stream_state",
     "write_artifact",
 ]

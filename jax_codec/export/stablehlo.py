@@ -1,9 +1,10 @@
-"""Encoder and decoder as serialized StableHLO (`jax.export`), with their metadata.
+"""Encoder, decoder and streaming steps as serialized StableHLO (`jax.export`), with metadata.
 
-Each part is a pure function of its input with the weights baked in as constants, exported
-with two symbolic dimensions: `b` (batch) and `n` (blocks; the audio holds
+Each part is a pure function with the weights baked in as constants. The offline parts are
+exported with two symbolic dimensions: `b` (batch) and `n` (blocks; the audio holds
 `n * length_multiple` samples, level i of the codes `n * block_frames / vq_strides[i]`
-frames). A host pads its audio to a whole number of blocks, as `Codec.encode` does.
+frames). A host pads its audio to a whole number of blocks, as `Codec.encode` does. The
+streaming steps have a fixed batch and chunk, and take and return their state.
 """
 
 from __future__ import annotations
@@ -45,8 +46,6 @@ def _check(loaded: LoadedCodec, part: str, n_quantizers: int | None, chunk_frame
     k = codec.num_quantizers if n_quantizers is None else int(n_quantizers)
     if not 1 <= k <= codec.num_quantizers:
         raise ExportError(f"--n_quantizers must be in [1, {codec.num_quantizers}], got {k}")
-    # SNAC's noise blocks: exported, the decoder is the deterministic one (zero noise), as
-    # `Codec.decode` without a "noise" RNG.
     return k
 
 
@@ -72,12 +71,6 @@ def _streamer(loaded: LoadedCodec, part: str, k: int, chunk_frames: int, batch: 
     return cls(loaded.codec, loaded.params, int(chunk_frames), int(batch), k)
 
 
-def stream_state(loaded: LoadedCodec, part: str, n_quantizers=None, chunk_frames=1, batch=1):
-    """The initial state of a stream part (all zeros): the pytree its artifact takes first."""
-    k = _check(loaded, part, n_quantizers, chunk_frames)
-    return _streamer(loaded, part, k, chunk_frames, batch).init_state()
-
-
 def export_part(
     loaded: LoadedCodec,
     part: str,
@@ -96,48 +89,45 @@ def export_part(
     - "stream_decoder": `(state, codes [batch, chunk_frames, k])` -> `(audio [batch,
       chunk_frames*hop, C], state)`.
 
-    A stream's state starts as zeros (`stream_state`) and is passed back each step.
+    A stream's state starts as zeros (the step's `init_state()`) and is passed back each
+    step. Decoders are the deterministic ones (SNAC's noise blocks add none), as
+    `Codec.decode` without a "noise" RNG.
     """
     k = _check(loaded, part, n_quantizers, chunk_frames)
     codec, params = loaded.codec, loaded.params
     if part in STREAM_PARTS:
         s = _streamer(loaded, part, k, chunk_frames, batch)
-        variables, state = s.variables, s.init_state()
         if part == "stream_encoder":
             example = jnp.zeros((s.batch, s.chunk_samples, codec.channels), jnp.float32)
         else:
             example = jnp.zeros((s.batch, s.n, s.k), jnp.int32)
 
-        def step(state, x):
-            out, new = s._step(variables, state, x)
+        def fn(state, x):
+            out, new = s._step(s.variables, state, x)
             if part == "stream_encoder":
                 out = out.astype(jnp.int32)
             elif codec.channels == 1:
                 out = out[..., None]  # [b, t, 1]: the same layout as the decoder part
             return out, new
 
-        specs = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), (state, example))
-        try:
-            return jax.export.export(jax.jit(step), platforms=platforms)(*specs)
-        except Exception as e:
-            raise ExportError(
-                f"cannot export the {part} of {loaded.name or 'this model'}: "
-                f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
-            ) from e
-
-    if part == "encoder":
+        specs = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), (s.init_state(), example)
+        )
+    elif part == "encoder":
 
         def fn(audio):
             codes = codec.apply(params, audio, k, method=codec.encode)
             return tuple(c.astype(jnp.int32) for c in codes)
 
+        specs = input_specs(loaded, part, k)
     else:
 
         def fn(codes):
             return codec.apply(params, list(codes), method=codec.decode)
 
+        specs = input_specs(loaded, part, k)
     try:
-        return jax.export.export(jax.jit(fn), platforms=platforms)(*input_specs(loaded, part, k))
+        return jax.export.export(jax.jit(fn), platforms=platforms)(*specs)
     except Exception as e:  # shape polymorphism or lowering limits of this architecture
         raise ExportError(
             f"cannot export the {part} of {loaded.name or 'this model'}: {type(e).__name__}: "

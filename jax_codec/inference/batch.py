@@ -18,6 +18,7 @@ signals of equal length.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -69,6 +70,24 @@ def _grouping(loaded: LoadedCodec) -> str:
     return "bucket" if codec.causal else "blocks"
 
 
+@functools.lru_cache(maxsize=32)
+def _encode_fn(codec, n_quantizers: int | None):
+    """The jitted batch encoder of `codec` (one per model and K: compiled shapes are reused
+    across calls)."""
+    return jax.jit(lambda p, x: codec.apply(p, x, n_quantizers, method=codec.encode))
+
+
+@functools.lru_cache(maxsize=32)
+def _decode_fn(codec):
+    """The jitted batch decoder of `codec`: frames past each row's mask are zero latents."""
+
+    def fn(m, codes, mask):
+        z = m.quantizer.decode(codes) * mask[..., None].astype(jnp.float32)
+        return m.from_model_channels(m.decoder(z))
+
+    return jax.jit(lambda p, codes, mask: codec.apply(p, codes, mask, method=fn))
+
+
 def encode_batch(
     loaded: LoadedCodec,
     signals: Sequence,
@@ -91,7 +110,7 @@ def encode_batch(
         len(a) if grouping == "samples" else (bucket_blocks(b) if grouping == "bucket" else b) * m
         for a, b in zip(audio, blocks, strict=True)
     ]
-    encode = jax.jit(lambda p, x: codec.apply(p, x, n_quantizers, method=codec.encode))
+    encode = _encode_fn(codec, n_quantizers)
     out: list = [None] * len(audio)
     for group in _groups(keys, max_batch):
         width = keys[group[0]]
@@ -133,16 +152,9 @@ def decode_batch(
     if lengths is None:
         lengths = [b * codec.length_multiple for b in blocks]
     # Equal frame counts (equal shapes) unless the model is causal and zero-padded.
-    keys = [bucket_blocks(b) if _grouping(loaded) == "bucket" else b for b in blocks]
-
-    def decode(p, cs, mask):
-        def fn(m, cs, mask):
-            z = m.quantizer.decode(cs) * mask[..., None].astype(jnp.float32)
-            return m.from_model_channels(m.decoder(z))
-
-        return codec.apply(p, cs, mask, method=fn)
-
-    decode = jax.jit(decode)
+    bucketed = _grouping(loaded) == "bucket"
+    keys = [bucket_blocks(b) if bucketed else b for b in blocks]
+    decode = _decode_fn(codec)
     out: list = [None] * len(codes)
     for group in _groups(keys, max_batch):
         nb = keys[group[0]]
