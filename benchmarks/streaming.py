@@ -83,13 +83,17 @@ def stream_case(codec, params, audio: np.ndarray, chunk_frames: int) -> dict:
 
 
 def offline_case(codec, params, audio: np.ndarray, reps: int = 2) -> dict:
-    from jax_codec.inference import streaming as st
+    from jax_codec.inference import chunked
 
-    st.chunked_decode(codec, params, st.chunked_encode(codec, params, audio), audio.shape[1])
+    chunked.chunked_decode(
+        codec, params, chunked.chunked_encode(codec, params, audio), audio.shape[1]
+    )
     best = float("inf")
     for _ in range(reps):
         t0 = time.perf_counter()
-        st.chunked_decode(codec, params, st.chunked_encode(codec, params, audio), audio.shape[1])
+        chunked.chunked_decode(
+            codec, params, chunked.chunked_encode(codec, params, audio), audio.shape[1]
+        )
         best = min(best, time.perf_counter() - t0)
     seconds = audio.shape[1] / codec.sample_rate
     return {"streams": audio.shape[0], "rtf": seconds / best, "wall_s": best}

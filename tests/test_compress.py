@@ -24,6 +24,7 @@ from jax_codec import bitstream, levels
 from jax_codec.__main__ import main
 from jax_codec.config import load_config
 from jax_codec.data.synthetic import render_song
+from jax_codec.inference import chunked
 from jax_codec.inference import compress as cz
 from jax_codec.inference import streaming as st
 from jax_codec.inference.api import load_codec, model_fingerprint
@@ -117,7 +118,7 @@ def test_round_trip(ckpt, tmp_path, capsys, seconds, rate, channels):
     gain_in = levels.normalizing_gain(levels.level_db(x.T, rate), np.abs(x).max(), target)
     xn = xm * np.float32(levels.db_to_gain(gain_in))
     assert report["input_level_db"] == pytest.approx(levels.level_db(x.T, rate))
-    ref_codes = st.chunked_encode(codec, params, xn, None, window_frames=64)
+    ref_codes = chunked.chunked_encode(codec, params, xn, None, window_frames=64)
     header, codes = bitstream.read_file(jc)
     assert header.channels == channels and header.original_sample_rate == rate
     assert header.num_samples == xm.shape[1] and header.n_quantizers == codec.num_quantizers
@@ -145,7 +146,7 @@ def test_round_trip(ckpt, tmp_path, capsys, seconds, rate, channels):
     assert loudness(y.T, rate) == pytest.approx(loudness(x.T, rate), abs=0.05)
 
     # At the model rate, as float: the windowed decode of those codes times the header gain.
-    decoded = st.chunked_decode(codec, params, ref_codes, xm.shape[1], window_frames=64)
+    decoded = chunked.chunked_decode(codec, params, ref_codes, xm.shape[1], window_frames=64)
     decoded = decoded * np.float32(header.gain)
     ref = np.clip(decoded, -1, 1)  # files are written within [-1, 1]
     assert np.abs(ref).max() > 0.05
@@ -219,19 +220,21 @@ def test_iter_encode_decode_take_any_blocks(ckpt):
     """The generator cores give chunked_encode/decode's output whatever the block sizes."""
     _, codec, params = ckpt
     x = render_song(1.9, 5, 44100, 2).T.copy()
-    codes = st.chunked_encode(codec, params, x, 3, window_frames=64)
+    codes = chunked.chunked_encode(codec, params, x, 3, window_frames=64)
     blocks = [x[:, i : i + j] for i, j in zip(range(0, x.shape[1], 7001), [7001] * 99)]
-    parts = list(st.iter_encode(codec, params, iter(blocks), x.shape[1], 3, 64))
-    assert len(parts) == -(-st.encoded_frames(codec, x.shape[1]) // 64)
+    parts = list(chunked.iter_encode(codec, params, iter(blocks), x.shape[1], 3, 64))
+    assert len(parts) == -(-chunked.encoded_frames(codec, x.shape[1]) // 64)
     for level, want in enumerate(codes):
         np.testing.assert_array_equal(np.concatenate([p[level] for p in parts], axis=1), want)
     fc = np.asarray(st.to_frame_codes(codec, codes))
-    y = st.chunked_decode(codec, params, codes, x.shape[1], window_frames=64)
+    y = chunked.chunked_decode(codec, params, codes, x.shape[1], window_frames=64)
     pieces = (fc[:, i : i + 50] for i in range(0, fc.shape[1], 50))
-    y2 = np.concatenate(list(st.iter_decode(codec, params, pieces, fc.shape[1], x.shape[1], 64)), 1)
+    y2 = np.concatenate(
+        list(chunked.iter_decode(codec, params, pieces, fc.shape[1], x.shape[1], 64)), 1
+    )
     np.testing.assert_array_equal(y, y2)
     with pytest.raises(ValueError, match="ended after"):
-        list(st.iter_encode(codec, params, iter(blocks[:3]), x.shape[1], 3, 64))
+        list(chunked.iter_encode(codec, params, iter(blocks[:3]), x.shape[1], 3, 64))
 
 
 # --------------------------------------------------------------------------- bitrate selection
@@ -441,7 +444,7 @@ def test_outputs_are_atomic(ckpt, tmp_path, capsys, monkeypatch):
     src, jc = tmp_path / "in.wav", tmp_path / "x.jcodec"
     make_music(src, 3.71, 44100, 1)
     assert cli(capsys, "compress", src, jc, "--checkpoint", workdir, *WINDOW)[0] == 0
-    encode, decode = st.iter_encode, st.iter_decode
+    encode, decode = chunked.iter_encode, chunked.iter_decode
 
     def failing(inner):
         def gen(*a, **k):
@@ -452,8 +455,8 @@ def test_outputs_are_atomic(ckpt, tmp_path, capsys, monkeypatch):
 
         return gen
 
-    monkeypatch.setattr(st, "iter_encode", failing(encode))
-    monkeypatch.setattr(st, "iter_decode", failing(decode))
+    monkeypatch.setattr(chunked, "iter_encode", failing(encode))
+    monkeypatch.setattr(chunked, "iter_decode", failing(decode))
     out = tmp_path / "new.jcodec"
     rc, _, err = cli(capsys, "compress", src, out, "--checkpoint", workdir, *WINDOW)
     assert_one_line_error(rc, err, 1, "simulated failure")

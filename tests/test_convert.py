@@ -190,27 +190,27 @@ def test_encodec_windowed_paths_are_whole_signal(encodec_converted):
     process it as one window of the whole signal (as PyTorch EnCodec 24 kHz does), so the codes
     and audio equal PyTorch's; windows are used (and flagged inexact) only past
     MAX_WHOLE_SIGNAL_SECONDS or with an explicit window size."""
-    from jax_codec.inference import streaming as st
+    from jax_codec.inference import chunked
 
     config, model, params = encodec_converted
     codec = build_codec(config.model)
     sr = config.model.sample_rate
     audio = _music(2.0, sr, seed=4)
-    total = st.encoded_frames(codec, len(audio))
-    assert st.window_plan(codec, total) == (total, 0, True)
-    long = int(st.MAX_WHOLE_SIGNAL_SECONDS * codec.frame_rate) + 75
-    core, context, exact = st.window_plan(codec, long)
-    assert core == st.DEFAULT_WINDOW_FRAMES and context >= 5 * 75 and not exact
-    assert not st.window_plan(codec, total, window_frames=64)[2]
+    total = chunked.encoded_frames(codec, len(audio))
+    assert chunked.window_plan(codec, total) == (total, 0, True)
+    long = int(chunked.MAX_WHOLE_SIGNAL_SECONDS * codec.frame_rate) + 75
+    core, context, exact = chunked.window_plan(codec, long)
+    assert core == chunked.DEFAULT_WINDOW_FRAMES and context >= 5 * 75 and not exact
+    assert not chunked.window_plan(codec, total, window_frames=64)[2]
     with torch.no_grad():
         model.set_target_bandwidth(6.0)
         frames = model.encode(torch.from_numpy(audio)[None, None])
         codes_ref = frames[0][0][0].numpy()
         y_ref = model.decode(frames)[0, 0].numpy()
-    codes = st.chunked_encode(codec, params, audio[None], n_quantizers=8)
+    codes = chunked.chunked_encode(codec, params, audio[None], n_quantizers=8)
     assert np.stack([c[0] for c in codes]).shape == codes_ref.shape
     np.testing.assert_array_equal(np.stack([c[0] for c in codes]), codes_ref)
-    y = st.chunked_decode(codec, params, codes, length=len(audio))[0]
+    y = chunked.chunked_decode(codec, params, codes, length=len(audio))[0]
     assert np.max(np.abs(y - y_ref[: len(y)])) <= TOL
 
 

@@ -282,6 +282,7 @@ def test_snac_windowed_paths_equal_whole_signal():
     `decompress` do): with SNAC's attention the windows must start on the attention grid and
     the context must cover the attention window; then the codes and audio equal the
     whole-signal ones."""
+    from jax_codec.inference import chunked
     from jax_codec.inference import streaming as st
 
     torch.set_num_threads(2)
@@ -295,7 +296,7 @@ def test_snac_windowed_paths_equal_whole_signal():
     # frame after it: allow that, not more. Misaligned windows change ~20% of the codes.
     audio = _music(4.0, config.model.sample_rate, seed=6)
     whole = ours.encode(params, jnp.asarray(audio)[None, :, None])
-    windowed = st.chunked_encode(codec, params, audio[None], window_frames=32)
+    windowed = chunked.chunked_encode(codec, params, audio[None], window_frames=32)
     differ = total = 0
     for w, c in zip(windowed, whole, strict=True):
         assert w.shape == np.asarray(c).shape
@@ -305,5 +306,5 @@ def test_snac_windowed_paths_equal_whole_signal():
     # Decoding in windows: the same codes give the same audio.
     y_whole = np.asarray(ours.decode(params, whole))[0, : len(audio), 0]
     whole_np = [np.asarray(c) for c in whole]
-    y = st.chunked_decode(codec, params, whole_np, length=len(audio), window_frames=32)[0]
+    y = chunked.chunked_decode(codec, params, whole_np, length=len(audio), window_frames=32)[0]
     assert np.max(np.abs(y - y_whole)) <= 1e-5

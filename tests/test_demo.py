@@ -201,10 +201,10 @@ def test_opus_side_by_side_or_notice(model, tmp_path, monkeypatch):
 
 
 def test_no_recompile_across_lengths_and_bitrates(model):
-    from jax_codec.inference import streaming as st
+    from jax_codec.inference import chunked
 
     assert model.buckets == bucket_lengths(model.codec, MAX_SECONDS)
-    enc = st._jit(model.codec, "encode")
+    enc = chunked._jit(model.codec, "encode")
     before = (enc._cache_size(), model._decode._cache_size())
     for seconds, k in ((0.6, 1), (0.9, 3), (1.7, 4), (2.0, 2)):
         x = song(seconds)[None]

@@ -15,6 +15,7 @@ from jax_codec.config import ConfigError, apply_overrides, load_config
 from jax_codec.data import audio, augment, pipeline
 from jax_codec.data.sources import SyntheticClips
 from jax_codec.data.synthetic import SyntheticMusic
+from jax_codec.inference import chunked
 from jax_codec.inference import streaming as st
 from jax_codec.models.codec import Codec, build_codec
 from jax_codec.training.loop import listener_metrics
@@ -169,18 +170,18 @@ def test_mono_input_to_a_stereo_model_and_back(stereo_model, runlocal_codec):
     model, stereo mixed down for a mono one; `[B, T]` is mono."""
     codec, params = stereo_model
     x = music(1, 0.2, channels=1)
-    codes = st.chunked_encode(codec, params, x)
-    dup = st.chunked_encode(codec, params, np.repeat(x[..., None], 2, axis=-1))
+    codes = chunked.chunked_encode(codec, params, x)
+    dup = chunked.chunked_encode(codec, params, np.repeat(x[..., None], 2, axis=-1))
     for a, b in zip(codes, dup):
         np.testing.assert_array_equal(a, b)
-    assert st.chunked_decode(codec, params, codes, x.shape[1]).shape == (1, x.shape[1], 2)
+    assert chunked.chunked_decode(codec, params, codes, x.shape[1]).shape == (1, x.shape[1], 2)
     mono, mono_params = runlocal_codec
     xs = music(1, 0.2)
-    down = st.chunked_encode(mono, mono_params, xs)
-    ref = st.chunked_encode(mono, mono_params, xs.mean(axis=-1))
+    down = chunked.chunked_encode(mono, mono_params, xs)
+    ref = chunked.chunked_encode(mono, mono_params, xs.mean(axis=-1))
     for a, b in zip(down, ref):
         np.testing.assert_array_equal(a, b)
-    assert st.chunked_decode(mono, mono_params, down, xs.shape[1]).shape == (1, xs.shape[1])
+    assert chunked.chunked_decode(mono, mono_params, down, xs.shape[1]).shape == (1, xs.shape[1])
 
 
 # --------------------------------------------------------------------------- streaming

@@ -25,8 +25,7 @@ from jax_codec.__main__ import main
 from jax_codec.cli_errors import CliError
 from jax_codec.config import apply_overrides, load_config
 from jax_codec.data.synthetic import render_song
-from jax_codec.inference import codec_io
-from jax_codec.inference import streaming as st
+from jax_codec.inference import chunked, codec_io
 from jax_codec.inference.api import load_codec
 from jax_codec.models.codec import build_codec
 
@@ -108,7 +107,7 @@ def test_stereo_round_trip_is_one_joint_stream(ckpts, tmp_path, capsys):
 
     # The codes: one stream, exactly the windowed encode of the pair [1, T, 2] (at the level
     # the model was trained at).
-    ref_codes = st.chunked_encode(
+    ref_codes = chunked.chunked_encode(
         codec, params, model_input(x, SR)[0][None], None, window_frames=64
     )
     header, codes = bitstream.read_file(jc)
@@ -134,7 +133,7 @@ def test_stereo_round_trip_is_one_joint_stream(ckpts, tmp_path, capsys):
     assert rc == 0, err
     assert json.loads(out)["channel_mode"] == "joint stereo"
     y, sr = sf.read(wav, dtype="float32", always_2d=True)
-    want = st.chunked_decode(codec, params, ref_codes, len(x), window_frames=64)[0]
+    want = chunked.chunked_decode(codec, params, ref_codes, len(x), window_frames=64)[0]
     want = np.clip(want * np.float32(header.gain), -1, 1)  # files are written within [-1, 1]
     assert sr == SR and y.shape == x.shape == want.shape
     assert np.abs(want).max() > 0.05 and np.abs(want[:, 0] - want[:, 1]).max() > 1e-3
@@ -162,14 +161,14 @@ def test_mono_file_in_a_stereo_model_comes_back_mono(ckpts, tmp_path, capsys):
     header, codes = bitstream.read_file(jc)
     assert header.joint and header.channels == 1 and len(codes) == 1
     pair = np.repeat(model_input(x, SR)[0], 2, axis=1)[None]  # [1, T, 2]: L = R
-    ref_codes = st.chunked_encode(codec, params, pair, None, window_frames=64)
+    ref_codes = chunked.chunked_encode(codec, params, pair, None, window_frames=64)
     for level, want in enumerate(ref_codes):
         np.testing.assert_array_equal(codes[0][level], want[0])
     rc, _, err = cli(capsys, "decompress", jc, wav, "--checkpoint", stereo, "--subtype", "FLOAT",
                      *WINDOW)  # fmt: skip
     assert rc == 0, err
     y = sf.read(wav, dtype="float32", always_2d=True)[0]
-    decoded = st.chunked_decode(codec, params, ref_codes, len(x), window_frames=64)[0]
+    decoded = chunked.chunked_decode(codec, params, ref_codes, len(x), window_frames=64)[0]
     assert y.shape == x.shape
     want = np.clip(decoded.mean(axis=1) * np.float32(header.gain), -1, 1)
     np.testing.assert_allclose(y[:, 0], want, atol=1e-5)

@@ -9,6 +9,7 @@ from conftest import louder, subprocess_env
 
 from jax_codec.config import load_config
 from jax_codec.data.synthetic import SyntheticMusic
+from jax_codec.inference import chunked
 from jax_codec.inference import streaming as st
 from jax_codec.models.codec import build_codec
 
@@ -98,10 +99,10 @@ def test_noncausal_uses_chunked_offline(runlocal_codec):
     codec = build_codec(load_config("configs/base.py:runlocal,noncausal").model)
     x = music(2, 1.3, seed=3)
     codes, ref = offline(codec, params, x)
-    got = st.chunked_encode(codec, params, x, window_frames=8)
+    got = chunked.chunked_encode(codec, params, x, window_frames=8)
     for want, have in zip(codes, got, strict=True):
         np.testing.assert_array_equal(have, np.asarray(want))
-    y = st.chunked_decode(codec, params, got, x.shape[1], window_frames=8)
+    y = chunked.chunked_decode(codec, params, got, x.shape[1], window_frames=8)
     assert np.abs(y - ref).max() <= 1e-5
     with pytest.raises(ValueError, match="cannot stream"):
         st.StreamingEncoder(codec, params, 2)

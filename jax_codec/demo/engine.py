@@ -1,6 +1,6 @@
 """The codec behind the demo: loaded once, compiled once, run on inputs padded to a few lengths.
 
-`DemoModel` wraps a `LoadedCodec` (the codec, its weights and what a `.jcodec` header needs). `encode` runs the jitted encoder and quantizer that `streaming.iter_encode` uses
+`DemoModel` wraps a `LoadedCodec` (the codec, its weights and what a `.jcodec` header needs). `encode` runs the jitted encoder and quantizer that `chunked.iter_encode` uses
 (so the codes, hence the file, are those of `python -m jax_codec compress`) on the whole signal,
 zero-padded to the next of a few bucket lengths up to `max_seconds` (`bucket_lengths`); `decode`
 runs the decoder on codes padded the same way, the unused levels masked out, so a change of
@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_codec.inference import codec_io
+from jax_codec.inference import chunked, codec_io
 from jax_codec.inference import streaming as st
 from jax_codec.inference.api import LoadedCodec
 from jax_codec.stereo import match_channels
@@ -121,11 +121,11 @@ class DemoModel:
         audio = np.asarray(audio, np.float32)
         channels, t = audio.shape
         codec_io.check_channels(codec, channels)
-        frames = st.encoded_frames(codec, t)
+        frames = chunked.encoded_frames(codec, t)
         length = self.padded_length(t)
         # The jitted functions `iter_encode` runs, so the codes match `compress` exactly.
-        enc = st._jit(codec, "encode")
-        quant = st._jit(codec, "quantize", codec.num_quantizers)
+        enc = chunked._jit(codec, "encode")
+        quant = chunked._jit(codec, "quantize", codec.num_quantizers)
         if self.joint:  # one row: the pair (mono duplicated)
             inputs = [match_channels(audio.T, 2)]
         else:  # a row per channel

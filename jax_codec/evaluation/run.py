@@ -17,7 +17,7 @@ How each file is measured (one rule for every codec):
   A `--compare` model with another sample rate gets the reference resampled to its rate, and
   its output is resampled back (soxr HQ): the band it cannot code counts against it.
 - Our codec runs through the real bitstream, as `python -m jax_codec compress` / `decompress`
-  do: windowed encoding (`streaming.iter_encode`), a `.jcodec` file written with
+  do: windowed encoding (`chunked.iter_encode`), a `.jcodec` file written with
   `bitstream.Writer` (range coded when the checkpoint has entropy priors, `--entropy`), read
   back with `bitstream.Reader` and decoded. Its bitrate is the actual one:
   file size * 8 / duration (headers and chunk framing included).

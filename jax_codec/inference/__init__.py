@@ -12,7 +12,8 @@ audio = dec.push(codes)                                  # -> [B, 1024]
 - `batch`: `encode_batch` / `decode_batch`, many signals of different lengths and rates in
   a few compiled batch shapes, each equal to coding it alone.
 - `codec_io`: audio <-> `.jcodec` (`encode_to_jcodec`, `decode_jcodec`, `read_jcodec`) and
-  `atomic_output`; `streaming`: windowed and stateful encode/decode.
+  `atomic_output`; `streaming`: stateful chunk-by-chunk encode/decode; `chunked`: windowed
+  offline encode/decode in constant memory.
 - `compress`, `priors`, `cli`: the `python -m jax_codec` commands.
 
 Importing this package is cheap: the names below load their modules (and JAX) on first use.
@@ -27,8 +28,9 @@ _EXPORTS = {
             "latest_finished_step"),
     "batch": ("decode_batch", "encode_batch"),
     "codec_io": ("atomic_output", "encode_to_jcodec", "decode_jcodec", "read_jcodec"),
+    "chunked": ("chunked_decode", "chunked_encode"),
     "streaming": ("StreamingDecoder", "StreamingEncoder", "algorithmic_latency",
-                  "chunked_decode", "chunked_encode", "stream_roundtrip"),
+                  "stream_roundtrip"),
 }  # fmt: skip
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -137,7 +137,7 @@ def read_input(path: str, sample_rate: int) -> np.ndarray:
 
 def run_stream(args: argparse.Namespace) -> dict:
     from jax_codec import levels
-    from jax_codec.inference import codec_io
+    from jax_codec.inference import chunked, codec_io
     from jax_codec.inference import streaming as st
     from jax_codec.stereo import match_channels
 
@@ -167,8 +167,8 @@ def run_stream(args: argparse.Namespace) -> dict:
     n = st.chunk_frames_for(codec, args.chunk_ms)
     hop, sr = codec.hop_length, codec.sample_rate
     chunk_ms = 1000.0 * n * hop / sr
-    codes = st.chunked_encode(codec, params, x, k)
-    reference = st.chunked_decode(codec, params, codes, t)
+    codes = chunked.chunked_encode(codec, params, x, k)
+    reference = chunked.chunked_decode(codec, params, codes, t)
     times = []
     if codec.causal:
         enc = st.StreamingEncoder(codec, params, n, streams, k)
@@ -179,7 +179,7 @@ def run_stream(args: argparse.Namespace) -> dict:
         stream_latency = 1000.0 * st.stream_latency(codec, n) / sr
     else:  # chunked offline, timed per window
         t0 = time.perf_counter()
-        y = st.chunked_decode(codec, params, st.chunked_encode(codec, params, x, k), t)
+        y = chunked.chunked_decode(codec, params, chunked.chunked_encode(codec, params, x, k), t)
         times.append(time.perf_counter() - t0)
         latency = stream_latency = None
     directory = os.path.dirname(os.path.abspath(args.output))

@@ -5,7 +5,7 @@
     audio = np.concatenate(list(decode_jcodec("x.jcodec", loaded)), axis=1)
 
 `encode_to_jcodec` also takes blocks ``[C, n]`` (a long file read piece by piece): it encodes
-them window by window with `streaming.iter_encode` (exactly `chunked_encode` of the whole
+them window by window with `chunked.iter_encode` (exactly `chunked_encode` of the whole
 signal) and writes one chunk per window, so memory does not grow with the length of the input.
 `decode_jcodec` streams back the same way. Every output file appears only complete
 (`atomic_output`). `iter_input` reads and resamples an audio file in blocks, `AudioOut` writes
@@ -234,12 +234,12 @@ def select_quantizers(codec, kbps: float | None, n_quantizers: int | None) -> in
 
 
 def check_window(codec, window_frames: int | None, total_frames: int | None = None) -> int:
-    """The core frames of a processing window (`streaming.window_core_frames`), checked."""
-    from jax_codec.inference import streaming as st
+    """The core frames of a processing window (`chunked.window_core_frames`), checked."""
+    from jax_codec.inference import chunked
 
     if window_frames is not None and not 1 <= window_frames <= 1 << 20:
         raise CliError(f"--window_frames must be in 1..{1 << 20}, got {window_frames}")
-    return st.window_core_frames(codec, window_frames, total_frames)
+    return chunked.window_core_frames(codec, window_frames, total_frames)
 
 
 def priors_command(loaded) -> str:
@@ -269,16 +269,16 @@ def file_header(
     original_num_samples: int | None = None,
 ):
     """(the `.jcodec` header of `channels` x `num_samples` at the model's rate, exact): one
-    chunk per window of `streaming.window_plan`, whose `exact` flag it passes on; joint stereo
+    chunk per window of `chunked.window_plan`, whose `exact` flag it passes on; joint stereo
     for a joint-stereo model."""
     from jax_codec import bitstream
-    from jax_codec.inference import streaming as st
+    from jax_codec.inference import chunked
 
     codec = loaded.codec
     check_channels(codec, channels)
     mode = bitstream.CHANNELS_JOINT if is_joint(codec) else bitstream.CHANNELS_INDEPENDENT
-    total = st.encoded_frames(codec, num_samples)
-    core, _, exact = st.window_plan(codec, total, window_frames)
+    total = chunked.encoded_frames(codec, num_samples)
+    core, _, exact = chunked.window_plan(codec, total, window_frames)
     header = bitstream.Header(
         sample_rate=codec.sample_rate,
         channels=channels,
@@ -328,7 +328,7 @@ def encode_to_jcodec(
     """Encodes audio at the model's rate into a `.jcodec` file at `path` (atomic).
 
     `audio` is ``[C, T]``, or an iterable of blocks ``[C, n]`` with `channels` and
-    `num_samples` given. The codes are `streaming.iter_encode`'s, one chunk per window, range
+    `num_samples` given. The codes are `chunked.iter_encode`'s, one chunk per window, range
     coded with `loaded.priors` when it has them: each channel a stream for a mono model, one
     joint stream ``[1, n, 2]`` for a joint-stereo model (mono duplicated). `codes` (levels
     ``[S, F / s_i]`` of the whole signal, S streams, computed elsewhere from the same audio)
@@ -346,7 +346,7 @@ def encode_to_jcodec(
     `codes`, nothing is normalized.
     """
     from jax_codec import bitstream, levels
-    from jax_codec.inference import streaming as st
+    from jax_codec.inference import chunked
 
     codec = loaded.codec
     if isinstance(audio, np.ndarray):
@@ -374,7 +374,7 @@ def encode_to_jcodec(
     if codes is None:
         if header.joint:  # [C, n] -> one row [1, n, 2] (iter_encode duplicates mono)
             audio = (np.asarray(b).T[None] for b in audio)
-        windows = st.iter_encode(
+        windows = chunked.iter_encode(
             codec, loaded.params, audio, num_samples, n_quantizers, window_frames
         )
         chunks = ([tuple(c[s] for c in w) for s in range(streams)] for w in windows)
@@ -507,15 +507,15 @@ def file_channels(decoded: np.ndarray, channels: int) -> np.ndarray:
 def decode_jcodec(path: str, loaded, window_frames: int | None = None) -> Iterator[np.ndarray]:
     """Audio blocks ``[C, n]`` of the `.jcodec` at `path`, at the model's rate: exactly the
     header's `num_samples` for each of its `channels`, decoded window by window
-    (`streaming.iter_decode`; a joint-stereo stream gives left and right, mixed down for a
+    (`chunked.iter_decode`; a joint-stereo stream gives left and right, mixed down for a
     mono file), times the header's gain."""
     from jax_codec import bitstream
-    from jax_codec.inference import streaming as st
+    from jax_codec.inference import chunked
 
     header = open_jcodec(path, loaded)
     gain = np.float32(header.gain)
     with bitstream.Reader(path, priors=loaded.priors) as r:
-        for y in st.iter_decode(
+        for y in chunked.iter_decode(
             loaded.codec,
             loaded.params,
             frame_blocks(r),

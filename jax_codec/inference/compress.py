@@ -8,7 +8,7 @@
 
 Everything streams, so memory does not grow with the length of the file: the input is read in
 blocks with soundfile, resampled to the model rate with `soxr.ResampleStream` (bit-identical to
-`soxr.resample` of the whole signal), encoded window by window with `streaming.iter_encode`
+`soxr.resample` of the whole signal), encoded window by window with `chunked.iter_encode`
 (exactly `chunked_encode` of the whole signal) and written chunk by chunk (one chunk per window)
 through `bitstream.Writer`; decompression runs the same way backwards. The audio <-> `.jcodec`
 path is `inference.codec_io`; outputs appear only complete (`codec_io.atomic_output`).
@@ -174,7 +174,7 @@ def compress_file(
         "packed_size_bytes": packed,
         "entropy_gain": 1.0 - size / packed,
         # False only for an LSTM model (EnCodec) windowed over a long file: see
-        # streaming.window_plan; the codes are then close to, not equal to, the whole-signal ones.
+        # chunked.window_plan; the codes are then close to, not equal to, the whole-signal ones.
         "whole_signal_exact": enc.exact,
         "seconds": elapsed,
         "x_realtime": duration / elapsed if elapsed > 0 else float("inf"),

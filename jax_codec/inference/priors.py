@@ -60,7 +60,7 @@ def estimate_priors_file(
     from jax_codec import bitstream
     from jax_codec.config import ConfigError
     from jax_codec.data import pipeline
-    from jax_codec.inference import streaming as st
+    from jax_codec.inference import chunked
     from jax_codec.inference.codec_io import atomic_output
     from jax_codec.inference.compress import progress
 
@@ -82,7 +82,7 @@ def estimate_priors_file(
         n = x.shape[0]
         if n < batch:  # the last batch: pad with copies so every call has one shape
             x = np.concatenate([x, np.repeat(x[:1], batch - n, axis=0)])
-        codes = st.chunked_encode(codec, loaded.params, x, nq, window_frames)
+        codes = chunked.chunked_encode(codec, loaded.params, x, nq, window_frames)
         codes = tuple(c[:n] for c in codes)
         for level, c in enumerate(codes):
             counts[level] += np.bincount(c.reshape(-1), minlength=cb)

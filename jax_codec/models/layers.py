@@ -74,7 +74,7 @@ def transpose_trim(kernel_size: int, stride: int, causal: bool) -> tuple[int, in
 
 NONCAUSAL_STREAM = (
     "a non-causal (centred) model cannot stream: it looks ahead. Use the chunked offline path "
-    "(jax_codec.inference.streaming.chunked_encode / chunked_decode) instead."
+    "(jax_codec.inference.chunked.chunked_encode / chunked_decode) instead."
 )
 REFLECT_STREAM = (
     "a model with reflect padding (model.seanet.pad_mode='reflect', EnCodec's SEANet) cannot "
