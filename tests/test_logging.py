@@ -175,9 +175,15 @@ def test_listener_metrics_report_level_errors_in_db():
     quieter = listener_metrics(ref, ref / 4, sr, 1)  # -12 dB
     assert quieter["eval/level_error_db/1q"] == pytest.approx(-12.04, abs=0.01)
     assert quieter["eval/loudness_diff/1q"] == pytest.approx(12.04, abs=0.01)
-    # A silent reconstruction (gated away) is left out, not averaged in as a number.
+    # A silent reconstruction (gated away) counts as -70 LUFS: a large, finite error that
+    # TensorBoard can plot and a mean cannot hide.
+    from jax_codec.evaluation.metrics import SILENCE_LUFS, loudness
+
     silent = listener_metrics(ref[:1], np.zeros_like(ref[:1]), sr, 2)
-    assert math.isnan(silent["eval/loudness_diff/2q"])
+    expected = loudness(ref[0], sr) - SILENCE_LUFS
+    assert expected > 40
+    assert silent["eval/loudness_diff/2q"] == pytest.approx(expected, abs=0.01)
+    assert silent["eval/level_error_db/2q"] == pytest.approx(-expected, abs=0.01)
 
 
 def test_listener_metrics_skip_loudness_of_clips_shorter_than_a_block():

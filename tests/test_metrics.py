@@ -125,6 +125,9 @@ def test_loudness_difference_of_minus_6_db_copy():
     assert metrics.loudness_difference(x, x, SR) == 0.0
     silent = np.zeros_like(x)
     assert metrics.loudness_difference(silent, silent, SR) == 0.0
+    # Silence counts as the absolute gate, -70 LUFS: a large error, not inf or nan.
+    lx = metrics.loudness(x, SR)
+    assert metrics.loudness_difference(x, silent, SR) == pytest.approx(lx + 70.0)
     with pytest.raises(ValueError, match="0.4 s"):
         metrics.loudness(x[:, :1000], SR)
 

@@ -326,14 +326,21 @@ def loudness(x: np.ndarray, sr: int) -> float:
         return float(pyln.Meter(sr).integrated_loudness(a.T))
 
 
+# Silence (every block gated away) counts as BS.1770's absolute gate: a silent reconstruction
+# of a -20 LUFS clip is 50 LU off, the largest error a listener can hear, not a missing value.
+SILENCE_LUFS = -70.0
+
+
+def loudness_floored(x: np.ndarray, sr: int) -> float:
+    """`loudness`, with silence counted as `SILENCE_LUFS` (finite, so it can be averaged)."""
+    return max(loudness(x, sr), SILENCE_LUFS)
+
+
 def loudness_difference(ref: np.ndarray, est: np.ndarray, sr: int) -> float:
-    """|loudness(est) - loudness(ref)| in LU (= dB of gain for a scaled copy); 0 when both are
-    silent, inf when only one is."""
+    """|loudness(est) - loudness(ref)| in LU (= dB of gain for a scaled copy), silence counted
+    as `SILENCE_LUFS`: 0 when both are silent, large when one is."""
     r, e = _pair(ref, est)
-    lr, le = loudness(r, sr), loudness(e, sr)
-    if math.isinf(lr) and math.isinf(le):
-        return 0.0
-    return abs(le - lr)
+    return abs(loudness_floored(e, sr) - loudness_floored(r, sr))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -76,7 +76,8 @@ def listener_metrics(ref: np.ndarray, est: np.ndarray, sr: int, n: int) -> dict[
     `[B, T, C]` for a stereo model) at `n` levels: the mean SI-SDR (dB,
     `evaluation.metrics.si_sdr`, as `evaluate` reports it: averaged over channels), the mean
     absolute loudness difference (LU, ITU-R BS.1770 via pyloudnorm, all channels together) and
-    the mean signed level error (dB, positive = too loud), which a listener hears first."""
+    the mean signed level error (dB, positive = too loud), which a listener hears first. Silence
+    counts as `metrics.SILENCE_LUFS`, so a silent reconstruction shows as a large error."""
     from jax_codec.evaluation import metrics
 
     # Channels first, as the metrics take them: [B, C, T].
@@ -88,10 +89,9 @@ def listener_metrics(ref: np.ndarray, est: np.ndarray, sr: int, n: int) -> dict[
     if ref.shape[-1] < int(0.4 * sr):  # BS.1770 needs one 400 ms block: not measured
         ref, est = ref[:0], est[:0]
     for r, e in zip(ref, est, strict=True):
-        lr, le = metrics.loudness(r, sr), metrics.loudness(e, sr)
-        if np.isfinite(lr) and np.isfinite(le):
-            diffs.append(abs(le - lr))
-            signed.append(le - lr)
+        lr, le = metrics.loudness_floored(r, sr), metrics.loudness_floored(e, sr)
+        diffs.append(abs(le - lr))
+        signed.append(le - lr)
     nan = float("nan")
     return {
         f"eval/si_sdr/{n}q": float(np.mean(sdrs)) if sdrs else nan,
