@@ -3,17 +3,20 @@
   python benchmarks/joint_vs_dual_mono.py --train_dir=/tmp/music/train \
       --heldout_dir=/tmp/music/heldout --steps=500
 
-Trains three models with the real command (`python -m jax_codec.train`), one after the other,
+Trains the models of `--models` (default: all four) with the real command (`python -m jax_codec.train`), one after the other,
 from scratch, on the same stereo files for the same number of steps:
 
 - `joint`: `configs/music48.py:runlocal`: one code stream for the stereo pair (mid/side at
   the first and last convolutions), losses on L, R, mid and side;
+- `joint_rows`: the same with `discriminator.stereo=rows` (the discriminators see each
+  channel as its own mono example, blind to the stereo image: the ablation behind the
+  preset's "channels");
 - `joint_lr`: the same with `model.stereo=lr` (the convolutions see left and right, not mid
   and side: the ablation behind the preset's choice);
 - `dual_mono`: the same preset with `model.channels=1` and `data.channels=2` (each channel of
   a stereo crop is its own batch row), so a stereo file costs two code streams.
 
-Then one `python -m jax_codec evaluate --checkpoint joint --compare joint_lr,dual_mono` on the
+Then one `python -m jax_codec evaluate --checkpoint joint --compare <the others>` on the
 held-out tracks (whole tracks never seen in training), with Opus and MP3 at each setting's actual
 bitrate. The dual-mono rows spend twice the bits of a joint row with the same number of
 codebooks: compare rows at similar kbps, or the rate-distortion plots in the evaluation folder.
@@ -38,6 +41,7 @@ import time
 # name -> overrides of the preset (the run's name labels its rows in the evaluation).
 MODELS = {
     "joint": [],
+    "joint_rows": ["--config.discriminator.stereo=rows"],
     "joint_lr": ["--config.model.stereo=lr"],
     "dual_mono": ["--config.model.channels=1", "--config.data.channels=2"],
 }
@@ -103,8 +107,13 @@ def main() -> None:
     p.add_argument("--segment_seconds", type=float, default=10.0)
     p.add_argument("--workdir", default="/tmp/jax_codec_joint_vs_dual")
     p.add_argument("--output", default="")
+    p.add_argument("--models", default=",".join(MODELS), help="which of " + ",".join(MODELS))
     args = p.parse_args()
-    runs = {name: train(name, args) for name in MODELS}
+    names = [m for m in args.models.split(",") if m]
+    unknown = sorted(set(names) - set(MODELS))
+    if unknown or "joint" not in names or len(names) < 2:
+        p.error(f"--models: 'joint' and at least one of {sorted(MODELS)} (got {args.models!r})")
+    runs = {name: train(name, args) for name in names}
     out_dir = os.path.join(args.workdir, "eval")
     cmd = [
         sys.executable,
@@ -114,7 +123,7 @@ def main() -> None:
         "--checkpoint",
         runs["joint"]["workdir"],
         "--compare",
-        ",".join(runs[name]["workdir"] for name in MODELS if name != "joint"),
+        ",".join(runs[name]["workdir"] for name in names if name != "joint"),
         "--data",
         args.heldout_dir,
         "--n_quantizers",

@@ -1,5 +1,6 @@
 """Joint stereo: mid/side, channel matching, shapes, errors, losses, streaming, data."""
 
+import json
 import os
 
 import jax
@@ -318,6 +319,62 @@ def test_fold_channels():
     np.testing.assert_array_equal(f[2, :, 0], x[1, :, 0])
     mono = x[..., :1]
     assert fold_channels(mono) is mono
+
+
+def test_discriminators_see_the_stereo_pair():
+    """`discriminator.stereo="channels"`: the pair enters as two input channels, so only each
+    first conv differs from the mono tree and the discriminators see how the channels relate;
+    "rows" (the default) keeps the mono tree (each channel its own example)."""
+    from jax_codec.models.discriminators import build_discriminators
+
+    config = tiny_stereo_config(
+        **{"discriminator.kinds": "('mpd', 'msd', 'mrd')", "discriminator.stereo": "channels"}
+    )
+    disc = build_discriminators(config.discriminator)
+    x = jnp.asarray(pcm((2, 1024, 2)))
+    mono = jax.eval_shape(disc.init, jax.random.key(0), x[..., :1])
+    params = jax.jit(disc.init)(jax.random.key(0), x)
+    leaves = jax.tree_util.tree_leaves_with_path
+    wider = [
+        jax.tree_util.keystr(k)
+        for (k, a), (_, b) in zip(leaves(mono), leaves(params), strict=True)
+        if a.shape != b.shape
+    ]
+    # MPD and MSD take 2 input channels instead of 1, MRD (re, im) of both channels.
+    assert wider and all("conv0" in k and "weight_v" in k for k in wider), wider
+    assert {k.split("']['")[1] for k in wider} == {"mpd", "msd", "mrd"}
+    apply = jax.jit(disc.apply)  # one compile for every input below
+    out = apply(params, x)
+    swapped = apply(params, x[..., ::-1])
+    side_only = apply(params, x.at[..., 1].set(x[..., 0]))
+    for (a, _), (b, _), (c, _) in zip(out, swapped, side_only, strict=True):
+        assert not np.allclose(a, b) and not np.allclose(a, c)  # the image is seen
+    # Peak-normalised over both channels together: halving one channel is not undone.
+    quiet_right = x * jnp.asarray([1.0, 0.5])
+    assert not np.allclose(apply(params, quiet_right)[0][0], out[0][0])
+    np.testing.assert_allclose(apply(params, 3.0 * x)[0][0], out[0][0], rtol=1e-4)
+
+    channels = Trainer(config)
+    assert channels.disc_input(x) is x
+    rows = Trainer(tiny_stereo_config())
+    assert rows.config.discriminator.stereo == "rows"
+    assert rows.disc_input(x).shape == (4, 1024, 1)
+    with pytest.raises(ConfigError, match="discriminator.stereo='both'.*channels"):
+        Trainer(tiny_stereo_config(**{"discriminator.stereo": "both"}))
+
+
+def test_init_from_takes_discriminators_only_with_their_input_channels():
+    from jax_codec.convert.finetune import _disc_architecture
+
+    mono = tiny_stereo_config(**{"model.channels": 1})
+    stereo = tiny_stereo_config(**{"discriminator.stereo": "channels"})
+    rows = tiny_stereo_config()
+    assert _disc_architecture(mono)["input_channels"] == 1
+    assert _disc_architecture(stereo)["input_channels"] == 2
+    assert _disc_architecture(rows)["input_channels"] == 1  # a mono tree: mono ones fit
+    old = json.loads(mono.to_json())
+    del old["discriminator"]["stereo"]  # a config saved before the field: mono input
+    assert _disc_architecture(old) == _disc_architecture(mono)
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ from typing import Any
 import ml_collections
 
 from jax_codec.data import augment
+from jax_codec.models.discriminators import default_discriminator_config
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -162,26 +163,9 @@ def default_config() -> ml_collections.ConfigDict:
     # Noise blocks in the decoder (zero noise unless a "noise" RNG is passed: Codec.noise).
     snac.noise = False
 
-    disc = config.discriminator = ml_collections.ConfigDict()
-    # Which discriminators to use, any subset of ("mpd", "msd", "mrd").
-    disc.kinds = ("mpd", "msd", "mrd")
-    # MPD periods in samples.
-    disc.periods = (2, 3, 5, 7, 11)
-    # MSD downsampling factors (1 = the raw waveform).
-    disc.msd_rates = (1, 2, 4)
-    # MRD STFT window lengths in samples, one sub-discriminator each.
-    disc.mrd_window_lengths = (2048, 1024, 512)
-    # MRD hop as a fraction of the window.
-    disc.mrd_hop_factor = 0.25
-    # MRD frequency bands as fractions of the bins up to Nyquist.
-    disc.mrd_bands = ((0.0, 0.1), (0.1, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
-    # Width base: 32 gives DAC's widths.
-    disc.channels = 32
-    # Remove DC and peak-normalise each input, as DAC does.
-    disc.normalize_input = True
-    # MPD's reflect padding to a whole period: "minimal" pads (-T) % p samples, "dac" pads
-    # p - T % p as DAC does (a whole extra row when p divides T).
-    disc.mpd_pad = "minimal"
+    # Discriminators (kinds, periods, windows, widths, stereo input): the fields and their
+    # comments are in `jax_codec.models.discriminators.default_discriminator_config`.
+    config.discriminator = default_discriminator_config()
 
     loss = config.loss = ml_collections.ConfigDict()
     # Multi-resolution log-mel L1 (DAC's definition, summed over resolutions) and its weight.

@@ -133,11 +133,18 @@ _DISC_ARCHITECTURE = (
 )
 
 
-def _disc_architecture(disc_config: Any) -> dict:
+def _disc_architecture(config: Any) -> dict:
+    """The fields of `_DISC_ARCHITECTURE`, and `input_channels`: the audio channels of each
+    first conv (2 for a stereo model whose discriminators take the pair, else 1)."""
+
     def norm(v):
         return [norm(x) for x in v] if isinstance(v, (list, tuple)) else v
 
-    return {k: norm(disc_config.get(k)) for k in _DISC_ARCHITECTURE}
+    disc = config.get("discriminator", {})
+    arch = {k: norm(disc.get(k)) for k in _DISC_ARCHITECTURE}
+    stereo = int(config.get("model", {}).get("channels", 1)) > 1
+    arch["input_channels"] = 2 if stereo and disc.get("stereo", "rows") == "channels" else 1
+    return arch
 
 
 def load_discriminator_params(path: str, config: ml_collections.ConfigDict) -> Any | None:
@@ -150,16 +157,15 @@ def load_discriminator_params(path: str, config: ml_collections.ConfigDict) -> A
     disc_dir = os.path.join(directory, DISC_PARAMS)
     if kind != "best" or not os.path.isdir(disc_dir):
         return None
-    saved = _read_json(os.path.join(directory, "config.json")).get("discriminator", {})
-    theirs, ours = _disc_architecture(saved), _disc_architecture(config.discriminator)
-    differ = [k for k in _DISC_ARCHITECTURE if theirs[k] != ours[k]]
+    saved = _read_json(os.path.join(directory, "config.json"))
+    theirs, ours = _disc_architecture(saved), _disc_architecture(config)
+    differ = [k for k in ours if theirs[k] != ours[k]]
     if differ:
         logging.warning(
-            "--init_from=%s: its discriminators are not taken (discriminator.%s=%r there, %r "
-            "in this run); they start fresh. Use the checkpoint's discriminator settings to take "
-            "them.",
+            "--init_from=%s: its discriminators are not taken (%s=%r there, %r in this run); "
+            "they start fresh. Use the checkpoint's discriminator settings to take them.",
             path,
-            differ[0],
+            f"discriminator.{differ[0]}" if differ[0] in _DISC_ARCHITECTURE else differ[0],
             theirs[differ[0]],
             ours[differ[0]],
         )

@@ -1,5 +1,7 @@
-"""GAN discriminators on waveforms `[B, T, 1]`: multi-period (MPD), multi-scale (MSD) and
-multi-band multi-resolution STFT (MRD), following DAC's `dac/model/discriminator.py`.
+"""GAN discriminators on waveforms `[B, T, C]`: multi-period (MPD), multi-scale (MSD) and
+multi-band multi-resolution STFT (MRD), following DAC's `dac/model/discriminator.py` (C = 1).
+A stereo pair (C = 2) enters as two input channels of each first conv, as stable-audio-tools'
+stereo discriminators take it; only those convs' weights differ from the mono tree.
 
 Every discriminator returns a list over its sub-discriminators of `(logits, feature_maps)`:
 `logits` is the final one-channel map (for the adversarial loss) and `feature_maps` the
@@ -29,6 +31,7 @@ Dtype = Any
 
 DEFAULT_BANDS = ((0.0, 0.1), (0.1, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
 KINDS = ("mpd", "msd", "mrd")
+STEREO_INPUTS = ("channels", "rows")
 MPD_PADS = ("minimal", "dac")
 _LEAK = 0.1
 
@@ -55,6 +58,12 @@ def default_discriminator_config() -> ml_collections.ConfigDict:
     # MPD's reflect padding to a whole period: "minimal" pads (-T) % p samples, "dac" pads
     # p - T % p as DAC does (a whole extra row when p divides T), needed to match its weights.
     cfg.mpd_pad = "minimal"
+    # What a joint-stereo model's discriminators see: "rows" each channel as its own mono
+    # example (the mono parameter tree, blind to how the channels relate), "channels" the pair
+    # as two input channels of one example (they see the stereo image; only each first conv
+    # differs from the mono tree; half the discriminator compute). docs/stereo.md has the
+    # ablation behind the default. Mono models are unaffected.
+    cfg.stereo = "rows"
     return cfg
 
 
@@ -77,9 +86,11 @@ def build_discriminators(
 
 
 def normalize_audio(x: Array) -> Array:
-    """Per-example DC removal and peak normalisation to 0.8, `[B, T, 1] -> [B, T, 1]` (DAC)."""
+    """Per-example DC removal (per channel) and peak normalisation to 0.8 (over all channels
+    together, so a stereo pair keeps its level difference), `[B, T, C] -> [B, T, C]` (DAC's for
+    C = 1)."""
     x = x - jnp.mean(x, axis=1, keepdims=True)
-    return 0.8 * x / (jnp.max(jnp.abs(x), axis=1, keepdims=True) + 1e-9)
+    return 0.8 * x / (jnp.max(jnp.abs(x), axis=(1, 2), keepdims=True) + 1e-9)
 
 
 class _WNConv(nn.Module):
@@ -165,7 +176,7 @@ class PeriodDiscriminator(nn.Module):
             raise ValueError(f"mpd_pad={self.pad!r}; use one of {MPD_PADS}")
         extra = p - t % p if self.pad == "dac" else (-t) % p
         x = jnp.pad(x, ((0, 0), (0, extra), (0, 0)), mode="reflect")
-        x = x.reshape(b, -1, p, 1)
+        x = x.reshape(b, -1, p, x.shape[-1])  # audio channels are the first conv's inputs
         c = self.channels
         widths, strides = (c, 4 * c, 16 * c, 32 * c, 32 * c), (3, 3, 3, 3, 1)
         convs = [
@@ -281,7 +292,7 @@ def band_bins(window_length: int, bands: Sequence[tuple[float, float]]) -> list[
 
 
 class STFTDiscriminator(nn.Module):
-    """One MRD branch (DAC): complex STFT as 2 channels (real, imag), a conv stack per band
+    """One MRD branch (DAC): complex STFT as 2 channels (real, imag) per audio channel, a conv stack per band
     that downsamples frequency by 8, bands concatenated along frequency, then a post conv.
 
     `[B, T, 1]` -> `(logits [B, ceil(T/hop), sum_b ceil(bins_b/8), 1], 5 * n_bands maps)`.
@@ -295,9 +306,14 @@ class STFTDiscriminator(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> tuple[Array, list[Array]]:
-        spec = stft(x[..., 0], self.window_length, int(self.window_length * self.hop_factor))
-        # Real and imaginary parts, not magnitude: D can then judge phase coherence too.
-        spec = jnp.stack([spec.real, spec.imag], axis=-1).astype(self.dtype)  # [B, F, N, 2]
+        b, t, n_ch = x.shape
+        rows = jnp.moveaxis(x, 2, 1).reshape(b * n_ch, t)
+        spec = stft(rows, self.window_length, int(self.window_length * self.hop_factor))
+        spec = jnp.moveaxis(spec.reshape(b, n_ch, *spec.shape[1:]), 1, -1)  # [B, F, N, C]
+        # Real and imaginary parts, not magnitude: D can then judge phase coherence too (and,
+        # for a stereo input, the phase between the channels): [B, F, N, 2 C], (re, im) per channel.
+        spec = jnp.stack([spec.real, spec.imag], axis=-1).reshape(*spec.shape[:3], 2 * n_ch)
+        spec = spec.astype(self.dtype)
         c, feats, outs = self.channels, [], []
         for i, (lo, hi) in enumerate(band_bins(self.window_length, self.bands)):
             # Strides thin out frequency only; time keeps the STFT's frame rate.

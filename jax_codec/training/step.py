@@ -10,7 +10,7 @@ for a joint-stereo model (`model.channels = 2`). A stereo model's reconstruction
 weighted mean (`loss.stereo_weights`) of each loss on the left, right, mid and side signals, as
 stable-audio-tools trains its stereo autoencoders (L/R plus sum-and-difference STFT losses), so
 the stereo image is trained, not only each channel; its discriminators see each channel as its
-own batch row (`fold_channels`; docs/stereo.md says why).
+own example, or the pair as two input channels (`discriminator.stereo`; docs/stereo.md).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from jax.flatten_util import ravel_pytree
 from jax_codec import losses as L
 from jax_codec.config import ConfigError
 from jax_codec.models.codec import Codec, build_codec, resolve_dtype
-from jax_codec.models.discriminators import build_discriminators
+from jax_codec.models.discriminators import STEREO_INPUTS, build_discriminators
 from jax_codec.models.quantizer import restart_dead_codes
 from jax_codec.stereo import STEREO_SIGNALS, stereo_signals
 from jax_codec.training import sharding as sh
@@ -97,8 +97,7 @@ def _where(cond: Array, new: Any, old: Any) -> Any:
 
 
 def fold_channels(audio: Array) -> Array:
-    """`[B, T, C]` -> `[B * C, T, 1]`, example-major (each channel its own row); the
-    discriminators' input, so they keep their mono parameters and kernels."""
+    """`[B, T, C]` -> `[B * C, T, 1]`, example-major (each channel its own row)."""
     b, t, c = audio.shape
     if c == 1:
         return audio
@@ -113,6 +112,11 @@ class Trainer:
         dtype = resolve_dtype(config.model.dtype)
         self.codec = build_codec(config.model, dtype=config.model.dtype)
         self.disc = build_discriminators(config.discriminator, dtype=dtype)
+        stereo_input = config.discriminator.get("stereo", "rows")
+        if stereo_input not in STEREO_INPUTS:
+            raise ConfigError(f"discriminator.stereo={stereo_input!r}; use one of {STEREO_INPUTS}")
+        # What the discriminators see of a `[B, T, C]` batch (`discriminator.stereo`).
+        self.disc_input = fold_channels if stereo_input == "rows" else lambda a: a
         optim = config.optim
         self.gen_schedule = make_schedule(optim.learning_rate, optim.warmup_steps, optim.decay_rate)
         disc_schedule = make_schedule(
@@ -163,7 +167,7 @@ class Trainer:
         k_gen, k_disc, k_drop = jax.random.split(key, 3)
         x = jnp.zeros((1, self.segment, self.codec.channels), jnp.float32)
         gen_params = self.codec.init({"params": k_gen, "dropout": k_drop}, x)
-        disc_params = self.disc.init(k_disc, fold_channels(x)[:1])
+        disc_params = self.disc.init(k_disc, self.disc_input(x)[:1])
         use_balancer = self.config.loss.balancer
         return TrainState(
             step=jnp.zeros((), jnp.int32),
@@ -272,7 +276,7 @@ class Trainer:
         out = {}
         if self.weights["adv_g"] <= 0 and self.weights["fm"] <= 0:
             return out
-        y, x = fold_channels(y), fold_channels(x)
+        y, x = self.disc_input(y), self.disc_input(x)
         b = x.shape[0]
         both = self.disc.apply(disc_params, jnp.concatenate([x, y], axis=0))
         real = [(lg[:b], [f[:b] for f in fs]) for lg, fs in both]
@@ -316,7 +320,7 @@ class Trainer:
         y_sg = jax.lax.stop_gradient(y)
 
         def disc_loss_fn(dp):
-            real, fake = fold_channels(x), fold_channels(y_sg)
+            real, fake = self.disc_input(x), self.disc_input(y_sg)
             b = real.shape[0]
             logits = [
                 lg.astype(jnp.float32)
