@@ -51,21 +51,23 @@ def zero_state(exp):
     (state, _), _ = jax.tree.unflatten(exp.in_tree, leaves)
     return state
 
-senc, sdec = load("stream_encoder"), load("stream_decoder")
-delay = json.load(open(f"{d}/stream_encoder.stablehlo.json"))["delay_chunks"]
-es, ds, codes, audio = zero_state(senc), zero_state(sdec), [], []
-for i, chunk in enumerate(np.load(f"{d}/chunks.npz")["chunks"]):
-    c, es = senc.call(es, chunk)
-    if i >= delay:
-        y, ds = sdec.call(ds, c)
-        codes.append(np.asarray(c))
-        audio.append(np.asarray(y))
-np.savez(f"{d}/out.npz", **out, **{"stream/codes": np.stack(codes), "stream/audio": np.stack(audio)})
+if os.path.exists(f"{d}/stream_encoder.stablehlo"):
+    senc, sdec = load("stream_encoder"), load("stream_decoder")
+    delay = json.load(open(f"{d}/stream_encoder.stablehlo.json"))["delay_chunks"]
+    es, ds, codes, audio = zero_state(senc), zero_state(sdec), [], []
+    for i, chunk in enumerate(np.load(f"{d}/chunks.npz")["chunks"]):
+        c, es = senc.call(es, chunk)
+        if i >= delay:
+            y, ds = sdec.call(ds, c)
+            codes.append(np.asarray(c))
+            audio.append(np.asarray(y))
+    out["stream/codes"], out["stream/audio"] = np.stack(codes), np.stack(audio)
+np.savez(f"{d}/out.npz", **out)
 assert "jax_codec" not in sys.modules and "flax" not in sys.modules, "imported jax_codec/flax"
 """,
     # onnxruntime and NumPy alone; the stream loop as docs/export.md shows it.
     "onnx": r"""
-import json, sys
+import json, os, sys
 import numpy as np, onnxruntime as ort
 d = sys.argv[1]
 load = lambda n: ort.InferenceSession(f"{d}/{n}.onnx", providers=["CPUExecutionProvider"])
@@ -90,16 +92,18 @@ def step(session, state, **x):
     result = session.run(names, {**state, **x})
     return result[0], {n[len("next_"):]: v for n, v in zip(names[1:], result[1:])}
 
-senc, sdec = load("stream_encoder"), load("stream_decoder")
-delay = json.load(open(f"{d}/stream_encoder.onnx.json"))["delay_chunks"]
-es, ds, codes, audio = zero_state(senc), zero_state(sdec), [], []
-for i, chunk in enumerate(np.load(f"{d}/chunks.npz")["chunks"]):
-    c, es = step(senc, es, chunk=chunk)
-    if i >= delay:
-        y, ds = step(sdec, ds, codes=c)
-        codes.append(c)
-        audio.append(y)
-np.savez(f"{d}/out.npz", **out, **{"stream/codes": np.stack(codes), "stream/audio": np.stack(audio)})
+if os.path.exists(f"{d}/stream_encoder.onnx"):
+    senc, sdec = load("stream_encoder"), load("stream_decoder")
+    delay = json.load(open(f"{d}/stream_encoder.onnx.json"))["delay_chunks"]
+    es, ds, codes, audio = zero_state(senc), zero_state(sdec), [], []
+    for i, chunk in enumerate(np.load(f"{d}/chunks.npz")["chunks"]):
+        c, es = step(senc, es, chunk=chunk)
+        if i >= delay:
+            y, ds = step(sdec, ds, codes=c)
+            codes.append(c)
+            audio.append(y)
+    out["stream/codes"], out["stream/audio"] = np.stack(codes), np.stack(audio)
+np.savez(f"{d}/out.npz", **out)
 assert not {"jax", "jax_codec", "flax"} & set(sys.modules), "imported jax/jax_codec/flax"
 """,
     # The LiteRT interpreter and NumPy alone, at the one shape the artifacts were made for.
@@ -164,21 +168,15 @@ def loaded(runlocal_codec):
     return LoadedCodec(codec, louder(params), load_config("configs/base.py:runlocal"))
 
 
-@pytest.fixture(scope="module")
-def reference(loaded, tmp_path_factory):
-    """The inputs (two shapes; stream chunks) in a directory, and what the model makes of
-    them: codes, audio, audio of the first 2 levels (`Codec.encode`/`decode`), and the codes
-    and audio of `StreamingEncoder`/`StreamingDecoder` chunk by chunk."""
+def offline_reference(loaded, directory) -> dict:
+    """Two inputs (`directory/in.npz`: batch 1 x 2 blocks, batch 2 x 3 blocks; the symbolic
+    batch and length take both) and what the model makes of them: the codes and audio of
+    `Codec.encode`/`decode`, and the audio of the first 2 levels of one."""
     codec, params = loaded.codec, loaded.params
-    d = tmp_path_factory.mktemp("export_inputs")
-    L = codec.length_multiple
-    inputs = {  # symbolic batch and length: two shapes through the same artifacts
-        "b1n2": np.stack([SyntheticMusic(44100, 2 * L / 44100, seed=1)[0][: 2 * L]])[..., None],
-        "b2n3": np.stack(
-            [SyntheticMusic(44100, 3 * L / 44100, seed=s)[0][: 3 * L] for s in (2, 3)]
-        )[..., None],
-    }
-    inputs = {k: v.astype(np.float32) for k, v in inputs.items()}
+    L, rate = codec.length_multiple, codec.sample_rate
+    music = lambda n, seed: SyntheticMusic(rate, n * L / rate, seed=seed)[0][: n * L]
+    inputs = {"b1n2": np.stack([music(2, 1)]), "b2n3": np.stack([music(3, 2), music(3, 3)])}
+    inputs = {k: v[..., None].astype(np.float32) for k, v in inputs.items()}
     encode = jax.jit(lambda x: codec.apply(params, x, method=codec.encode))
     decode = jax.jit(lambda c: codec.apply(params, c, method=codec.decode))
     want = {}
@@ -188,6 +186,17 @@ def reference(loaded, tmp_path_factory):
         want[f"{name}/audio"] = np.asarray(decode(codes))
         if name == "b2n3":
             want[f"{name}/audio2"] = np.asarray(decode(codes[:2]))
+    np.savez(directory / "in.npz", **inputs)
+    return want
+
+
+@pytest.fixture(scope="module")
+def reference(loaded, tmp_path_factory):
+    """`offline_reference`'s inputs and outputs, and stream chunks (`DIR/chunks.npz`) with the
+    codes and audio of `StreamingEncoder`/`StreamingDecoder`, chunk by chunk."""
+    codec, params = loaded.codec, loaded.params
+    d = tmp_path_factory.mktemp("export_inputs")
+    want = offline_reference(loaded, d)
     enc = streaming.StreamingEncoder(codec, params, STREAM_CHUNK)
     dec = streaming.StreamingDecoder(codec, params, STREAM_CHUNK)
     x = SyntheticMusic(44100, 0.4, seed=5)[0][None]
@@ -200,16 +209,15 @@ def reference(loaded, tmp_path_factory):
             audio.append(np.asarray(dec.push(c))[..., None])
     assert enc.delay > 0 and len(codes) == len(chunks) - enc.delay // STREAM_CHUNK
     want["stream/codes"], want["stream/audio"] = np.stack(codes), np.stack(audio)
-    np.savez(d / "in.npz", **inputs)
     np.savez(d / "chunks.npz", chunks=chunks.astype(np.float32))
     return d, want
 
 
-def export_all(loaded, reference, fmt, tmp_path, stream=True, **fixed) -> dict:
-    """Exports the parts the runners read, with `reference`'s inputs, to `tmp_path`; returns
-    the metadata by file name."""
-    for name in ("in.npz", "chunks.npz"):
-        os.symlink(reference[0] / name, tmp_path / name)
+def export_all(loaded, inputs, fmt, tmp_path, stream=True, **fixed) -> dict:
+    """Exports the parts the runners read to `tmp_path`, beside links to the `inputs`
+    directory's files; returns the metadata by file name. `fixed`: `batch` and `blocks`."""
+    for name in os.listdir(inputs):
+        os.symlink(inputs / name, tmp_path / name)
     parts = [("encoder", None, fixed), ("decoder", None, fixed)]
     if not fixed:
         parts.append(("decoder", 2, {}))
@@ -222,7 +230,7 @@ def export_all(loaded, reference, fmt, tmp_path, stream=True, **fixed) -> dict:
         meta = export_file(loaded, part, path, k, fmt=fmt, **kw)
         assert json.load(open(path + ".json")) == {k_: v for k_, v in meta.items() if k_ != "bytes"}
         assert meta["model_fingerprint"] == loaded.fingerprint.hex()
-        assert meta["format"] == fmt and meta["n_quantizers"] == (k or 4)
+        assert meta["format"] == fmt and meta["n_quantizers"] == (k or loaded.codec.num_quantizers)
         metas[name] = meta
     return metas
 
@@ -246,7 +254,7 @@ def run_and_compare(fmt: str, directory, want: dict, keys) -> None:
 
 
 def test_stablehlo_parts_run_with_jax_alone_and_equal_the_model(loaded, reference, tmp_path):
-    metas = export_all(loaded, reference, "stablehlo", tmp_path)
+    metas = export_all(loaded, reference[0], "stablehlo", tmp_path)
     assert metas["encoder"]["length_multiple"] == loaded.codec.length_multiple == 2048
     enc = streaming.StreamingEncoder(loaded.codec, loaded.params, STREAM_CHUNK)
     assert metas["stream_encoder"]["delay_chunks"] == enc.delay // STREAM_CHUNK
@@ -257,7 +265,7 @@ def test_stablehlo_parts_run_with_jax_alone_and_equal_the_model(loaded, referenc
 
 def test_onnx_parts_run_with_onnxruntime_alone_and_equal_the_model(loaded, reference, tmp_path):
     require("onnx")
-    metas = export_all(loaded, reference, "onnx", tmp_path)
+    metas = export_all(loaded, reference[0], "onnx", tmp_path)
     assert metas["decoder2"]["input_names"] == ["codes_0", "codes_1"]
     assert metas["decoder2"]["inputs"] == ["int32[b,n]", "int32[b,2*n]"]
     s = metas["stream_encoder"]
@@ -268,7 +276,7 @@ def test_onnx_parts_run_with_onnxruntime_alone_and_equal_the_model(loaded, refer
 
 def test_tflite_parts_run_with_litert_alone_and_equal_the_model(loaded, reference, tmp_path):
     require("tflite")
-    metas = export_all(loaded, reference, "tflite", tmp_path, stream=False, batch=2, blocks=3)
+    metas = export_all(loaded, reference[0], "tflite", tmp_path, stream=False, batch=2, blocks=3)
     assert (
         metas["encoder"]["inputs"] == ["float32[2,6144,1]"]
         and not metas["encoder"]["symbolic_dims"]
@@ -278,9 +286,31 @@ def test_tflite_parts_run_with_litert_alone_and_equal_the_model(loaded, referenc
 
 
 @pytest.mark.slow
+def test_imported_preset_dac44k_exports_equal_the_model(tmp_path):
+    """DAC 44.1 kHz (configs/dac_44khz.py, random weights; non-causal, so no stream parts):
+    StableHLO and ONNX encoder and decoders in fresh interpreters equal the model."""
+    from jax_codec.models.codec import build_codec
+
+    config = load_config("configs/dac_44khz.py")
+    codec = build_codec(config.model)
+    x = jnp.zeros((1, 2 * codec.length_multiple, 1))
+    loaded = LoadedCodec(codec, louder(jax.jit(codec.init)(jax.random.key(0), x)), config)
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    want = offline_reference(loaded, inputs)
+    for fmt in ("stablehlo", "onnx"):
+        if fmt == "onnx":
+            require("onnx")
+        (tmp_path / fmt).mkdir()
+        metas = export_all(loaded, inputs, fmt, tmp_path / fmt, stream=False)
+        assert metas["encoder"]["model"] == "dac_44khz" and metas["encoder"]["hop_length"] == 512
+        run_and_compare(fmt, tmp_path / fmt, want, list(want))
+
+
+@pytest.mark.slow
 def test_tflite_stream_steps_equal_the_streaming_api(loaded, reference, tmp_path):
     require("tflite")
-    export_all(loaded, reference, "tflite", tmp_path, batch=2, blocks=3)
+    export_all(loaded, reference[0], "tflite", tmp_path, batch=2, blocks=3)
     keys = [k for k in reference[1] if k.startswith(("b2n3/", "stream/")) and k != "b2n3/audio2"]
     run_and_compare("tflite", tmp_path, reference[1], keys)
 

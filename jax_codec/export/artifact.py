@@ -210,9 +210,16 @@ def converting(loaded: LoadedCodec, part: str, fmt: str):
     except ExportError:
         raise
     except Exception as e:
+        message = (str(e).strip().splitlines() or [""])[0][:300]
+        # Some layers need the length known (EnCodec's reflect padding of short inputs).
+        shapes = part not in STREAM_PARTS and type(e).__name__ in (
+            "InconclusiveDimensionOperation",
+            "ConcretizationTypeError",
+        )
+        hint = "; export a fixed length instead (--blocks N)" if shapes else ""
         raise ExportError(
             f"cannot export the {part} of {loaded.name or 'this model'} to {fmt}: "
-            f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}"
+            f"{type(e).__name__}: {message}{hint}"
         ) from e
 
 

@@ -299,7 +299,8 @@ class WNConvTranspose1d(nn.Module):
             carry = self.variable(
                 "cache", "overlap", jnp.zeros, (x.shape[0], tail, self.features), self.dtype
             )
-            y = y.at[:, :tail].add(carry.value)
+            # A concatenation, not `.at[].add`: LiteRT's runtime rejects the scatter-add.
+            y = jnp.concatenate([y[:, :tail] + carry.value, y[:, tail:]], axis=1)
             carry.value = y[:, n:]
             y = y[:, :n]
         if self.use_bias:
