@@ -10,7 +10,7 @@
   info        architecture summary of a config, or header and bitrate of a .jcodec file
   priors      entropy-coding priors from training audio
   demo        interactive web demo (Gradio)
-  export      encoder, decoder or a streaming step as serialized StableHLO (runs without us)
+  export      encoder, decoder or a streaming step as StableHLO, ONNX or LiteRT (runs without us)
 
 `python -m jax_codec COMMAND --help` lists a command's flags and shows an example. The module
 entry points (`python -m jax_codec.train`, `.evaluate`, `.convert`, `.data.prepare`) are

@@ -22,9 +22,14 @@ def test_switch_follows_the_backend_and_the_environment(monkeypatch):
     for mode, want in (("custom", True), ("reference", False), ("AUTO", True)):
         monkeypatch.setenv(kernels.KERNELS_ENV, mode)
         assert kernels.use_custom_kernels() is want
+        with kernels.kernels_mode("reference" if want else "custom"):  # overrides it
+            assert kernels.use_custom_kernels() is not want
+        assert kernels.use_custom_kernels() is want
     monkeypatch.setenv(kernels.KERNELS_ENV, "fast")
     with pytest.raises(ValueError, match="JAX_CODEC_KERNELS='fast': use one of auto, custom"):
         kernels.use_custom_kernels()
+    with pytest.raises(ValueError, match="kernels_mode.'auto'.: use custom or reference"):
+        kernels.kernels_mode("auto").__enter__()
 
 
 @pytest.mark.parametrize("mode,custom", [("custom", True), ("reference", False)])

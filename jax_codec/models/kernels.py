@@ -12,6 +12,8 @@ Shapes are channels-last `[B, T, C]`; conv kernels are `[k, Cin / groups, Cout]`
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
 import os
@@ -27,10 +29,28 @@ _MODES = ("auto", "custom", "reference")
 _DIMS = ("NWC", "WIO", "NWC")
 
 
+_FORCED: contextvars.ContextVar[str | None] = contextvars.ContextVar("kernels", default=None)
+
+
+@contextlib.contextmanager
+def kernels_mode(mode: str):
+    """Functions traced inside use `mode` ("custom" or "reference") whatever the environment
+    says: an export to another runtime (ONNX, LiteRT) wants the plain ops, which its
+    converters map to that runtime's own convolutions."""
+    if mode not in _MODES[1:]:
+        raise ValueError(f"kernels_mode({mode!r}): use custom or reference")
+    token = _FORCED.set(mode)
+    try:
+        yield
+    finally:
+        _FORCED.reset(token)
+
+
 def use_custom_kernels() -> bool:
     """True where the hand-written kernels run: `JAX_CODEC_KERNELS=custom`, or `auto` (the
-    default) on the CPU backend. Read at trace time, so set it before a function is jitted."""
-    mode = os.environ.get(KERNELS_ENV, "auto").strip().lower() or "auto"
+    default) on the CPU backend; inside `kernels_mode`, its mode. Read at trace time, so set
+    it before a function is jitted."""
+    mode = _FORCED.get() or os.environ.get(KERNELS_ENV, "auto").strip().lower() or "auto"
     if mode not in _MODES:
         raise ValueError(f"{KERNELS_ENV}={mode!r}: use one of {', '.join(_MODES)}")
     if mode == "auto":

@@ -116,8 +116,10 @@ def reflect_conv_padding(
     `length` is a multiple of `stride`.
     """
     total = (kernel_size - 1) * dilation - (stride - 1)
-    n_frames = (length - kernel_size + total) / stride + 1
-    extra = (math.ceil(n_frames) - 1) * stride + (kernel_size - total) - length
+    # Integer ceil((length - kernel_size + total) / stride): `length` may be a symbolic
+    # dimension (export), which floor-divides but does not true-divide.
+    windows = -(-(length - kernel_size + total) // stride)
+    extra = windows * stride + (kernel_size - total) - length
     if causal:
         return total, extra
     right = total // 2
@@ -297,7 +299,8 @@ class WNConvTranspose1d(nn.Module):
             carry = self.variable(
                 "cache", "overlap", jnp.zeros, (x.shape[0], tail, self.features), self.dtype
             )
-            y = y.at[:, :tail].add(carry.value)
+            # A concatenation, not `.at[].add`: LiteRT's runtime rejects the scatter-add.
+            y = jnp.concatenate([y[:, :tail] + carry.value, y[:, tail:]], axis=1)
             carry.value = y[:, n:]
             y = y[:, :n]
         if self.use_bias:
