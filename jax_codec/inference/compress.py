@@ -3,6 +3,8 @@
     python -m jax_codec compress IN OUT.jcodec (--checkpoint DIR | --config FILE --random_init)
         [--kbps X | --n_quantizers K] [--entropy auto|on|off] [--priors FILE] [--json]
     python -m jax_codec decompress IN.jcodec OUT.wav [--checkpoint DIR | ...] [--sample_rate SR]
+    python -m jax_codec compress|decompress FILE_OR_FOLDER ... --output_dir DIR [--overwrite]
+        [--batch_size N]   # many files, one model load, batched (`compress_many`)
     python -m jax_codec info FILE.jcodec [--json]
     python -m jax_codec priors (--checkpoint DIR | ...) [--data SPEC] [--seconds N] [--output F]
 
