@@ -4,8 +4,8 @@
   evaluate    a codec against Opus, MP3 and other checkpoints at matched bitrates
   convert     PyTorch DAC / EnCodec / SNAC weights -> a jax_codec checkpoint
   prepare     decode a folder of audio once into a prepared (ArrayRecord) folder
-  compress    audio file -> .jcodec (bounded memory)
-  decompress  .jcodec -> audio file
+  compress    audio file -> .jcodec (bounded memory); many files, batched, with --output_dir
+  decompress  .jcodec -> audio file; many files, batched, with --output_dir
   stream      encode+decode chunk by chunk, in real time
   info        architecture summary of a config, or header and bitrate of a .jcodec file
   priors      entropy-coding priors from training audio

@@ -107,15 +107,24 @@ def iter_input(path: str, info, channels: int, rate: int, block: int = READ_BLOC
         yield np.zeros((channels, target - emitted), np.float32)
 
 
+def check_subtype(path: str, subtype: str | None) -> str:
+    """The soundfile format of the output `path` (by its extension); raises `CliError` when
+    `subtype` (e.g. PCM_24) is not available for it."""
+    import soundfile as sf
+
+    fmt = OUTPUT_FORMATS[os.path.splitext(path)[1].lower()]
+    if subtype is not None and not sf.check_format(fmt, subtype):
+        raise CliError(f"subtype {subtype} is not available for {fmt} files")
+    return fmt
+
+
 class AudioOut:
     """Writes audio blocks to `path` (.wav, .flac or .ogg); it appears only on a clean exit."""
 
     def __init__(self, path: str, sample_rate: int, channels: int, subtype: str | None = None):
         import soundfile as sf
 
-        fmt = OUTPUT_FORMATS[os.path.splitext(path)[1].lower()]
-        if subtype is not None and not sf.check_format(fmt, subtype):
-            raise CliError(f"subtype {subtype} is not available for {fmt} files")
+        fmt = check_subtype(path, subtype)
         self.frames = 0
         self._atomic = atomic_output(path)
         tmp = self._atomic.__enter__()
@@ -332,7 +341,9 @@ def encode_to_jcodec(
     coded with `loaded.priors` when it has them: each channel a stream for a mono model, one
     joint stream ``[1, n, 2]`` for a joint-stereo model (mono duplicated). `codes` (levels
     ``[S, F / s_i]`` of the whole signal, S streams, computed elsewhere from the same audio)
-    are written instead of encoding. `on_chunk` gets the seconds of audio each chunk covers.
+    are written instead of encoding (with `level` given, codes of the audio scaled by
+    `input_gain_db`, as this function scales it). `on_chunk` gets the seconds of audio each
+    chunk covers.
 
     Levels (`jax_codec.levels`): a model trained with `data.normalize` gets its input scaled
     to `data.normalize_db`, as its training crops were, and the header's `gain_db` undoes
@@ -343,7 +354,7 @@ def encode_to_jcodec(
     streaming pass); at most
     `MAX_LOUDNESS_CORRECTION_DB` either way, and none for a silent decode. Block input needs
     `level`, a `levels.LevelMeter` fed the same blocks (a first pass over the input); given
-    `codes`, nothing is normalized.
+    `codes` and no `level`, nothing is normalized.
     """
     from jax_codec import bitstream, levels
     from jax_codec.inference import chunked
@@ -351,7 +362,7 @@ def encode_to_jcodec(
     codec = loaded.codec
     if isinstance(audio, np.ndarray):
         channels, num_samples = audio.shape
-        if level is None:
+        if level is None and codes is None:
             level = levels.LevelMeter(codec.sample_rate, loudness=match_loudness)
             level.add(audio)
         audio = [audio]
@@ -359,14 +370,14 @@ def encode_to_jcodec(
         loaded, channels, num_samples, n_quantizers, window_frames,
         original_sample_rate, original_num_samples,
     )  # fmt: skip
-    target = levels.target_db(loaded.config) if codes is None else None
+    target = levels.target_db(loaded.config) if codes is None or level is not None else None
     if target is not None:
         if level is None:
             raise ValueError(
                 "block input to a level-normalizing model needs level= (a levels.LevelMeter "
                 "fed the same blocks)"
             )
-        gain_in = levels.normalizing_gain(level.level_db(), level.peak, target)
+        gain_in = input_gain_db(loaded, level)
         scale = np.float32(levels.db_to_gain(gain_in))
         audio = (np.asarray(b, np.float32) * scale for b in audio)
         header = dataclasses.replace(header, gain_db=-gain_in)
@@ -423,6 +434,17 @@ def encode_to_jcodec(
 
 
 MAX_LOUDNESS_CORRECTION_DB = 20.0
+
+
+def input_gain_db(loaded, level) -> float:
+    """The gain in dB that brings the audio `level` (a `levels.LevelMeter`) measured to the
+    level `loaded`'s model was trained at (0 for a model that does not normalize)."""
+    from jax_codec import levels
+
+    target = levels.target_db(loaded.config)
+    if target is None:
+        return 0.0
+    return levels.normalizing_gain(level.level_db(), level.peak, target)
 
 
 def check_architecture(header, codec) -> None:

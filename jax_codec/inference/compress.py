@@ -3,6 +3,8 @@
     python -m jax_codec compress IN OUT.jcodec (--checkpoint DIR | --config FILE --random_init)
         [--kbps X | --n_quantizers K] [--entropy auto|on|off] [--priors FILE] [--json]
     python -m jax_codec decompress IN.jcodec OUT.wav [--checkpoint DIR | ...] [--sample_rate SR]
+    python -m jax_codec compress|decompress FILE_OR_FOLDER ... --output_dir DIR [--overwrite]
+        [--batch_size N]   # many files, one model load, batched (`compress_many`)
     python -m jax_codec info FILE.jcodec [--json]
     python -m jax_codec priors (--checkpoint DIR | ...) [--data SPEC] [--seconds N] [--output F]
 
@@ -43,6 +45,7 @@ from jax_codec.bitstream import resampled_length
 from jax_codec.cli_errors import CliError, guarded
 from jax_codec.inference import codec_io
 from jax_codec.inference.api import PRIORS_NAME, LoadedCodec
+from jax_codec.inference.batch import DEFAULT_MAX_BATCH
 from jax_codec.inference.cli import (
     add_command,
     add_model_args,
@@ -103,14 +106,43 @@ def compress_file(
     `match_loudness`, a header gain that gives the decoded file the input's level
     (`codec_io.encode_to_jcodec`). Bad input raises `CliError`.
     """
-    from jax_codec import bitstream, levels
+    info = probe_audio(input_path)
+    channels = min(info.channels, 2)
+    loaded, k = compress_settings(loaded, kbps, n_quantizers, entropy, window_frames)
+    sr = loaded.codec.sample_rate
+    m = model_rate_length(info.frames, info.sample_rate, sr)
+    t0 = time.perf_counter()
+    level = input_level(loaded, input_path, info, channels, match_loudness)
+    blocks = codec_io.iter_input(input_path, info, channels, sr)
+    with progress(info.frames / info.sample_rate, quiet, "compress") as bar:
+        enc = codec_io.encode_to_jcodec(
+            loaded, blocks, output_path, k, channels=channels, num_samples=m,
+            window_frames=window_frames, original_sample_rate=info.sample_rate,
+            original_num_samples=info.frames, on_chunk=bar.update, level=level,
+            match_loudness=match_loudness,
+        )  # fmt: skip
+    return compress_report(input_path, info, loaded, level, enc, time.perf_counter() - t0)
+
+
+def probe_audio(path: str):
+    """`data.audio.probe` of `path`; unusable audio raises `CliError`."""
     from jax_codec.data import audio
 
     try:
-        info = audio.probe(input_path)
+        return audio.probe(path)
     except audio.BadAudio as e:
-        raise CliError(f"{input_path}: not usable audio ({e})") from None
-    channels = min(info.channels, 2)
+        raise CliError(f"{path}: not usable audio ({e})") from None
+
+
+def compress_settings(
+    loaded: LoadedCodec,
+    kbps: float | None,
+    n_quantizers: int | None,
+    entropy: str,
+    window_frames: int | None,
+) -> tuple[LoadedCodec, int]:
+    """(`loaded` with the priors `entropy` asks for, the quantizers K), checked once for every
+    file of a run: bad settings raise `CliError`."""
     codec = loaded.codec
     k = select_quantizers(codec, kbps, n_quantizers)
     codec_io.check_window(codec, window_frames)
@@ -128,56 +160,62 @@ def compress_file(
             f"priors {loaded.priors_path} have shape {priors.shape}; this model needs at least "
             f"{k} levels x {codec.codebook_size} codes"
         )
+    return loaded, k
 
-    sr = codec.sample_rate
-    m = model_rate_length(info.frames, info.sample_rate, sr)
+
+def input_level(loaded: LoadedCodec, path: str, info, channels: int, match_loudness: bool):
+    """The `levels.LevelMeter` of the file at `path` at its own rate (what a listener hears),
+    or None for a model trained without level normalization (a first pass over the file)."""
+    from jax_codec import levels
+
+    if levels.target_db(loaded.config) is None:
+        return None
+    level = levels.LevelMeter(info.sample_rate, loudness=match_loudness)
+    for b in codec_io.iter_input(path, info, channels, info.sample_rate):
+        level.add(b)
+    return level
+
+
+def compress_report(
+    input_path: str, info, loaded: LoadedCodec, level, enc: codec_io.Encoded, seconds: float
+) -> dict:
+    """The report of one compressed file (`enc`, from `input_path` with `info`) that took
+    `seconds` of wall time."""
+    from jax_codec import bitstream
+
+    header = enc.header
     duration = info.frames / info.sample_rate
-    t0 = time.perf_counter()
-    level = None
-    if levels.target_db(loaded.config) is not None:
-        # the file as it is, at its own rate: what a listener hears
-        level = levels.LevelMeter(info.sample_rate, loudness=match_loudness)
-        for b in codec_io.iter_input(input_path, info, channels, info.sample_rate):
-            level.add(b)
-    blocks = codec_io.iter_input(input_path, info, channels, sr)
-    with progress(duration, quiet, "compress") as bar:
-        enc = codec_io.encode_to_jcodec(
-            loaded, blocks, output_path, k, channels=channels, num_samples=m,
-            window_frames=window_frames, original_sample_rate=info.sample_rate,
-            original_num_samples=info.frames, on_chunk=bar.update, level=level,
-            match_loudness=match_loudness,
-        )  # fmt: skip
-    elapsed = time.perf_counter() - t0
-    size = bitstream.info(output_path)["file_size_bytes"]
-    packed = codec_io.packed_file_size(enc.header)
+    size = bitstream.info(enc.path)["file_size_bytes"]
+    packed = codec_io.packed_file_size(header)
+    entropy_coded = loaded.priors is not None
     return {
         "input": input_path,
-        "output": output_path,
+        "output": enc.path,
         "duration_s": duration,
         "sample_rate": info.sample_rate,
         "input_channels": info.channels,
-        "channels": channels,
-        "channel_mode": enc.header.channel_mode_name,
-        "code_streams": enc.header.streams,
+        "channels": header.channels,
+        "channel_mode": header.channel_mode_name,
+        "code_streams": header.streams,
         "model": loaded.name,
-        "model_sample_rate": sr,
-        "n_quantizers": k,
+        "model_sample_rate": loaded.codec.sample_rate,
+        "n_quantizers": header.n_quantizers,
         "input_level_db": None if level is None else level.level_db(),
-        "gain_db": enc.header.gain_db,
+        "gain_db": header.gain_db,
         "size_bytes": size,
         "actual_kbps": size * 8 / duration / 1e3,
-        "nominal_kbps": enc.header.nominal_kbps,
-        "nominal_kbps_per_stream": enc.header.nominal_kbps_per_stream,
-        "nominal_kbps_per_channel": enc.header.nominal_kbps_per_channel,
-        "entropy_coded": priors is not None,
-        "priors": loaded.priors_path,
+        "nominal_kbps": header.nominal_kbps,
+        "nominal_kbps_per_stream": header.nominal_kbps_per_stream,
+        "nominal_kbps_per_channel": header.nominal_kbps_per_channel,
+        "entropy_coded": entropy_coded,
+        "priors": loaded.priors_path if entropy_coded else None,
         "packed_size_bytes": packed,
         "entropy_gain": 1.0 - size / packed,
         # False only for an LSTM model (EnCodec) windowed over a long file: see
         # chunked.window_plan; the codes are then close to, not equal to, the whole-signal ones.
         "whole_signal_exact": enc.exact,
-        "seconds": elapsed,
-        "x_realtime": duration / elapsed if elapsed > 0 else float("inf"),
+        "seconds": seconds,
+        "x_realtime": duration / seconds if seconds > 0 else float("inf"),
     }
 
 
@@ -252,21 +290,44 @@ def decompress_file(
     `sample_rate`: the output rate (default: the original's)."""
     header = codec_io.open_jcodec(input_path, loaded)
     codec_io.check_window(loaded.codec, window_frames)
+    t0 = time.perf_counter()
+    windows = codec_io.decode_jcodec(input_path, loaded, window_frames)
+    with progress(header.duration_seconds, quiet, "decompress") as bar:
+        rate, length = write_decoded(windows, header, output_path, sample_rate, subtype, bar.update)
+    seconds = time.perf_counter() - t0
+    return decompress_report(input_path, output_path, header, loaded, rate, length, seconds)
+
+
+def write_decoded(
+    blocks, header, output_path: str, sample_rate: int | None, subtype: str | None, on_seconds=None
+) -> tuple[int, int]:
+    """Writes the decoded blocks ``[C, n]`` (at the model's rate) of the file with `header` to
+    `output_path` at `sample_rate` (default: the original's), atomically; (rate, length)."""
     sr, orig = header.sample_rate, header.original_sample_rate
     rate = sample_rate or orig
     if rate == sr:
         length = header.num_samples
     else:
         length = model_rate_length(header.original_num_samples, orig, rate)
+    with codec_io.AudioOut(output_path, rate, header.channels, subtype) as out:
+        for y in codec_io.resample_blocks(blocks, header.channels, sr, rate, length):
+            out.write(y)
+            if on_seconds is not None:
+                on_seconds(y.shape[1] / rate)
+    return rate, length
+
+
+def decompress_report(
+    input_path: str,
+    output_path: str,
+    header,
+    loaded: LoadedCodec,
+    rate: int,
+    length: int,
+    seconds: float,
+) -> dict:
+    """The report of one decompressed file (`length` samples at `rate`) that took `seconds`."""
     duration = header.duration_seconds
-    t0 = time.perf_counter()
-    windows = codec_io.decode_jcodec(input_path, loaded, window_frames)
-    with progress(duration, quiet, "decompress") as bar:
-        with codec_io.AudioOut(output_path, rate, header.channels, subtype) as out:
-            for y in codec_io.resample_blocks(windows, header.channels, sr, rate, length):
-                out.write(y)
-                bar.update(y.shape[1] / rate)
-    elapsed = time.perf_counter() - t0
     return {
         "input": input_path,
         "output": output_path,
@@ -279,8 +340,8 @@ def decompress_file(
         "n_quantizers": header.n_quantizers,
         "entropy_coded": bool(header.entropy_mode),
         "priors": loaded.priors_path if header.entropy_mode else None,
-        "seconds": elapsed,
-        "x_realtime": duration / elapsed if elapsed > 0 else float("inf"),
+        "seconds": seconds,
+        "x_realtime": duration / seconds if seconds > 0 else float("inf"),
     }
 
 
@@ -360,18 +421,116 @@ def _priors_flag(args: argparse.Namespace) -> str:
     return "auto"
 
 
+def single_file(args: argparse.Namespace, kind: str) -> tuple[str, str] | None:
+    """(input, output) of the one-file form, ``IN OUT`` or ``IN --output OUT``; None with
+    `--output_dir` (every positional an input). A form that fits neither raises `CliError`."""
+    files, suffix = args.files, ".jcodec" if kind == "compress" else ".wav"
+    if args.output_dir is not None:
+        if args.output:
+            raise CliError("give --output FILE (one input) or --output_dir DIR, not both")
+        return None
+    if args.output:
+        if len(files) != 1:
+            raise CliError(
+                f"--output names one file and {len(files)} inputs were given; use "
+                f"--output_dir DIR to {kind} several files"
+            )
+        return files[0], args.output
+    if len(files) == 1:
+        raise CliError(
+            f"give the output: `{kind} IN OUT{suffix}`, or --output_dir DIR for one {suffix} "
+            "per input"
+        )
+    if len(files) > 2:
+        raise CliError(f"{len(files)} inputs: give --output_dir DIR to {kind} several files")
+    if os.path.isdir(files[0]):
+        raise CliError(
+            f"{files[0]} is a directory; give an input file, or --output_dir DIR to {kind} "
+            "every file in it"
+        )
+    return files[0], files[1]
+
+
+def _second_input(output: str, kind: str) -> None:
+    """Raises `CliError` when the output of the one-file form looks like another input."""
+    from jax_codec.data.audio import AUDIO_EXTENSIONS
+
+    ext = os.path.splitext(output)[1].lower()
+    if (kind == "compress" and ext in AUDIO_EXTENSIONS) or (
+        kind == "decompress" and ext == ".jcodec"
+    ):
+        what = ".jcodec file" if kind == "compress" else ".wav, .flac or .ogg file"
+        raise CliError(
+            f"{output} looks like a second input: the output of `{kind} IN OUT` is a {what}; "
+            f"give --output_dir DIR to {kind} several files"
+        )
+
+
+def _check_batch_size(args: argparse.Namespace) -> None:
+    if args.batch_size < 1:
+        raise CliError(f"--batch_size must be at least 1, got {args.batch_size}")
+
+
+def _run_many(args: argparse.Namespace, kind: str, pairs, run) -> int:
+    """Runs `run(loaded, on_done)` over the planned `pairs`; prints the summary and each
+    failure (`error: FILE: ...`); the exit code of the worst failure, or 0."""
+    from jax_codec.inference import compress_many as many
+
+    loaded = load_from_args(args, priors=_priors_flag(args))
+    with files_progress(len(pairs), args.json, kind) as bar:
+        t0 = time.perf_counter()
+        reports, failures = run(loaded, lambda _: bar.update())
+        seconds = time.perf_counter() - t0
+    print_report(many.summary(kind, reports, failures, seconds), args.json, many.format_summary)
+    for f in failures:
+        print(f"error: {f.message}", file=sys.stderr)
+    if not failures:
+        return 0
+    print(
+        f"error: {len(failures)} of {len(pairs)} files failed (listed above); the other "
+        f"{len(reports)} were written",
+        file=sys.stderr,
+        flush=True,
+    )
+    return max(f.exit_code for f in failures)
+
+
+def files_progress(total: int, quiet: bool, desc: str):
+    """A tqdm bar over files on stderr (off when quiet, not a tty, or for a few files)."""
+    from tqdm import tqdm
+
+    quiet = quiet or not sys.stderr.isatty() or total < 4
+    return tqdm(total=total, unit="file", desc=desc, file=sys.stderr, disable=quiet, leave=False)
+
+
 def cmd_compress(args: argparse.Namespace) -> int:
     def body():
-        check_input(args.input)
-        check_output(args.output, args.input)
         if args.entropy == "off" and args.priors:
             raise CliError("--priors is not used with --entropy off")
-        loaded = load_from_args(args, priors=_priors_flag(args))
-        report = compress_file(
-            args.input, args.output, loaded, kbps=args.kbps, n_quantizers=args.n_quantizers,
-            entropy=args.entropy, window_frames=args.window_frames, quiet=args.json,
-            match_loudness=not args.no_match_loudness,
+        _check_batch_size(args)
+        one = single_file(args, "compress")
+        settings = dict(
+            kbps=args.kbps, n_quantizers=args.n_quantizers, entropy=args.entropy,
+            window_frames=args.window_frames, match_loudness=not args.no_match_loudness,
         )  # fmt: skip
+        if one is None:
+            from jax_codec.data.audio import AUDIO_EXTENSIONS
+            from jax_codec.inference import compress_many as many
+
+            pairs = many.plan(
+                args.files, args.output_dir, ".jcodec", AUDIO_EXTENSIONS, args.overwrite
+            )
+            return _run_many(
+                args, "compress", pairs,
+                lambda loaded, on_done: many.compress_many(
+                    pairs, loaded, batch_size=args.batch_size, on_done=on_done, **settings
+                ),
+            )  # fmt: skip
+        check_input(one[0])
+        check_output(one[1], one[0])
+        _second_input(one[1], "compress")
+        loaded = load_from_args(args, priors=_priors_flag(args))
+        report = compress_file(*one, loaded, quiet=args.json, **settings)
         print_report(report, args.json, format_compress)
 
     return guarded(body)
@@ -381,18 +540,30 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     def body():
         from jax_codec import bitstream
 
-        check_input(args.input, ".jcodec")
-        check_output(args.output, args.input, codec_io.OUTPUT_FORMATS)
         rate = args.sample_rate
         if rate is not None and not 1000 <= rate <= MAX_OUTPUT_RATE:
             raise CliError(f"--sample_rate must be in 1000..{MAX_OUTPUT_RATE}, got {rate}")
-        with bitstream.Reader(args.input):  # a broken file fails before the model loads
+        _check_batch_size(args)
+        one = single_file(args, "decompress")
+        settings = dict(sample_rate=rate, subtype=args.subtype, window_frames=args.window_frames)
+        if one is None:
+            from jax_codec.inference import compress_many as many
+
+            codec_io.check_subtype("out.wav", args.subtype)
+            pairs = many.plan(args.files, args.output_dir, ".wav", (".jcodec",), args.overwrite)
+            return _run_many(
+                args, "decompress", pairs,
+                lambda loaded, on_done: many.decompress_many(
+                    pairs, loaded, batch_size=args.batch_size, on_done=on_done, **settings
+                ),
+            )  # fmt: skip
+        check_input(one[0], ".jcodec")
+        _second_input(one[1], "decompress")
+        check_output(one[1], one[0], codec_io.OUTPUT_FORMATS)
+        with bitstream.Reader(one[0]):  # a broken file fails before the model loads
             pass
         loaded = load_from_args(args, priors=_priors_flag(args))
-        report = decompress_file(
-            args.input, args.output, loaded, sample_rate=rate, subtype=args.subtype,
-            window_frames=args.window_frames, quiet=args.json,
-        )  # fmt: skip
+        report = decompress_file(*one, loaded, quiet=args.json, **settings)
         print_report(report, args.json, format_decompress)
 
     return guarded(body)
@@ -441,16 +612,42 @@ def _window_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _files_args(p: argparse.ArgumentParser, form: str, what: str) -> None:
+    """The files of `compress` / `decompress`: ``IN OUT``, or inputs and `--output_dir`."""
+    p.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help=f"{form} ({what}); with --output_dir: any number of inputs and folders",
+    )
+    p.add_argument("--output", help="the output of one input (instead of the second FILE)")
+    p.add_argument(
+        "--output_dir",
+        help="write DIR/<stem> of every input (folders: their files, recursively, subfolders "
+        "kept); files that fail are named on stderr, the others still written",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="with --output_dir: replace existing outputs"
+    )
+    p.add_argument(
+        "--batch_size",
+        type=int,
+        default=DEFAULT_MAX_BATCH,
+        help="with --output_dir: most files coded in one batch (more is faster and takes more "
+        "memory)",
+    )
+
+
 def add_parsers(sub) -> None:
     """Registers `compress`, `decompress` and `priors` (`info FILE` goes through `cmd_info`)."""
     p = add_command(
         sub,
         "compress",
-        "audio file -> .jcodec",
+        "audio file -> .jcodec (or many files, batched, with --output_dir)",
         "song.flac song.jcodec --checkpoint runs/base --kbps 3",
+        "a.wav b.flac songs/ --output_dir codes --checkpoint runs/base --batch_size 16",
     )
-    p.add_argument("input", help="audio file (wav, flac, ogg, opus, mp3; any rate, channels)")
-    p.add_argument("output", help="the .jcodec file to write")
+    _files_args(p, "IN OUT.jcodec", "audio (wav, flac, ogg, opus, mp3; any rate, channels)")
     add_model_args(p)
     rate = p.add_mutually_exclusive_group()
     rate.add_argument(
@@ -480,11 +677,11 @@ def add_parsers(sub) -> None:
     p = add_command(
         sub,
         "decompress",
-        ".jcodec -> audio file",
+        ".jcodec -> audio file (or many files, batched, with --output_dir)",
         "song.jcodec song.wav --checkpoint runs/base --sample_rate 48000",
+        "codes/ --output_dir decoded --checkpoint runs/base",
     )
-    p.add_argument("input", help="a .jcodec file")
-    p.add_argument("output", help="audio file to write (.wav, .flac or .ogg)")
+    _files_args(p, "IN.jcodec OUT.wav", ".jcodec files; the output: .wav, .flac or .ogg")
     add_model_args(p)
     p.add_argument("--sample_rate", type=int, help="output rate (default: the original rate)")
     p.add_argument("--subtype", help="soundfile subtype, e.g. PCM_16 (default), PCM_24, FLOAT")
