@@ -176,3 +176,45 @@ def test_stream_cli_json_and_errors(tmp_path):
     )  # fmt: skip
     assert bad.returncode == 2 and "nope.wav: no such file" in bad.stderr, bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def spectrostream():
+    """The tiny SpectroStream (its full structure, narrow), every parameter drawn."""
+    import jax
+
+    codec = build_codec(load_config("spectrostream_48khz:tiny").model, dtype="float32")
+    x = jnp.zeros((1, codec.hop_length * 2, 2))
+    shapes = jax.eval_shape(lambda a: codec.init(jax.random.key(0), a), x)
+    rng = np.random.default_rng(0)
+
+    def draw(path, s):
+        fan = np.prod(s.shape[:-1]) if getattr(path[-1], "key", "") == "kernel" else 1
+        return (rng.standard_normal(s.shape) / np.sqrt(fan)).astype(np.float32)
+
+    return codec, jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+@pytest.mark.parametrize(
+    "chunk_frames", [pytest.param(1, marks=pytest.mark.slow), 2]
+)  # 2: the decoder's output re-aligned (its carry)
+def test_spectrostream_stream_equals_offline(spectrostream, chunk_frames):
+    """Its encoder reads 10 ms into the next frame and its decoder looks a frame ahead: the
+    stream lags (a frame each way) and still gives the offline codes and audio."""
+    import jax
+
+    codec, params = spectrostream
+    rng = np.random.default_rng(chunk_frames)
+    x = (0.3 * rng.standard_normal((1, int(0.19 * 48000), 2))).astype(np.float32)
+    codes = jax.jit(lambda p, a: codec.apply(p, a, method=codec.encode))(params, x)
+    ref = np.asarray(jax.jit(lambda p, c: codec.apply(p, c, method=codec.decode))(params, codes))
+    ref = ref[:, : x.shape[1]]
+    assert np.abs(ref).max() > 0.05
+    y, frame_codes = st.stream_roundtrip(codec, params, x, chunk_frames)
+    want = np.stack([np.asarray(c) for c in codes], -1)
+    np.testing.assert_array_equal(frame_codes[:, : want.shape[1]], want)
+    assert y.shape == ref.shape
+    assert np.abs(y - ref).max() <= 1e-5
+    assert st.stream_delay_frames(codec, chunk_frames) == chunk_frames
+    assert st.stream_latency(codec, chunk_frames) == 3 * chunk_frames * codec.hop_length
+    assert st.algorithmic_latency(codec) == codec.latency_samples == 3 * 1920  # 120 ms

@@ -21,5 +21,6 @@ PRESETS = (
     "snac_24khz",
     "snac_32khz",
     "snac_44khz",
+    "spectrostream_48khz",
     "tpu_v5e",
 )

@@ -124,9 +124,11 @@ def default_config() -> ml_collections.ConfigDict:
     # about a third more compute; the same parameters (see configs/tpu_v5e.py).
     model.remat = False
     # Architecture (jax_codec.models.codec.Codec): "dac" (Snake residual units), "seanet"
-    # (EnCodec's; options in model.seanet) or "snac" (DAC's modules; options in model.snac).
+    # (EnCodec's; options in model.seanet), "snac" (DAC's modules; options in model.snac) or
+    # "spectrostream" (STFT and 2-D convs; options in model.spectrostream).
     model.arch = "dac"
-    # "factorized" (DAC's projected, L2-normalised VQ) or "plain" (EnCodec's Euclidean VQ).
+    # "factorized" (DAC's projected, L2-normalised VQ), "plain" (EnCodec's Euclidean VQ) or
+    # "euclidean" (SpectroStream's arithmetic for the same VQ).
     model.quantizer = "factorized"
     # Transposed convs: "exact" (F frames -> F * stride samples) or "symmetric" trim (DAC's;
     # odd strides lose a sample).
@@ -162,6 +164,25 @@ def default_config() -> ml_collections.ConfigDict:
     snac.attn_window = 0
     # Noise blocks in the decoder (zero noise unless a "noise" RNG is passed: Codec.noise).
     snac.noise = False
+
+    spectro = model.spectrostream = ml_collections.ConfigDict()
+    # Options of arch="spectrostream" only (configs/spectrostream_48khz.py; its values).
+    # STFT frame, hop and FFT lengths in samples (Hann window; the Nyquist bin is dropped).
+    spectro.stft_frame_length = 960
+    spectro.stft_frame_step = 480
+    spectro.stft_fft_length = 960
+    # Per 2-D block its (time, frequency) strides, encoder order (the decoder's are reversed).
+    spectro.ratios2d = ((1, 2), (1, 2), (1, 3), (1, 2), (1, 2), (2, 2), (2, 1))
+    # Per block its channel multiplier, encoder order.
+    spectro.mults = (2, 1, 2, 1, 1, 2, 1)
+    # Kernel (time and frequency) of the encoder's first and the decoder's last conv.
+    spectro.base_conv_size = 7
+    # Delayed stereo fusion: channel groups coded apart (shared weights) by the first blocks.
+    spectro.channel_splits = 2
+    # The encoder block whose input concatenates the groups (negative: counted from the end).
+    spectro.channel_recombo_block = -2
+    # Latent frames the decoder looks ahead (its output lags that many frames in a stream).
+    spectro.decoder_lookahead = 1
 
     # Discriminators (kinds, periods, windows, widths, stereo input): the fields and their
     # comments are in `jax_codec.models.discriminators.default_discriminator_config`.

@@ -1,7 +1,8 @@
-r"""`python -m jax_codec convert --from {dac,encodec,snac} --weights FILE --config PRESET
---output DIR` (alias: `python -m jax_codec.convert`).
+r"""`python -m jax_codec convert --from {dac,encodec,snac,spectrostream} --weights FILE
+--config PRESET --output DIR` (alias: `python -m jax_codec.convert`).
 
-Converts PyTorch weights (a `.pth` / `.th` state dict, or `.safetensors`) to a jax_codec
+Converts PyTorch weights (a `.pth` / `.th` state dict, or `.safetensors`), or SpectroStream's
+JAX weights (magenta-rt's safetensors files: `jax_codec.convert.spectrostream`), to a jax_codec
 checkpoint directory that `jax_codec.inference.load_codec(DIR)`, the CLI's `--checkpoint DIR`
 and `python -m jax_codec train --init_from=DIR` read. Bad input exits with code 2 and a one-line
 `error: ...` naming the first missing, mis-shaped or unused tensor. A SNAC release is a plain
@@ -35,15 +36,20 @@ DEPRECATED = {"checkpoint": "weights", "trust_checkpoint": "trust_weights"}
 def main(argv: list[str] | None = None, prog: str = "python -m jax_codec convert") -> int:
     parser = ArgumentParser(
         prog=prog,
-        description="Convert PyTorch DAC / EnCodec / SNAC weights to a jax_codec checkpoint.",
+        description="Convert PyTorch DAC / EnCodec / SNAC weights, or SpectroStream's JAX "
+        "weights (magenta-rt), to a jax_codec checkpoint.",
         epilog="example:\n  " + EXAMPLE.format(prog=prog),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--from", dest="source", required=True, choices=("dac", "encodec", "snac"))
+    parser.add_argument(
+        "--from", dest="source", required=True, choices=("dac", "encodec", "snac", "spectrostream")
+    )
     parser.add_argument(
         "--weights",
         help="PyTorch weights: a .pth / .th / .safetensors file; for DAC also the folder a "
-        "training run saved (<save_path>/<tag>, holding dac/weights.pth)",
+        "training run saved (<save_path>/<tag>, holding dac/weights.pth); for SpectroStream "
+        "magenta-rt's .safetensors file (encoder.safetensors beside it is read too) or a "
+        "folder of them",
     )
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)  # deprecated: --weights
     parser.add_argument(
@@ -58,7 +64,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m jax_codec convert
     parser.add_argument(
         "--config",
         required=True,
-        help="preset, e.g. configs/dac_44khz.py, configs/encodec_24khz.py, configs/snac_32khz.py",
+        help="preset, e.g. configs/dac_44khz.py, configs/encodec_24khz.py, "
+        "configs/snac_32khz.py, configs/spectrostream_48khz.py",
     )
     parser.add_argument("--output", required=True, help="directory to write")
     parser.add_argument(

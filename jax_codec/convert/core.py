@@ -1,4 +1,5 @@
-"""PyTorch DAC / EnCodec / SNAC state dicts -> jax_codec params, checked tensor by tensor, saved.
+"""PyTorch DAC / EnCodec / SNAC state dicts -> jax_codec params, checked tensor by tensor, saved
+(SpectroStream's JAX weights: `jax_codec.convert.spectrostream`, saved the same way).
 
 `convert_state_dict(source, state_dict, config)` is the whole conversion (no torch needed:
 tensors may be numpy arrays); `load_checkpoint(path)` reads a `.pth` / `.th` (torch, CPU,
@@ -231,7 +232,7 @@ def abstract_params(config: ml_collections.ConfigDict) -> Any:
     from jax_codec.models.codec import build_codec
 
     codec = build_codec(config.model, dtype="float32")
-    audio = jax.ShapeDtypeStruct((1, codec.length_multiple, 1), jnp.float32)
+    audio = jax.ShapeDtypeStruct((1, codec.length_multiple, codec.channels), jnp.float32)
     return jax.eval_shape(lambda a: codec.init(jax.random.key(0), a), audio)
 
 
@@ -417,6 +418,13 @@ def convert_checkpoint(
     `discriminator`: a DAC `Discriminator` weights file (DAC's training saves it as
     `<tag>/discriminator/weights.pth`), converted onto `config.discriminator` as well.
     """
+    if source == "spectrostream":
+        if discriminator is not None:
+            raise ConversionError("--discriminator converts DAC discriminators only")
+        from jax_codec.convert.spectrostream import convert_file
+
+        params, info = convert_file(checkpoint, config)
+        return save_converted(params, config, output, info)
     if discriminator is not None and source != "dac":
         raise ConversionError(f"--discriminator converts DAC discriminators only, not {source}")
     state_dict, metadata = load_checkpoint(checkpoint, trust)

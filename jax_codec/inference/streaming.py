@@ -69,22 +69,32 @@ def block_frames(codec: Codec) -> int:
 
 
 def stream_delay_frames(codec: Codec, chunk_frames: int) -> int:
-    """D: frames by which encoder outputs lag their inputs, a multiple of the chunk."""
+    """D: frames by which encoder outputs lag their inputs, a multiple of the chunk (the wait for
+    a block to complete, plus the encoder's lookahead: SpectroStream's, a frame)."""
     L, n = block_frames(codec), chunk_frames
-    need = L - math.gcd(n, L)
+    need = L - math.gcd(n, L) + codec.encoder_lookahead_frames
     return -(-need // n) * n
+
+
+def decoder_delay_frames(codec: Codec, chunk_frames: int) -> int:
+    """Frames by which the streaming decoder's aligned output lags its codes: the decoder's
+    lookahead (SpectroStream's, a frame) rounded up to whole chunks; 0 for the others."""
+    d, n = codec.decoder_lookahead_frames, chunk_frames
+    return -(-d // n) * n
 
 
 def algorithmic_latency(codec: Codec) -> int:
     """Samples between an input sample and the earliest time its decoded output can exist."""
     if not codec.causal:
         raise ValueError("a non-causal model has no streaming latency (it looks ahead)")
-    return block_frames(codec) * codec.hop_length
+    lookahead = codec.encoder_lookahead_frames + codec.decoder_lookahead_frames
+    return (block_frames(codec) + lookahead) * codec.hop_length
 
 
 def stream_latency(codec: Codec, chunk_frames: int) -> int:
     """Samples from an input sample's arrival to its output, with chunk buffering."""
-    return (stream_delay_frames(codec, chunk_frames) + chunk_frames) * codec.hop_length
+    delay = stream_delay_frames(codec, chunk_frames) + decoder_delay_frames(codec, chunk_frames)
+    return (delay + chunk_frames) * codec.hop_length
 
 
 def bounded_receptive_field(codec: Codec) -> bool:
@@ -266,10 +276,11 @@ class StreamingEncoder:
         )
         lat = lat.astype(jnp.float32)
         t = state["t"]
-        buf = jnp.concatenate([state["latents"], lat], axis=1)  # frames [t - R, t + n)
+        e = codec.encoder_lookahead_frames  # the encoder's latents lag its input by e frames
+        buf = jnp.concatenate([state["latents"], lat], axis=1)  # frames [t - e - R, t - e + n)
         ext = jnp.concatenate([buf, jnp.zeros((buf.shape[0], W, buf.shape[2]), buf.dtype)], 1)
         start = jnp.floor_divide(t - D, L) * L  # first whole block holding frame t - D
-        window = jax.lax.dynamic_slice_in_dim(ext, R + start - t, W, axis=1)
+        window = jax.lax.dynamic_slice_in_dim(ext, R + start - (t - e), W, axis=1)
         codes = codec.apply(variables, window, self.k, method=_quantize)
         out = jax.lax.dynamic_slice_in_dim(codes, t - D - start, n, axis=1)
         new = {"cache": upd["cache"], "latents": buf[:, n:], "t": t + n}
@@ -294,7 +305,14 @@ class StreamingEncoder:
 
 class StreamingDecoder:
     """Chunk-by-chunk decoder: ``push(codes [B, n, k])`` -> audio ``[B, n * hop]`` (``[B, n *
-    hop, C]`` for a stereo codec)."""
+    hop, C]`` for a stereo codec).
+
+    A decoder that looks ahead (SpectroStream: `Codec.decoder_lookahead_frames`) emits its audio
+    that many frames late; the output is re-aligned to whole chunks of the offline signal, so
+    that ``delay`` frames (`decoder_delay_frames`) pass before the first chunk: `push` returns
+    None for the first ``delay / n`` codes. The audio between the two alignments is the
+    ``carry`` of the state.
+    """
 
     def __init__(self, codec: Codec, params, chunk_frames: int, batch: int = 1, n_quantizers=None):
         if not codec.causal:
@@ -304,38 +322,54 @@ class StreamingDecoder:
         self.n = chunk_frames
         self.batch = batch
         self.k = codec.num_quantizers if n_quantizers is None else int(n_quantizers)
+        self.delay = decoder_delay_frames(codec, chunk_frames)
+        self.carry = (self.delay - codec.decoder_lookahead_frames) * codec.hop_length
         self.step = jax.jit(self._step, donate_argnums=1)
         self.reset()
 
     def init_state(self):
         example = jnp.zeros((self.batch, self.n, self.k), jnp.int32)
-        return _cache_zeros(self.codec, self.variables, _decode_frame_codes, example)
+        cache = _cache_zeros(self.codec, self.variables, _decode_frame_codes, example)
+        if not self.carry:
+            return cache
+        shape = (self.batch, self.carry, self.codec.channels)
+        return {"cache": cache, "carry": jnp.zeros(shape, jnp.float32)}
 
     def reset(self) -> None:
         self.state = self.init_state()
+        self.pushed = 0
 
     def _step(self, variables, state, codes):
+        cache = state["cache"] if self.carry else state
         audio, upd = self.codec.apply(
-            {**variables, "cache": state}, codes, method=_decode_frame_codes, mutable=["cache"]
+            {**variables, "cache": cache}, codes, method=_decode_frame_codes, mutable=["cache"]
         )
-        return api_audio(self.codec, audio).astype(jnp.float32), upd["cache"]
+        audio = audio.astype(jnp.float32)
+        if not self.carry:
+            return api_audio(self.codec, audio), upd["cache"]
+        both = jnp.concatenate([state["carry"], audio], axis=1)
+        n = audio.shape[1]
+        return api_audio(self.codec, both[:, :n]), {"cache": upd["cache"], "carry": both[:, n:]}
 
-    def push(self, codes) -> Array:
+    def push(self, codes) -> Array | None:
         codes = jnp.asarray(codes, jnp.int32)
         if codes.shape != (self.batch, self.n, self.k):
             raise ValueError(f"codes shape {codes.shape}: expected {(self.batch, self.n, self.k)}")
         audio, self.state = self.step(self.variables, self.state, codes)
-        return audio
+        self.pushed += 1
+        return None if self.pushed <= self.delay // self.n else audio
 
 
 def stream_chunks(
     codec: Codec, audio: np.ndarray, chunk_frames: int, delay_frames: int
 ) -> Iterator[np.ndarray]:
     """Chunks ``[B, n * hop, ...]`` of `audio` ``[B, T, ...]``, zero-padded so that every frame
-    of the offline path (T rounded up to the codec's length multiple) leaves the encoder."""
+    of the offline path (T rounded up to the codec's length multiple) leaves the encoder
+    (`delay_frames`: the encoder's delay) and the decoder (its own delay, added here)."""
     b, t = audio.shape[:2]
     m = codec.length_multiple
     frames = -(-t // m) * m // codec.hop_length
+    delay_frames += decoder_delay_frames(codec, chunk_frames)
     chunks = -(-(frames + delay_frames) // chunk_frames)
     total = chunks * chunk_frames * codec.hop_length
     padded = np.zeros((b, total) + audio.shape[2:], np.float32)
@@ -361,7 +395,9 @@ def stream_roundtrip(
         c = enc.push(chunk)
         if c is not None:
             codes.append(np.asarray(c))
-            outs.append(np.asarray(dec.push(c)))
+            y = dec.push(c)
+            if y is not None:
+                outs.append(np.asarray(y))
     t = audio.shape[1]
     return np.concatenate(outs, axis=1)[:, :t], np.concatenate(codes, axis=1)
 

@@ -23,6 +23,7 @@ from jax_codec.models.decoder import Decoder
 from jax_codec.models.encoder import Encoder
 from jax_codec.models.quantizer import HierarchicalRVQ
 from jax_codec.models.seanet import SEANetDecoder, SEANetEncoder
+from jax_codec.models.spectrostream import SpectroStreamDecoder, SpectroStreamEncoder
 from jax_codec.stereo import STEREO_MODES, from_mid_side, to_mid_side
 
 Array = jax.Array
@@ -69,11 +70,14 @@ class Codec(nn.Module):
     # Rematerialise encoder/decoder blocks in the backward pass (training memory only).
     remat: bool = False
     # Architecture options for imported models (configs/dac_*.py, configs/encodec_24khz.py,
-    # configs/snac_*.py): "dac" (Snake residual units, `Encoder`/`Decoder`), "seanet" (EnCodec,
-    # `seanet.py`) or "snac" (DAC's modules with SNAC's options below). A config keeps the
-    # seanet-only and snac-only options in `model.seanet` / `model.snac` (`arch_options`).
+    # configs/snac_*.py, configs/spectrostream_48khz.py): "dac" (Snake residual units,
+    # `Encoder`/`Decoder`), "seanet" (EnCodec, `seanet.py`), "snac" (DAC's modules with SNAC's
+    # options below) or "spectrostream" (STFT and 2-D convs, `spectrostream.py`). A config keeps
+    # each one's own options in `model.seanet` / `model.snac` / `model.spectrostream`
+    # (`arch_options`).
     arch: str = "dac"
-    # "factorized" (DAC's projected, L2-normalised VQ) or "plain" (EnCodec's Euclidean VQ).
+    # "factorized" (DAC's projected, L2-normalised VQ), "plain" (EnCodec's Euclidean VQ) or
+    # "euclidean" (SpectroStream's: the same VQ, its distance and rounding).
     vq_kind: str = "factorized"
     # Conv padding: "zeros" or "reflect" (EnCodec's; seanet only, offline only).
     pad_mode: str = "zeros"
@@ -103,13 +107,29 @@ class Codec(nn.Module):
     # What a stereo model's convolutions see: "lr" (left, right) or "ms" (mid (L+R)/2, side
     # (L-R)/2; the decoder's mid/side output is turned back into left/right). Mono ignores it.
     stereo: str = "ms"
+    # arch="spectrostream" only (`spectrostream.py`): the STFT's frame, hop and FFT lengths; per
+    # 2-D block its (time, frequency) strides and channel multiplier (encoder order); the
+    # first/last conv's kernel; delayed stereo fusion (channels coded apart by the blocks before
+    # `channel_recombo_block`); latent frames the decoder looks ahead. `encoder_width` /
+    # `decoder_width` are the 2-D convs' base depths.
+    stft_frame_length: int = 960
+    stft_frame_step: int = 480
+    stft_fft_length: int = 960
+    ratios2d: Sequence[tuple[int, int]] = ((1, 2), (1, 2), (1, 3), (1, 2), (1, 2), (2, 2), (2, 1))
+    mults: Sequence[float] = (2, 1, 2, 1, 1, 2, 1)
+    base_conv_size: int = 7
+    channel_splits: int = 2
+    channel_recombo_block: int = -2
+    decoder_lookahead: int = 1
 
     def setup(self):
         if self.channels not in (1, 2):
             raise ValueError(f"channels={self.channels}: use 1 (mono) or 2 (joint stereo)")
         if self.stereo not in STEREO_MODES:
             raise ValueError(f"stereo={self.stereo!r}: use one of {STEREO_MODES}")
-        if self.arch == "seanet":
+        if self.arch == "spectrostream":
+            self._setup_spectrostream()
+        elif self.arch == "seanet":
             if self.depthwise or self.attn_window or self.noise:
                 raise ValueError("depthwise, attn_window and noise need arch='snac'")
             seanet = dict(
@@ -171,7 +191,9 @@ class Codec(nn.Module):
                 noise=self.noise,
             )
         else:
-            raise ValueError(f"model.arch={self.arch!r}: use 'dac', 'seanet' or 'snac'")
+            raise ValueError(
+                f"model.arch={self.arch!r}: use 'dac', 'seanet', 'snac' or 'spectrostream'"
+            )
         self.quantizer = HierarchicalRVQ(
             self.latent_dim,
             tuple(self.vq_strides),
@@ -179,6 +201,36 @@ class Codec(nn.Module):
             self.codebook_dim,
             self.quantizer_dropout,
             kind=self.vq_kind,
+        )
+
+    def _setup_spectrostream(self) -> None:
+        if self.depthwise or self.attn_window or self.noise or self.lstm_layers:
+            raise ValueError(
+                "depthwise, attn_window, noise and lstm_layers are not SpectroStream's"
+            )
+        geometry = dict(
+            frame_length=self.stft_frame_length,
+            frame_step=self.stft_frame_step,
+            fft_length=self.stft_fft_length,
+            ratios=tuple(tuple(r) for r in self.ratios2d),
+            mults=tuple(self.mults),
+            base_conv_size=self.base_conv_size,
+            channel_splits=self.channel_splits,
+            channel_recombo_block=self.channel_recombo_block,
+            latent_dim=self.latent_dim,
+            audio_channels=self.channels,
+            dtype=self.dtype,
+        )
+        hop = self.stft_frame_step * math.prod(r[0] for r in self.ratios2d)
+        if self.hop_length != hop:
+            raise ValueError(
+                f"encoder_strides {tuple(self.encoder_strides)} multiply to {self.hop_length}, "
+                f"SpectroStream's hop is {hop} (STFT step x the blocks' time strides): set "
+                f"encoder_strides to ({self.stft_frame_step}, <the time strides>)"
+            )
+        self.encoder = SpectroStreamEncoder(base_depth=self.encoder_width, **geometry)
+        self.decoder = SpectroStreamDecoder(
+            base_depth=self.decoder_width, lookahead=self.decoder_lookahead, **geometry
         )
 
     # ---- static facts derived from the architecture (usable on an unbound module) ----
@@ -213,14 +265,31 @@ class Codec(nn.Module):
         return self.hop_length * self.block_frames
 
     @property
+    def encoder_lookahead_frames(self) -> int:
+        """Frames after its own that a latent frame reads (SpectroStream's STFT reaches into the
+        next frame), so a stream encodes frame j once frame j + this has arrived."""
+        return 1 if self.arch == "spectrostream" else 0
+
+    @property
+    def decoder_lookahead_frames(self) -> int:
+        """Latent frames after a frame that its decoded audio needs (SpectroStream's decoder
+        lookahead): offline decoding of F frames yields (F - this) * hop samples, so `encode`
+        pads this many more frames of zeros and a stream emits audio this many frames late."""
+        return self.decoder_lookahead if self.arch == "spectrostream" else 0
+
+    @property
     def latency_samples(self) -> int | None:
         """Algorithmic latency of the causal model, `None` if not causal.
 
         A full-rate frame needs its `hop` samples; a level of stride s waits for s frames before
         its code exists; causal transposed convs add no lookahead. So output sample t depends on
         inputs up to t + max(s) * hop - 1, and a stream emits it max(s) * hop samples late.
+        SpectroStream adds its encoder's and decoder's lookahead, a frame each.
         """
-        return self.hop_length * max(self.vq_strides) if self.causal else None
+        if not self.causal:
+            return None
+        lookahead = self.encoder_lookahead_frames + self.decoder_lookahead_frames
+        return self.hop_length * (max(self.vq_strides) + lookahead)
 
     @property
     def latency_ms(self) -> float | None:
@@ -263,7 +332,7 @@ class Codec(nn.Module):
         if self.pad_mode == "reflect" and m == self.hop_length:
             # EnCodec: each strided conv pads its own input (by reflection) to a whole frame.
             return audio
-        padded = -(-t // m) * m
+        padded = -(-t // m) * m + self.decoder_lookahead_frames * self.hop_length
         return jnp.pad(audio, ((0, 0), (0, padded - t), (0, 0)))
 
     # ---- forward / inference ----
@@ -322,6 +391,17 @@ def resolve_dtype(name: str) -> Any:
 _ARCH_OPTIONS = {
     "seanet": {"pad_mode": "zeros", "lstm_layers": 0, "residual_compress": 2, "true_skip": False},
     "snac": {"depthwise": False, "attn_window": 0, "noise": False},
+    "spectrostream": {
+        "stft_frame_length": 960,
+        "stft_frame_step": 480,
+        "stft_fft_length": 960,
+        "ratios2d": ((1, 2), (1, 2), (1, 3), (1, 2), (1, 2), (2, 2), (2, 1)),
+        "mults": (2, 1, 2, 1, 1, 2, 1),
+        "base_conv_size": 7,
+        "channel_splits": 2,
+        "channel_recombo_block": -2,
+        "decoder_lookahead": 1,
+    },
 }
 
 
@@ -346,6 +426,8 @@ def arch_options(model_config: ml_collections.ConfigDict) -> dict[str, Any]:
     options["depthwise"] = bool(options["depthwise"])
     options["attn_window"] = int(options["attn_window"] or 0)
     options["noise"] = bool(options["noise"])
+    options["ratios2d"] = tuple(tuple(int(v) for v in r) for r in options["ratios2d"])
+    options["mults"] = tuple(options["mults"])
     return options
 
 

@@ -125,9 +125,30 @@ class PlainVQ(nn.Module):
         z_q = jnp.take(self.codebook, codes, axis=0)
         commitment = jnp.mean(jnp.square(z_e - jax.lax.stop_gradient(z_q)), axis=(1, 2))
         codebook = jnp.mean(jnp.square(jax.lax.stop_gradient(z_e) - z_q), axis=(1, 2))
-        # Straight-through, value exactly z_q; the codebook learns from the codebook loss only.
-        z_q = jax.lax.stop_gradient(z_q) + (z_e - jax.lax.stop_gradient(z_e))
-        return z_q, codes, commitment, codebook, z_e
+        return self.straight_through(z_e, z_q), codes, commitment, codebook, z_e
+
+    @staticmethod
+    def straight_through(z_e: Array, z_q: Array) -> Array:
+        """Value exactly z_q; the codebook learns from the codebook loss only."""
+        return jax.lax.stop_gradient(z_q) + (z_e - jax.lax.stop_gradient(z_e))
+
+
+class EuclideanVQ(PlainVQ):
+    """SpectroStream's VQ (`magenta_rt`'s `ResidualVectorQuantizer`): `PlainVQ` with its
+    arithmetic, so imported codebooks give its codes bit for bit: the nearest code minimises
+    `-2 x.e + |e|^2` (no `|x|^2`, which could merge near-ties when rounded), and the quantized
+    value is `x + sg(q - x)` (not exactly `q`), which the next level's residual subtracts.
+    """
+
+    def nearest(self, z_e: Array) -> Array:
+        x = z_e.astype(jnp.float32).reshape(-1, z_e.shape[-1])
+        e = self.codebook.astype(jnp.float32)
+        dist = -2 * jnp.einsum("nd,kd->nk", x, e) + jnp.einsum("kd,kd->k", e, e)[None, :]
+        return jnp.argmin(dist, axis=-1).astype(jnp.int32).reshape(z_e.shape[:-1])
+
+    @staticmethod
+    def straight_through(z_e: Array, z_q: Array) -> Array:
+        return z_e + jax.lax.stop_gradient(z_q - z_e)
 
 
 @flax.struct.dataclass
@@ -158,8 +179,8 @@ class HierarchicalRVQ(nn.Module):
     `strides[i]` is level i's pooling factor; F must be a multiple of lcm(strides).
     `dropout_prob`: in training, that fraction of examples uses a random number of levels
     in [1, K] (DAC's quantizer dropout), so one model serves every bitrate.
-    `kind`: "factorized" (`FactorizedVQ`, DAC) or "plain" (`PlainVQ`, EnCodec; `codebook_dim`
-    must then equal `input_dim`).
+    `kind`: "factorized" (`FactorizedVQ`, DAC), "plain" (`PlainVQ`, EnCodec) or "euclidean"
+    (`EuclideanVQ`, SpectroStream); with no projection, `codebook_dim` must equal `input_dim`.
     """
 
     input_dim: int
@@ -177,18 +198,21 @@ class HierarchicalRVQ(nn.Module):
                 )
                 for i in range(len(self.strides))
             ]
-        elif self.kind == "plain":
+        elif self.kind in ("plain", "euclidean"):
             if self.codebook_dim != self.input_dim:
                 raise ValueError(
                     f"a plain VQ has no projection: codebook_dim={self.codebook_dim} must "
                     f"equal the latent dim {self.input_dim}"
                 )
+            vq = PlainVQ if self.kind == "plain" else EuclideanVQ
             self.levels = [
-                PlainVQ(self.input_dim, self.codebook_size, name=f"level{i}")
+                vq(self.input_dim, self.codebook_size, name=f"level{i}")
                 for i in range(len(self.strides))
             ]
         else:
-            raise ValueError(f"quantizer kind {self.kind!r}: use 'factorized' or 'plain'")
+            raise ValueError(
+                f"quantizer kind {self.kind!r}: use 'factorized', 'plain' or 'euclidean'"
+            )
 
     @property
     def num_levels(self) -> int:

@@ -1,0 +1,240 @@
+"""SpectroStream import: the converted preset equals magenta-rt's JAX SpectroStream exactly.
+
+The reference (`magenta_rt.jax.spectrostream.SpectroStream`, built from our preset by
+`convert.spectrostream.reference_config`) gets random weights (no download): every kernel and
+bias drawn, and codebooks drawn around the residuals of other audio, as trained ones sit, so
+that codes vary. Converted in memory and run beside ours on the same stereo audio: codes
+identical at every depth, decoded audio within 1e-4 (fp32; ours matches bit for bit on this
+CPU). The tiny preset (the full structure, narrow) runs by default, the full-size one (62M
+parameters, a few frames) in the slow suite. Needs magenta-rt (CI installs it, see .ci/run);
+skipped without it. The file layout and the command line are tested without it.
+"""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jax_codec.config import load_config
+from jax_codec.convert import ConversionError
+from jax_codec.convert.core import abstract_params
+from jax_codec.convert.spectrostream import convert_params
+from jax_codec.models.codec import build_codec
+
+TOL = 1e-4
+
+
+def _stereo(frames: int, seed: int) -> np.ndarray:
+    """Two different, music-like channels `[1, frames * 1920, 2]`."""
+    t = np.arange(frames * 1920) / 48000.0
+    rng = np.random.default_rng(seed)
+    chans = []
+    for _ in range(2):
+        f = rng.uniform(80, 2000, 4)
+        x = sum(np.sin(2 * np.pi * fi * t + rng.uniform(0, 6)) for fi in f) / 4
+        chans.append(0.5 * x + 0.05 * rng.standard_normal(t.shape))
+    return np.stack(chans, -1)[None].astype(np.float32)
+
+
+def _random_reference(reference_shapes, seed: int) -> dict:
+    """Reference `{encoder, decoder, quantizer}` params: kernels ~ N(0, 1 / fan_in), biases
+    ~ N(0, 0.1), the codebooks for now N(0, 1) (`_codebooks_from_audio` replaces them)."""
+    rng = np.random.default_rng(seed)
+
+    def draw(path, s):
+        name = getattr(path[-1], "key", "")
+        if name == "kernel":
+            return rng.standard_normal(s.shape).astype(np.float32) / np.sqrt(np.prod(s.shape[:-1]))
+        scale = 0.1 if name == "bias" else 1.0
+        return (scale * rng.standard_normal(s.shape)).astype(np.float32)
+
+    return jax.tree_util.tree_map_with_path(draw, reference_shapes)
+
+
+def _reference_params(config, seed: int = 0):
+    """(reference module, its random `{"params": ...}`)."""
+    import flax.linen as nn
+    import sequence_layers.jax as sl
+
+    from jax_codec.convert.spectrostream import reference_config
+
+    module = reference_config(config.model).make()
+    x = sl.Sequence(jnp.zeros((1, 1920 * 2, 2)), jnp.ones((1, 1920 * 2), bool))
+    shapes = nn.unbox(jax.eval_shape(lambda: module.init(jax.random.key(0), x, training=False)))
+    params = _random_reference(shapes["params"], seed)
+    # Codebooks around the residuals of other audio: level i's codes are level-i residual
+    # frames of random audio, scaled, plus noise.
+    embed = jax.jit(lambda p, a: module.apply(p, _seq(a), False, method="waveform_to_embeddings"))
+    z = np.asarray(embed({"params": params}, jnp.asarray(_stereo(16, seed + 1))).values)[0]
+    table = np.array(params["quantizer"]["embedding"])
+    rng = np.random.default_rng(seed + 2)
+    residual = z.copy()
+    for i in range(table.shape[0]):
+        pick = residual[rng.integers(0, len(residual), table.shape[1])]
+        table[i] = pick * rng.uniform(0.5, 1.2, (table.shape[1], 1)) + 0.1 * rng.standard_normal(
+            pick.shape
+        ) * np.std(residual)
+        d = -2 * residual @ table[i].T + np.sum(table[i] ** 2, -1)
+        residual = residual - table[i][np.argmin(d, -1)]
+    params["quantizer"]["embedding"] = table.astype(np.float32)
+    return module, {"params": params}
+
+
+def _seq(a):
+    import sequence_layers.jax as sl
+
+    return sl.Sequence(a, jnp.ones(a.shape[:2], bool))
+
+
+def _compare(preset: str, frames: int, depths):
+    pytest.importorskip(
+        "magenta_rt.jax.spectrostream",
+        reason="magenta-rt (SpectroStream's reference) is not installed; CI installs it: .ci/run",
+    )
+    config = load_config(preset)
+    module, ref_params = _reference_params(config)
+    audio = _stereo(frames, seed=5)
+    ref_codes = jax.jit(
+        lambda p, a: module.apply(p, _seq(a), False, method="waveform_to_codes").values
+    )(ref_params, jnp.asarray(audio))
+    decode_ref = jax.jit(
+        lambda p, c: module.apply(p, _seq(c), False, method="codes_to_waveform").values
+    )
+
+    codec = build_codec(config.model, dtype="float32")
+    params = convert_params(ref_params, config)
+    codes = jax.jit(lambda p, a: codec.apply(p, a, method=codec.encode))(params, audio)
+    k = len(codes)
+    ours = np.stack([np.asarray(c) for c in codes], -1)
+    theirs = np.asarray(ref_codes)
+    assert ours.shape == (1, frames + 1, k)  # one more: the decoder's lookahead frame
+    assert theirs.shape == (1, frames, k)
+    np.testing.assert_array_equal(ours[:, :frames], theirs)
+    assert len(np.unique(theirs[..., 0])) > 1 and len(np.unique(theirs[0, 0])) > 1, (
+        "the test's codes do not vary; it would not catch a wrong mapping"
+    )
+    decode = jax.jit(lambda p, c: codec.apply(p, c, method=codec.decode))
+    for depth in depths(k):
+        want = np.asarray(decode_ref(ref_params, ref_codes[:, :, :depth]))
+        have = np.asarray(decode(params, [c[:, :frames] for c in codes[:depth]]))
+        assert want.shape == (1, (frames - 1) * 1920, 2)
+        assert have.shape == (1, frames * 1920, 2)
+        assert np.abs(want).max() > 1e-3
+        np.testing.assert_allclose(have[:, : want.shape[1]], want, atol=TOL, rtol=0)
+        np.testing.assert_array_equal(have[:, want.shape[1] :], 0.0)
+
+
+def test_tiny_preset_matches_reference():
+    _compare("spectrostream_48khz:tiny", frames=4, depths=lambda k: [k])
+
+
+@pytest.mark.slow
+def test_full_preset_matches_reference():
+    _compare("spectrostream_48khz", frames=3, depths=lambda k: [1, k // 2, k])
+
+
+# ------------------------------------------------------------------ file layout, command line
+
+
+def _reference_tree(params: dict) -> dict:
+    """Our params -> the reference's tree (the inverse of the conversion, for the layout tests):
+    a `conv` level under every conv, the codebooks stacked into one embedding."""
+
+    def nest(tree):
+        if "kernel" in tree:
+            return {"conv": dict(tree)}
+        return {k: nest(v) for k, v in tree.items()}
+
+    p = params["params"]
+    levels = [p["quantizer"][f"level{i}"]["codebook"] for i in range(len(p["quantizer"]))]
+    return {
+        "encoder": nest(p["encoder"]),
+        "decoder": nest(p["decoder"]),
+        "quantizer": {"embedding": np.stack(levels)},
+    }
+
+
+def _flat(tree, prefix):
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}/{k}"))
+        else:
+            out[f"{prefix}/{k}"] = np.asarray(v)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    config = load_config("spectrostream_48khz:tiny")
+    shapes = abstract_params(config)
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(np.float32), shapes)
+    return config, params
+
+
+def _save_release(folder, params, encoder: bool = True) -> str:
+    """magenta_rt's layout: the checkpoint with `params/soundstream/{decoder, quantizer}` (and a
+    language model), `encoder.safetensors` beside it with `params/encoder`."""
+    from safetensors.numpy import save_file
+
+    tree = _reference_tree(params)
+    main = _flat({"decoder": tree["decoder"], "quantizer": tree["quantizer"]}, "params/soundstream")
+    main["params/depthformer/embed/embedding"] = np.zeros((4, 3), np.float32)
+    path = os.path.join(folder, "mrt2_base.safetensors")
+    save_file(main, path)
+    if encoder:
+        save_file(
+            _flat(tree["encoder"], "params/encoder"), os.path.join(folder, "encoder.safetensors")
+        )
+    return path
+
+
+def test_in_memory_conversion_is_the_inverse_of_the_layout(tiny):
+    config, params = tiny
+    back = convert_params(_reference_tree(params), config)
+    jax.tree.map(np.testing.assert_array_equal, back, params)
+
+
+def test_conversion_errors_name_the_array(tiny):
+    config, params = tiny
+    tree = _reference_tree(params)
+    del tree["encoder"]
+    with pytest.raises(ConversionError, match="no encoder.*encoder.safetensors"):
+        convert_params(tree, config)
+    tree = _reference_tree(params)
+    tree["decoder"]["decoder_0"]["conv2d_3x3"]["conv"]["bias"] = np.zeros(3, np.float32)
+    with pytest.raises(ConversionError, match="decoder/decoder_0/conv2d_3x3/conv/bias has shape"):
+        convert_params(tree, config)
+    tree = _reference_tree(params)
+    tree["encoder"]["extra"] = {"conv": {"kernel": np.zeros(2, np.float32)}}
+    with pytest.raises(ConversionError, match="unused array encoder/extra/conv/kernel"):
+        convert_params(tree, config)
+    with pytest.raises(ConversionError, match="quantizer/embedding has shape"):
+        convert_params(_reference_tree(params), load_config("spectrostream_48khz"))
+
+
+def test_convert_command_reads_the_release_layout(tiny, tmp_path, capsys):
+    from jax_codec.convert.__main__ import main
+    from jax_codec.inference import load_codec
+
+    config, params = tiny
+    weights = _save_release(str(tmp_path), params)
+    out = tmp_path / "converted"
+    args = ["--from", "spectrostream", "--weights", weights]
+    args += ["--config", "configs/spectrostream_48khz.py:tiny"]
+    assert main(args + ["--output", str(out)]) == 0, capsys.readouterr().err
+    info = json.loads((out / "converted.json").read_text())
+    assert len(info["checkpoint"]) == 2  # the checkpoint and encoder.safetensors beside it
+    loaded = load_codec(str(out))
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, loaded.params), params)
+
+    os.remove(tmp_path / "encoder.safetensors")
+    capsys.readouterr()
+    assert main(args + ["--output", str(tmp_path / "again")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "encoder.safetensors" in lines[0], lines
+    assert not (tmp_path / "again").exists()
