@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 
 from jax_codec.models.kernels import grouped_conv1d, period_conv2d, weight_norm
+from jax_codec.models.layers import add_bias
 
 Array = jax.Array
 Dtype = Any
@@ -144,7 +145,7 @@ class _WNConv(nn.Module):
                 feature_group_count=self.groups,
             )
         b = self.param("bias", nn.initializers.zeros, (self.features,))
-        return y + b.astype(self.dtype)
+        return add_bias(y, b)
 
 
 def _conv_stack(x: Array, convs: Sequence[_WNConv], post: _WNConv) -> tuple[Array, list[Array]]:

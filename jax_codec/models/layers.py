@@ -126,6 +126,13 @@ def reflect_conv_padding(
     return total - right, right + extra
 
 
+def add_bias(y: Array, bias: Array) -> Array:
+    """`y + bias`, added in float32 and rounded once to y's dtype, so that the bias's gradient
+    (a sum over every batch row and time step) is summed in float32: summed in bfloat16 it
+    stalls (an MRD output bias got half its float32 gradient)."""
+    return (y.astype(jnp.float32) + bias.astype(jnp.float32)).astype(y.dtype)
+
+
 def _kernel(module: nn.Module, v: Array, g: Array) -> Array:
     """The conv kernel g v / |v|, or its precomputed value from the ``folded`` collection."""
     if module.has_variable("folded", "kernel"):
@@ -229,7 +236,7 @@ class WNConv1d(nn.Module):
             )
         if self.use_bias:
             b = self.param("bias", nn.initializers.zeros, (self.features,))
-            y = y + b.astype(self.dtype)
+            y = add_bias(y, b)
         return y
 
 
@@ -305,7 +312,7 @@ class WNConvTranspose1d(nn.Module):
             y = y[:, :n]
         if self.use_bias:
             b = self.param("bias", nn.initializers.zeros, (self.features,))
-            y = y + b.astype(self.dtype)
+            y = add_bias(y, b)
         return y
 
 
@@ -319,7 +326,9 @@ class Snake(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        alpha = self.param("alpha", nn.initializers.ones, (x.shape[-1],)).astype(self.dtype)
+        # alpha stays float32: `snake` takes alpha x in float32 (a bfloat16 alpha would shift
+        # the phase of sin^2(alpha x) by up to 0.2% of alpha x).
+        alpha = self.param("alpha", nn.initializers.ones, (x.shape[-1],))
         return snake(x.astype(self.dtype), alpha)
 
 
