@@ -56,6 +56,7 @@ Data (real music from Debian packages, installed by whoever runs this, never com
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import math
@@ -399,20 +400,89 @@ def dac_discriminator(periods: list[int], fft_sizes: list[int], channels: int):
     return disc
 
 
+class DACTrainStep:
+    """DAC's scripts/train.py step (without its AMP scaler and logging-only losses), on DAC's
+    modules: D loss on the detached reconstruction, D step (clip 10), then the generator losses
+    (conf/base.yml: 7-resolution log10 mel of power 1, GAN, feature matching, VQ) through the
+    updated D, weighted by `LAMBDAS`, and the G step (clip 1000); AdamW (betas 0.8, 0.99) and
+    ExponentialLR(`LR_GAMMA`) for both. `autocast`: a torch dtype for the forward passes
+    (`torch.autocast` on the audio's device, as DAC's AMP), or None (float32).
+
+    `step(x [B, 1, T])` -> (losses, G grad norm, D grad norm); `update=False` leaves the
+    weights and optimizers as they were (a warm-up).
+    """
+
+    def __init__(self, gen, disc, lr: float, autocast=None):
+        import torch
+        from dac.nn.loss import GANLoss, MelSpectrogramLoss
+
+        self.gen, self.disc, self.autocast = gen, disc, autocast
+        self.mel_loss = MelSpectrogramLoss(
+            n_mels=[5, 10, 20, 40, 80, 160, 320],
+            window_lengths=[32, 64, 128, 256, 512, 1024, 2048],
+            mel_fmin=[0.0] * 7,
+            mel_fmax=[None] * 7,
+            pow=1.0,
+            clamp_eps=1e-5,
+            mag_weight=0.0,
+        )
+        self.gan_loss = GANLoss(disc)
+        self.opt_g = torch.optim.AdamW(gen.parameters(), lr=lr, betas=(0.8, 0.99))
+        self.opt_d = torch.optim.AdamW(disc.parameters(), lr=lr, betas=(0.8, 0.99))
+        self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.opt_g, gamma=LR_GAMMA)
+        self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.opt_d, gamma=LR_GAMMA)
+
+    def zero_grad(self) -> None:
+        self.opt_g.zero_grad()
+        self.opt_d.zero_grad()
+
+    def __call__(self, x, update: bool = True) -> tuple[dict, object, object]:
+        import torch
+        from audiotools import AudioSignal
+
+        cast = (
+            torch.autocast(x.device.type, self.autocast)
+            if self.autocast is not None
+            else contextlib.nullcontext()
+        )
+        signal = AudioSignal(x, SAMPLE_RATE)
+        with cast:
+            out = self.gen(signal.audio_data, signal.sample_rate)
+            recons = AudioSignal(out["audio"], signal.sample_rate)
+            parts = {"adv_d": self.gan_loss.discriminator_loss(recons, signal)}
+        self.opt_d.zero_grad()
+        parts["adv_d"].backward()
+        grad_d = torch.nn.utils.clip_grad_norm_(self.disc.parameters(), 10.0)
+        if update:
+            self.opt_d.step()
+            self.sched_d.step()
+        with cast:
+            parts["mel"] = self.mel_loss(recons, signal)
+            parts["adv_gen"], parts["adv_feat"] = self.gan_loss.generator_loss(recons, signal)
+        parts["vq_commitment"] = out["vq/commitment_loss"]
+        parts["vq_codebook"] = out["vq/codebook_loss"]
+        parts["total_g"] = sum(LAMBDAS[k] * v for k, v in parts.items() if k in LAMBDAS)
+        self.opt_g.zero_grad()
+        parts["total_g"].backward()
+        grad_g = torch.nn.utils.clip_grad_norm_(self.gen.parameters(), 1e3)
+        if update:
+            self.opt_g.step()
+            self.sched_g.step()
+        return parts, grad_g, grad_d
+
+
 def child_dac(args: argparse.Namespace) -> dict:
     import warnings
 
     import torch
 
     _torchaudio_stand_in()
-    from audiotools import AudioSignal
 
     # torch's old weight_norm (DAC's) and audiotools' STFT padding note: expected, not news.
     warnings.filterwarnings("ignore", message=".*weight_norm.*is deprecated")
     warnings.filterwarnings("ignore", message="stft_data changed shape")
 
     import dac
-    from dac.nn.loss import GANLoss, MelSpectrogramLoss
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -435,21 +505,7 @@ def child_dac(args: argparse.Namespace) -> dict:
         sd = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
         np.savez(os.path.join(args._workdir, f"init_{name}.npz"), **sd)
 
-    # conf/base.yml: MelSpectrogramLoss over 7 resolutions, log10 magnitude, power 1.
-    mel_loss = MelSpectrogramLoss(
-        n_mels=[5, 10, 20, 40, 80, 160, 320],
-        window_lengths=[32, 64, 128, 256, 512, 1024, 2048],
-        mel_fmin=[0.0] * 7,
-        mel_fmax=[None] * 7,
-        pow=1.0,
-        clamp_eps=1e-5,
-        mag_weight=0.0,
-    )
-    gan_loss = GANLoss(disc)
-    opt_g = torch.optim.AdamW(gen.parameters(), lr=args.lr, betas=(0.8, 0.99))
-    opt_d = torch.optim.AdamW(disc.parameters(), lr=args.lr, betas=(0.8, 0.99))
-    sched_g = torch.optim.lr_scheduler.ExponentialLR(opt_g, gamma=LR_GAMMA)
-    sched_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, gamma=LR_GAMMA)
+    train_step = DACTrainStep(gen, disc, args.lr)
 
     audio, offsets, crops = load_data(args._workdir)
     batches = Crops(
@@ -469,31 +525,6 @@ def child_dac(args: argparse.Namespace) -> dict:
         gen.train()
         return y
 
-    def train_step(x: np.ndarray, update: bool = True) -> tuple[dict, torch.Tensor, torch.Tensor]:
-        """DAC's scripts/train.py step (without its AMP scaler and logging-only losses)."""
-        signal = AudioSignal(torch.from_numpy(x)[:, None], SAMPLE_RATE)
-        out = gen(signal.audio_data, signal.sample_rate)
-        recons = AudioSignal(out["audio"], signal.sample_rate)
-        parts = {"adv_d": gan_loss.discriminator_loss(recons, signal)}
-        opt_d.zero_grad()
-        parts["adv_d"].backward()
-        grad_d = torch.nn.utils.clip_grad_norm_(disc.parameters(), 10.0)
-        if update:
-            opt_d.step()
-            sched_d.step()
-        parts["mel"] = mel_loss(recons, signal)
-        parts["adv_gen"], parts["adv_feat"] = gan_loss.generator_loss(recons, signal)
-        parts["vq_commitment"] = out["vq/commitment_loss"]
-        parts["vq_codebook"] = out["vq/codebook_loss"]
-        parts["total_g"] = sum(LAMBDAS[k] * v for k, v in parts.items() if k in LAMBDAS)
-        opt_g.zero_grad()
-        parts["total_g"].backward()
-        grad_g = torch.nn.utils.clip_grad_norm_(gen.parameters(), 1e3)
-        if update:
-            opt_g.step()
-            sched_g.step()
-        return parts, grad_g, grad_d
-
     gen.train()
     disc.train()
     # Warm-up, not counted (as our compile is not): TorchScript specialises DAC's Snake over
@@ -502,9 +533,8 @@ def child_dac(args: argparse.Namespace) -> dict:
     rng = torch.get_rng_state()
     t0 = time.perf_counter()
     for _ in range(args.torch_warmup):
-        train_step(batches(0), update=False)
-    opt_g.zero_grad()
-    opt_d.zero_grad()
+        train_step(torch.from_numpy(batches(0))[:, None], update=False)
+    train_step.zero_grad()
     warmup_s = time.perf_counter() - t0
     torch.set_rng_state(rng)
 
@@ -517,7 +547,7 @@ def child_dac(args: argparse.Namespace) -> dict:
             first_batch = float(np.sum(x, dtype=np.float64))
         logging = log_due(args, run.step)
         t0 = time.perf_counter()
-        parts, grad_g, grad_d = train_step(x)
+        parts, grad_g, grad_d = train_step(torch.from_numpy(x)[:, None])
         seconds = time.perf_counter() - t0
         losses = None
         if logging:

@@ -94,8 +94,23 @@ def matmul_reference(steps: int) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     config = load_config(args.config)
-    overrides = {"train.batch_size": args.batch_size, "train.segment_seconds": args.segment_seconds}
+    overrides = {
+        "train.batch_size": args.batch_size,
+        "train.segment_seconds": args.segment_seconds,
+        "model.dtype": args.dtype,
+    }
     apply_overrides(config, {k: str(v) for k, v in overrides.items() if v is not None})
+    return {"command": "python " + shlex.join(sys.argv), **measure(config, args.steps, args.config)}
+
+
+def synthetic_batch(sample_rate: int, segment: int, batch_size: int, seed: int) -> np.ndarray:
+    """The benchmark's batch `[batch_size, segment]`: the first `SyntheticMusic` excerpts."""
+    source = SyntheticMusic(sample_rate, segment_seconds=segment / sample_rate, seed=seed)
+    return np.stack([np.asarray(source[i], np.float32)[:segment] for i in range(batch_size)])
+
+
+def measure(config, steps: int, name: str = "") -> dict:
+    """Build, compile and time the train step of `config` (see the module doc)."""
     mesh = sh.make_mesh(config.mesh)
     validate_run(config, mesh)
     trainer = Trainer(config)
@@ -111,8 +126,7 @@ def run(args: argparse.Namespace) -> dict:
     n_disc = sum(x.size for x in jax.tree.leaves(state.disc_params))
     rss = {"after_init": peak_rss_mib()}
 
-    source = SyntheticMusic(sr, segment_seconds=segment / sr, seed=int(config.train.seed))
-    local = np.stack([np.asarray(source[i], np.float32)[:segment] for i in range(batch_size)])
+    local = synthetic_batch(sr, segment, batch_size, int(config.train.seed))
     batch = make_global_batch(local, sh.batch_sharding(mesh))
 
     step = compile_train_step(trainer, mesh, shardings)
@@ -126,22 +140,22 @@ def run(args: argparse.Namespace) -> dict:
         jax.block_until_ready((state, metrics))
 
     first_s = timed(call)[1]
-    times = time_calls(call, args.steps)
+    times = time_calls(call, steps)
     med = statistics.median(times)
     rss["end"] = peak_rss_mib()
 
     flops = flops_of(compiled)
-    ref = matmul_reference(max(args.steps, 5))
+    ref = matmul_reference(max(steps, 5))
     audio_s = batch_size * segment / sr
     gflops = None if flops is None else flops / med / 1e9
     return {
-        "command": "python " + shlex.join(sys.argv),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "jax": jax.__version__,
         "devices": f"{len(jax.devices())} x {jax.devices()[0].device_kind}",
         "cpu_count": os.cpu_count(),
         "loadavg_1min_end": round(os.getloadavg()[0], 2),
-        "config": config.get("name", args.config),
+        "config": config.get("name", name),
+        "dtype": str(jnp.dtype(trainer.codec.dtype)),
         "params_gen_m": n_gen / 1e6,
         "params_disc_m": n_disc / 1e6,
         "batch_size": batch_size,
@@ -151,7 +165,7 @@ def run(args: argparse.Namespace) -> dict:
         "lower_s": lower_s,
         "compile_s": compile_s,
         "first_step_s": first_s,
-        "steps_timed": args.steps,
+        "steps_timed": steps,
         "step_median_s": med,
         "step_min_s": min(times),
         "steps_per_s": 1.0 / med,
@@ -210,6 +224,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10, help="timed steps after 2 warmup steps")
     p.add_argument("--batch_size", type=int, help="override train.batch_size")
     p.add_argument("--segment_seconds", type=float, help="override train.segment_seconds")
+    p.add_argument("--dtype", help="override model.dtype (auto, float32, bfloat16)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = p.parse_args()
     if args.steps < 1:

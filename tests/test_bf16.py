@@ -8,6 +8,8 @@ model agrees more closely (benchmarks/bf16_cpu.py, benchmarks/README.md).
 """
 
 import collections
+import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +21,9 @@ from test_train_step import music_batch, small_config
 
 from jax_codec.data.synthetic import SyntheticMusic
 from jax_codec.training.step import Trainer
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+from bf16_cpu import snr_db  # noqa: E402  (the benchmark's measure, so the numbers compare)
 
 # A train step small enough to trace in seconds, with every part that bf16 could break: Snake,
 # weight norm, transposed convs, the quantizer, all three discriminators, mel and STFT losses.
@@ -102,11 +107,6 @@ def test_bf16_step_keeps_params_reductions_and_losses_in_float32():
     assert set(bf16) <= BF16_OK, sorted(set(bf16) - BF16_OK)
 
 
-def _snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
-    noise = np.sum((reference - estimate) ** 2)
-    return float(10 * np.log10(np.sum(reference**2) / noise))
-
-
 def test_bf16_encode_decode_keeps_most_codes(runlocal_codec):
     codec, params = runlocal_codec
     params = louder(params)  # a random-init decoder is near silent
@@ -128,7 +128,7 @@ def test_bf16_encode_decode_keeps_most_codes(runlocal_codec):
         float(np.mean(np.asarray(a) == np.asarray(b)))
         for a, b in zip(codes32, codes16, strict=True)
     ]
-    snr = _snr_db(np.asarray(audio32), np.asarray(audio16))
+    snr = snr_db(np.asarray(audio32), np.asarray(audio16))
     print("identical codes per level", [round(a, 3) for a in agree], f"decode SNR {snr:.1f} dB")
     # measured: 0.80-0.89 of the codes per level; the same codes decode at ~32 dB SNR
     assert min(agree) > 0.7, agree

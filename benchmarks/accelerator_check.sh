@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# One check of a GPU or TPU machine, under 8 minutes: installs the jax wheel for the
+# accelerator (the installed jax version), confirms the devices, runs the sharding, train-step
+# and streaming tests on it, measures the base and DAC-44k train steps in bfloat16 (step time,
+# audio seconds per second, MFU), PyTorch DAC's train step on the same device and batch, and the
+# streaming real-time factor; writes accelerator_check.json and accelerator_check.md.
+#
+#   benchmarks/accelerator_check.sh                  # on the accelerator machine, repo root
+#   benchmarks/accelerator_check.sh --out DIR        # default: $OUT, else benchmarks/results/accelerator_check
+#   benchmarks/accelerator_check.sh --dry-run        # the same stages on this CPU, tiny sizes, no installs
+#
+# Each stage has a time limit that keeps the whole under 8 minutes (seconds, from the
+# environment: CHECK_PYTEST_S, CHECK_TRAIN_S, CHECK_TORCH_S, CHECK_STREAM_S; a dry run, whose
+# time depends on the CPU, has none); a stage that fails or runs out of time is recorded in the
+# report and the next one runs. The stages: benchmarks/accelerator_check.py.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+dry_run=0
+out="${OUT:-benchmarks/results/accelerator_check}"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --dry-run) dry_run=1 ;;
+    --out) out="$2"; shift ;;
+    --out=*) out="${1#--out=}" ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "accelerator_check.sh: unknown argument $1 (use --dry-run, --out DIR)" >&2; exit 2 ;;
+  esac
+  shift
+done
+mkdir -p "$out"
+rm -f "$out"/stage_*.json "$out"/pytest.xml
+python=${PYTHON:-python}
+start=$SECONDS
+
+# ---- the accelerator and its jax wheel
+if [[ $dry_run == 1 ]]; then
+  platform=cpu
+  # The tests' fast-compile option: the tiny steps compile in seconds at -O0.
+  export XLA_FLAGS="${XLA_FLAGS:---xla_backend_optimization_level=0}"
+  tests=(tests/test_streaming.py::test_latency_from_the_architecture)
+  no_limit=1d
+elif command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+  platform=cuda
+  extra="cuda12"
+elif [[ -n "${TPU_NAME:-}${TPU_ACCELERATOR_TYPE:-}${TPU_WORKER_ID:-}" ]] || ls /dev/accel* >/dev/null 2>&1 || ls /dev/vfio/[0-9]* >/dev/null 2>&1; then
+  platform=tpu
+  extra="tpu"
+else
+  echo "accelerator_check.sh: no GPU (nvidia-smi) or TPU found; run with --dry-run on a CPU" >&2
+  exit 2
+fi
+if [[ $dry_run == 0 ]]; then
+  version=$("$python" -c 'import jax; print(jax.__version__)')
+  echo "== installing jax[$extra]==$version"
+  "$python" -m pip install -q -U "jax[$extra]==$version"
+  if [[ $platform == cuda ]] && ! "$python" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
+    echo "== installing a CUDA build of torch (for PyTorch DAC's step)"
+    "$python" -m pip install -q -U torch descript-audio-codec || echo "torch install failed; its stage will report it" >&2
+  fi
+  # Tests and stages share one device: allocate as needed rather than 75% up front.
+  export XLA_PYTHON_CLIENT_PREALLOCATE=false
+  tests=(tests/test_distributed.py tests/test_train_step.py tests/test_streaming.py)
+  no_limit=
+fi
+export JAX_PLATFORMS=$platform
+flag=()
+[[ $dry_run == 1 ]] && flag=(--dry_run)
+stage() {  # stage SECONDS ARGS...: one accelerator_check.py stage, failures recorded, not fatal
+  local limit=${no_limit:-$1}
+  shift
+  timeout "$limit" "$python" benchmarks/accelerator_check.py "$@" --out "$out" "${flag[@]}" \
+    || echo "stage $* exited with $? (limit ${limit} s)" >&2
+}
+
+echo "== devices"
+stage 60 devices
+cat "$out/stage_devices.json"
+
+echo "== tests on $platform: ${tests[*]}"
+timeout "${no_limit:-${CHECK_PYTEST_S:-120}}" "$python" -m pytest -q -n 0 -m "not slow" -p no:cacheprovider \
+  --junitxml="$out/pytest.xml" "${tests[@]}" || echo "tests exited with $?" >&2
+
+echo "== train steps (bf16)"
+stage "${CHECK_TRAIN_S:-90}" train --case base
+stage "${CHECK_TRAIN_S:-90}" train --case dac_44khz
+echo "== PyTorch DAC train step"
+stage "${CHECK_TORCH_S:-60}" torch_dac
+echo "== streaming"
+stage "${CHECK_STREAM_S:-45}" streaming
+
+"$python" benchmarks/accelerator_check.py report --out "$out" "${flag[@]}"
+echo "== wrote $out/accelerator_check.json and $out/accelerator_check.md in $((SECONDS - start)) s"
