@@ -106,6 +106,24 @@ def test_long_file_streams_alone_among_batched(workdir, songs, tmp_path, capsys)
     )
 
 
+@pytest.mark.slow  # a second (joint-stereo) model compiles every shape again
+def test_joint_stereo_model_many_equal_one_by_one(runlocal_codec, songs, tmp_path, capsys):
+    """A joint-stereo model: a stereo file is one code stream, a mono one is duplicated."""
+    from conftest import grow_params
+
+    from jax_codec.config import apply_overrides
+    from jax_codec.models.codec import build_codec
+    from jax_codec.training.loop import BestExporter
+
+    config = load_config(CONFIG)
+    apply_overrides(config, {"model.channels": "2", "name": "stereo_runlocal"})
+    params = grow_params(louder(runlocal_codec[1]), build_codec(config.model))
+    workdir = str(tmp_path / "run")
+    BestExporter(workdir).maybe_export(0, 1.0, params, config)
+    inputs, outputs = ["a.wav", "more/sub/e.flac"], ["a.jcodec", "sub/e.jcodec"]
+    check_many_equal_alone(workdir, songs, tmp_path, capsys, inputs, outputs)
+
+
 def test_bad_command_lines_fail_before_any_work(workdir, songs, tmp_path, capsys):
     """Errors the command line decides: one line, exit 2, no model loaded, nothing written."""
     model = ["--checkpoint", workdir]
