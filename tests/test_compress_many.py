@@ -5,7 +5,7 @@ file among many, skips that file only.
 In-process through `jax_codec.__main__.main`, on the session's runlocal weights (no second
 `init` compile), with windows of 64 frames (~0.74 s) as in test_compress.py: the short files
 (equal lengths at the model's rate, so that the one-by-one runs share compiled shapes) go in
-batches, the longer one streams through the single-file path.
+batches; the longer one (long/, in a slow test) streams through the single-file path.
 """
 
 import json
@@ -36,49 +36,50 @@ def workdir(tmp_path_factory, runlocal_codec):
 
 @pytest.fixture(scope="module")
 def songs(tmp_path_factory):
-    """Inputs of mixed rates, channels and lengths: two files and a folder (a subfolder, a
-    hidden file and a text file in it, which are not audio inputs)."""
+    """Inputs of mixed rates and channels: two files and a folder (a subfolder, a hidden file
+    and a text file in it, which are not audio inputs); and in long/ a file of two windows."""
     root = tmp_path_factory.mktemp("songs")
     (root / "more" / "sub").mkdir(parents=True)
+    (root / "long").mkdir()
     # the short ones: 30870 samples at the model's 44.1 kHz each
     make_music(root / "a.wav", 0.7, 44100, 1, seed=1)
-    make_music(root / "more" / "d.flac", 1.3, 48000, 1, seed=2)  # > one window: streamed
     make_music(root / "more" / "sub" / "e.flac", 0.7, 22050, 2, seed=3)  # stereo: dual mono
     make_music(root / "more" / ".hidden.wav", 0.5, 44100, 1)
     (root / "more" / "notes.txt").write_text("not audio")
     make_music(root / "c.wav", 0.7, 48000, 1, seed=4)
+    make_music(root / "long" / "d.flac", 1.3, 48000, 1, seed=2)  # > one window: streamed
     return root
 
 
-def test_many_equal_one_by_one(workdir, songs, tmp_path, capsys):
+def check_many_equal_alone(workdir, songs, tmp_path, capsys, inputs, outputs):
+    """`compress inputs --output_dir` writes `outputs` (relative paths), each byte-identical to
+    compressing its input (relative to `songs`) alone; `decompress` of the output folder
+    gives each file's audio as decompressing it alone does, to 16-bit rounding."""
     model = ["--checkpoint", workdir, *WINDOW]
     out = tmp_path / "out"
+    argv = [songs / i for i in dict.fromkeys(i.split("/")[0] for i in inputs)]
     rc, stdout, err = cli(
-        capsys, "compress", songs / "a.wav", songs / "more", songs / "c.wav",
-        "--output_dir", out, "--batch_size", 2, "--json", *model,
-    )  # fmt: skip
+        capsys, "compress", *argv, "--output_dir", out, "--batch_size", 2, "--json", *model
+    )
     assert rc == 0, err
     report = json.loads(stdout)
-    names = ["a.jcodec", "d.jcodec", "sub/e.jcodec", "c.jcodec"]  # a folder's files: under it
-    assert [os.path.relpath(r["output"], out) for r in report["outputs"]] == names
-    assert report["written"] == report["files"] == 4 and report["failed"] == []
-    assert report["audio_seconds"] == pytest.approx(0.7 + 1.3 + 0.7 + 0.7, abs=1e-3)
-    assert sorted(os.listdir(out)) == ["a.jcodec", "c.jcodec", "d.jcodec", "sub"]
+    assert [os.path.relpath(r["output"], out) for r in report["outputs"]] == outputs
+    assert report["written"] == report["files"] == len(inputs) and report["failed"] == []
+    seconds = sum(sf.info(songs / i).duration for i in inputs)
+    assert report["audio_seconds"] == pytest.approx(seconds)
 
-    inputs = ["a.wav", "more/d.flac", "more/sub/e.flac", "c.wav"]
     alone = tmp_path / "alone"
     alone.mkdir()
-    for src, name in zip(inputs, names, strict=True):
+    for src, name in zip(inputs, outputs, strict=True):
         one = alone / os.path.basename(name)
         assert cli(capsys, "compress", songs / src, one, *model)[0] == 0
         assert (out / name).read_bytes() == one.read_bytes(), name
 
-    # decompress: a folder of .jcodec files back to audio, as one by one up to 16-bit rounding
     dec = tmp_path / "dec"
     rc, stdout, err = cli(capsys, "decompress", out, "--output_dir", dec, "--batch_size", 2, *model)
     assert rc == 0, err
-    assert "4 of 4 files" in stdout.splitlines()[-1]
-    for src, name in zip(inputs, names, strict=True):
+    assert f"{len(inputs)} of {len(inputs)} files" in stdout.splitlines()[-1]
+    for src, name in zip(inputs, outputs, strict=True):
         wav = os.path.splitext(name)[0] + ".wav"
         one = alone / os.path.basename(wav)
         assert cli(capsys, "decompress", alone / os.path.basename(name), one, *model)[0] == 0
@@ -88,6 +89,39 @@ def test_many_equal_one_by_one(workdir, songs, tmp_path, capsys):
         assert y_rate == rate and y.shape == z.shape == x.shape, name
         assert np.abs(y).max() > 0.01
         np.testing.assert_allclose(y, z, atol=1.5 / 32768, err_msg=name)
+
+
+def test_many_equal_one_by_one(workdir, songs, tmp_path, capsys):
+    """Mono and stereo, at three rates, batched (a folder's files go under its name's place)."""
+    inputs = ["a.wav", "more/sub/e.flac", "c.wav"]
+    outputs = ["a.jcodec", "sub/e.jcodec", "c.jcodec"]
+    check_many_equal_alone(workdir, songs, tmp_path, capsys, inputs, outputs)
+    assert sorted(os.listdir(tmp_path / "out")) == ["a.jcodec", "c.jcodec", "sub"]
+
+
+@pytest.mark.slow  # compiles the windowed single-file path too
+def test_long_file_streams_alone_among_batched(workdir, songs, tmp_path, capsys):
+    check_many_equal_alone(
+        workdir, songs, tmp_path, capsys, ["long/d.flac", "a.wav"], ["d.jcodec", "a.jcodec"]
+    )
+
+
+@pytest.mark.slow  # a second (joint-stereo) model compiles every shape again
+def test_joint_stereo_model_many_equal_one_by_one(runlocal_codec, songs, tmp_path, capsys):
+    """A joint-stereo model: a stereo file is one code stream, a mono one is duplicated."""
+    from conftest import grow_params
+
+    from jax_codec.config import apply_overrides
+    from jax_codec.models.codec import build_codec
+    from jax_codec.training.loop import BestExporter
+
+    config = load_config(CONFIG)
+    apply_overrides(config, {"model.channels": "2", "name": "stereo_runlocal"})
+    params = grow_params(louder(runlocal_codec[1]), build_codec(config.model))
+    workdir = str(tmp_path / "run")
+    BestExporter(workdir).maybe_export(0, 1.0, params, config)
+    inputs, outputs = ["a.wav", "more/sub/e.flac"], ["a.jcodec", "sub/e.jcodec"]
+    check_many_equal_alone(workdir, songs, tmp_path, capsys, inputs, outputs)
 
 
 def test_bad_command_lines_fail_before_any_work(workdir, songs, tmp_path, capsys):

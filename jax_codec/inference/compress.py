@@ -618,7 +618,7 @@ def _files_args(p: argparse.ArgumentParser, form: str, what: str) -> None:
         "files",
         nargs="+",
         metavar="FILE",
-        help=f"{form} ({what}); with --output_dir: any number of inputs and folders",
+        help=f"{form}: {what}; with --output_dir: any number of input files and folders",
     )
     p.add_argument("--output", help="the output of one input (instead of the second FILE)")
     p.add_argument(
@@ -633,8 +633,8 @@ def _files_args(p: argparse.ArgumentParser, form: str, what: str) -> None:
         "--batch_size",
         type=int,
         default=DEFAULT_MAX_BATCH,
-        help="with --output_dir: most files coded in one batch (more is faster and takes more "
-        "memory)",
+        help="with --output_dir: most files coded in one batch (more takes more memory; what "
+        "it gains: benchmarks/README.md)",
     )
 
 
@@ -647,7 +647,11 @@ def add_parsers(sub) -> None:
         "song.flac song.jcodec --checkpoint runs/base --kbps 3",
         "a.wav b.flac songs/ --output_dir codes --checkpoint runs/base --batch_size 16",
     )
-    _files_args(p, "IN OUT.jcodec", "audio (wav, flac, ogg, opus, mp3; any rate, channels)")
+    _files_args(
+        p,
+        "IN OUT.jcodec",
+        "an audio file (wav, flac, ogg, opus, mp3; any rate and channels) and the .jcodec to write",
+    )
     add_model_args(p)
     rate = p.add_mutually_exclusive_group()
     rate.add_argument(
@@ -681,7 +685,9 @@ def add_parsers(sub) -> None:
         "song.jcodec song.wav --checkpoint runs/base --sample_rate 48000",
         "codes/ --output_dir decoded --checkpoint runs/base",
     )
-    _files_args(p, "IN.jcodec OUT.wav", ".jcodec files; the output: .wav, .flac or .ogg")
+    _files_args(
+        p, "IN.jcodec OUT.wav", "a .jcodec file and the audio to write (.wav, .flac or .ogg)"
+    )
     add_model_args(p)
     p.add_argument("--sample_rate", type=int, help="output rate (default: the original rate)")
     p.add_argument("--subtype", help="soundfile subtype, e.g. PCM_16 (default), PCM_24, FLOAT")
