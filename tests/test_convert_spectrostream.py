@@ -170,10 +170,13 @@ def _flat(tree, prefix):
 @pytest.fixture(scope="module")
 def tiny():
     config = load_config("spectrostream_48khz:tiny")
-    shapes = abstract_params(config)
     rng = np.random.default_rng(0)
-    params = jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(np.float32), shapes)
-    return config, params
+
+    def draw(path, s):  # kernels ~ N(0, 1 / fan_in): activations stay finite through 30 convs
+        fan = np.prod(s.shape[:-1]) if getattr(path[-1], "key", "") == "kernel" else 10.0
+        return (rng.standard_normal(s.shape) / np.sqrt(fan)).astype(np.float32)
+
+    return config, jax.tree_util.tree_map_with_path(draw, abstract_params(config))
 
 
 def _save_release(folder, params, encoder: bool = True) -> str:
@@ -238,3 +241,27 @@ def test_convert_command_reads_the_release_layout(tiny, tmp_path, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "encoder.safetensors" in lines[0], lines
     assert not (tmp_path / "again").exists()
+
+
+@pytest.mark.slow  # ~2-4 min on 2 shared cores, compilation mostly
+def test_init_from_finetunes_converted_spectrostream(tiny, tmp_path, monkeypatch):
+    """`train --init_from=<converted>`: a few steps of our recipe (stereo losses and
+    discriminators) on SpectroStream's architecture, from converted weights."""
+    from jax_codec.config import apply_overrides
+    from jax_codec.convert.core import save_converted
+    from jax_codec.inference import load_codec
+    from jax_codec.training import loop
+
+    monkeypatch.setattr(loop, "EVAL_SECONDS", 0.1)
+    monkeypatch.setattr(loop, "EVAL_EXAMPLES", 2)
+    _, params = tiny
+    config = load_config("spectrostream_48khz:runlocal,tiny")
+    converted = save_converted(params, config, str(tmp_path / "converted"))
+    apply_overrides(config, {"train.num_steps": "2", "train.batch_size": "8"})  # 8 test devices
+    wd = str(tmp_path / "run")
+    metrics = loop.train_and_evaluate(config, wd, init_from=converted)
+    assert metrics["step"] == 2 and np.isfinite(metrics["loss/mel"])
+    assert metrics["train/nonfinite_steps"] == 0
+    trained = load_codec(wd, which="latest").params
+    moved = jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - b).max()), trained, params)
+    assert 0 < max(jax.tree.leaves(moved)) < 1.0  # started from the converted weights, trained

@@ -218,3 +218,23 @@ def test_spectrostream_stream_equals_offline(spectrostream, chunk_frames):
     assert st.stream_delay_frames(codec, chunk_frames) == chunk_frames
     assert st.stream_latency(codec, chunk_frames) == 3 * chunk_frames * codec.hop_length
     assert st.algorithmic_latency(codec) == codec.latency_samples == 3 * 1920  # 120 ms
+
+
+@pytest.mark.slow  # ~30 s: windows of SpectroStream's 15-frame context on both sides
+def test_spectrostream_chunked_equals_whole_signal(spectrostream):
+    """compress/decompress code files in windows: their context covers SpectroStream's
+    receptive field (and its lookahead), so the windowed codes and audio are the whole
+    signal's."""
+    import jax
+
+    codec, params = spectrostream
+    rng = np.random.default_rng(3)
+    x = (0.3 * rng.standard_normal((1, 45 * codec.hop_length + 100, 2))).astype(np.float32)
+    codes = jax.jit(lambda p, a: codec.apply(p, a, method=codec.encode))(params, x)
+    ref = np.asarray(jax.jit(lambda p, c: codec.apply(p, c, method=codec.decode))(params, codes))
+    got = chunked.chunked_encode(codec, params, x, window_frames=8)
+    assert got[0].shape == codes[0].shape == (1, 47)
+    for want, have in zip(codes, got, strict=True):
+        np.testing.assert_array_equal(have, np.asarray(want))
+    y = chunked.chunked_decode(codec, params, got, x.shape[1], window_frames=8)
+    assert np.abs(y - ref[:, : x.shape[1]]).max() <= 1e-5

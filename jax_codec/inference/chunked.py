@@ -105,9 +105,10 @@ def window_plan(
 
 
 def encoded_frames(codec: Codec, num_samples: int) -> int:
-    """Latent frames `Codec.encode` makes of `num_samples` samples (a multiple of L)."""
+    """Latent frames `Codec.encode` makes of `num_samples` samples (a multiple of L, plus the
+    decoder's lookahead frames: SpectroStream's)."""
     m = codec.length_multiple
-    return _ceil_to(num_samples, m) // codec.hop_length
+    return _ceil_to(num_samples, m) // codec.hop_length + codec.decoder_lookahead_frames
 
 
 class _Buffer:

@@ -52,6 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax_codec.models import spectrostream
 from jax_codec.models.codec import Codec
 from jax_codec.models.layers import fold_weight_norm
 from jax_codec.stereo import match_channels
@@ -109,6 +110,10 @@ def bounded_receptive_field(codec: Codec) -> bool:
 def encoder_receptive_field(codec: Codec) -> int:
     """Input samples an encoder frame depends on, minus one (its total context span), for the
     convolutions (an LSTM's unbounded memory is not counted; see `bounded_receptive_field`)."""
+    if codec.arch == "spectrostream":
+        return spectrostream.encoder_context(
+            codec.ratios2d, codec.base_conv_size, codec.stft_frame_length, codec.stft_frame_step
+        )
     seanet = codec.arch == "seanet"
     span, rate = 6, 1  # conv k=7
     for s in codec.encoder_strides:
@@ -124,6 +129,10 @@ def encoder_receptive_field(codec: Codec) -> int:
 
 def decoder_receptive_field(codec: Codec) -> int:
     """Output samples' context span in decoder input frames, rounded up (convolutions only)."""
+    if codec.arch == "spectrostream":
+        return spectrostream.decoder_context(
+            codec.ratios2d, codec.base_conv_size, codec.decoder_lookahead_frames
+        )
     seanet = codec.arch == "seanet"
     hop = codec.hop_length
     span, step = 6 * hop, hop  # conv k=7 at the frame rate; span in output samples

@@ -295,6 +295,36 @@ class _TwoConvs(nn.Module):
         return Conv2d(self.features, (1, 1), name="conv1x1_b2", dtype=self.dtype)(nn.elu(h))
 
 
+# --------------------------------------------------------------------------- receptive fields
+
+
+def encoder_context(ratios, base_conv_size: int, frame_length: int, frame_step: int) -> int:
+    """Input samples a latent frame depends on, minus one: the convs' left reach (each conv
+    `kt - st` input frames, at its rate), the frame's hop, the STFT's reach into the next
+    frame (`ratios`: per block (time, frequency) strides)."""
+    frames, rate = base_conv_size - 1, 1
+    for st, _ in ratios:
+        frames += (2 + max(3, 2 * st) - st) * rate  # conv 3x3, then the resampling conv
+        rate *= st
+    frames += 4 * rate  # the bottleneck's two 3x3 convs
+    return frames * frame_step + rate * frame_step + frame_length - frame_step - 1
+
+
+def decoder_context(ratios, base_conv_size: int, lookahead: int) -> int:
+    """Latent frames an output frame's audio depends on, both sides together (an upper
+    bound): each conv's and transposed conv's left reach at its rate, the output conv, the
+    overlap-add's previous frame, and `lookahead` frames ahead."""
+    per_latent = math.prod(r[0] for r in ratios)
+    reach, rate = 4 * per_latent, per_latent  # in STFT frames; input unit: two 3x3 convs
+    for st, _ in ratios[::-1]:
+        kt = max(3, 2 * st)
+        reach += -(-(kt - 1) // st) * rate  # the transposed conv (a 3x3 conv when st == 1)
+        rate //= st
+        reach += 2 * rate  # its 3x3 conv
+    reach += base_conv_size  # the output conv, the overlap-add's previous frame
+    return -(-reach // per_latent) + lookahead
+
+
 # --------------------------------------------------------------------------- encoder, decoder
 
 
