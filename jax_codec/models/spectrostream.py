@@ -172,8 +172,10 @@ class Conv2d(nn.Module):
             )
             x = jnp.concatenate([cache.value, x], axis=1)
             cache.value = x[:, x.shape[1] - keep :]
+            # A conv now reads only real inputs; a transposed conv keeps its causal padding and
+            # drops the outputs of the cached frames.
             drop = keep * st if self.transpose else 0
-            time = (time[0], time[1]) if self.transpose else (0, 0)
+            time = time if self.transpose else (0, 0)
         else:
             drop = 0
         y = jax.lax.conv_general_dilated(
@@ -340,7 +342,7 @@ class _Geometry(nn.Module):
     mults: Sequence[float] = (2, 1, 2, 1, 1, 2, 1)
     base_depth: int = 32
     base_conv_size: int = 7
-    # Audio channels coded apart (folded into the batch, shared weights) in the first blocks.
+    # Channel groups (L, R) coded apart, with shared weights, by the first blocks.
     channel_splits: int = 2
     # The encoder block where the channel groups are concatenated (negative: from the end).
     channel_recombo_block: int = -2
