@@ -127,6 +127,11 @@ def main(argv=None) -> int:
     p.add_argument("--music", default="/tmp/music")
     p.add_argument("--json", help="write the results here too")
     p.add_argument(
+        "--cases",
+        default="compress,compress --no_match_loudness,decompress",
+        help="comma-separated, of the three",
+    )
+    p.add_argument(
         "--fine_buckets",
         action="store_true",
         help="an experiment: buckets of 2^k and 3 * 2^(k-1) blocks (less padding, twice the "
@@ -184,10 +189,12 @@ def main(argv=None) -> int:
         ),
     }
     # One-time costs of a process (imports, first traces, filter design) before any timing.
-    many.compress_many(pairs[:2], loaded, batch_size=2)
+    # (and the .jcodec files the decompress case reads)
+    check(many.compress_many(pairs, loaded, batch_size=args.batch_size, match_loudness=False))
     many.decompress_many(back[:2], loaded, batch_size=2)
     results = {}
-    for name, (batched, alone) in cases.items():
+    for name in args.cases.split(","):
+        batched, alone = cases[name]
         clear_compiled()
         first_b = timed(batched)
         clear_compiled()
