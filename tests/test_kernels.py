@@ -95,6 +95,20 @@ def test_custom_kernels_equal_their_references():
     _agree(kernels.snake_custom, kernels.snake_reference, x * 3.0, alpha, rtol=1e-4, atol=1e-4)
 
 
+def test_lstm_recurrence_equals_its_reference():
+    """Same hidden states bit for bit (the codes of an imported EnCodec depend on them), and
+    the written-out backward's gradients for the input gates, W_hh and b_hh."""
+    keys = jax.random.split(jax.random.key(1), 3)
+    x_gates = jax.random.normal(keys[0], (9, 2, 4 * 5)) * 2.0
+    w_hh = jax.random.normal(keys[1], (5, 4 * 5)) * 0.5
+    b_hh = jax.random.normal(keys[2], (4 * 5,))
+    _agree(kernels.lstm_recurrence_custom, kernels.lstm_recurrence_reference, x_gates, w_hh, b_hh)
+    np.testing.assert_array_equal(
+        jax.jit(kernels.lstm_recurrence_custom)(x_gates, w_hh, b_hh),
+        jax.jit(kernels.lstm_recurrence_reference)(x_gates, w_hh, b_hh),
+    )
+
+
 def test_codec_is_the_same_on_both_paths(runlocal_codec, monkeypatch):
     """The whole runlocal codec (Snake, weight norm, transposed convs), custom vs reference."""
     codec, params = runlocal_codec

@@ -25,6 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jax_codec.models.kernels import lstm_recurrence
 from jax_codec.models.layers import SCALED_INIT, WNConv1d, WNConvTranspose1d, streaming
 
 Array = jax.Array
@@ -67,17 +68,7 @@ class LSTM(nn.Module):
             b_hh = self.param(f"bias_hh_l{layer}", init, (4 * hidden,))
             # The input half of every gate for all steps at once; the scan adds the recurrent half.
             x_gates = jnp.einsum("btc,cg->tbg", y, w_ih) + b_ih
-
-            def step(carry, xg, w_hh=w_hh, b_hh=b_hh):
-                h, c = carry
-                gates = xg + (h @ w_hh + b_hh)
-                i, f, g, o = jnp.split(gates, 4, axis=-1)
-                c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-                h = jax.nn.sigmoid(o) * jnp.tanh(c)
-                return (h, c), h
-
-            zeros = jnp.zeros((y.shape[0], hidden), jnp.float32)
-            _, hs = jax.lax.scan(step, (zeros, zeros), x_gates)
+            hs = lstm_recurrence(x_gates, w_hh, b_hh)
             y = jnp.swapaxes(hs, 0, 1)
         return (y + x32) if self.skip else y
 
