@@ -109,6 +109,26 @@ def test_lstm_recurrence_equals_its_reference():
     )
 
 
+def test_argmin_and_argmax_equal_numpys():
+    """First index on ties, a NaN wins (numpy's and jnp's rule), on both paths."""
+    rows = np.array(
+        [
+            [3.0, 1.0, 1.0, 2.0],
+            [0.0, -0.0, 5.0, -1.0],
+            [2.0, np.nan, -4.0, np.nan],
+            [np.inf, np.inf, np.inf, np.inf],
+            [-np.inf, 7.0, -np.inf, 0.0],
+        ],
+        np.float32,
+    )
+    rng = np.random.default_rng(0)
+    rows = np.concatenate([rows, rng.integers(-3, 3, (40, 4)).astype(np.float32)])
+    for argmin in (kernels.argmin_custom, kernels.argmin_reference):
+        np.testing.assert_array_equal(jax.jit(argmin)(rows), np.argmin(rows, axis=-1))
+        np.testing.assert_array_equal(jax.jit(argmin)(-rows), np.argmax(rows, axis=-1))
+    assert kernels.argmax(jnp.asarray(rows)).dtype == jnp.int32
+
+
 def test_codec_is_the_same_on_both_paths(runlocal_codec, monkeypatch):
     """The whole runlocal codec (Snake, weight norm, transposed convs), custom vs reference."""
     codec, params = runlocal_codec
