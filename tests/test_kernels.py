@@ -109,6 +109,19 @@ def test_lstm_recurrence_equals_its_reference():
     )
 
 
+def test_elu_matches_float64(kernel_mode):
+    """Values within 2e-7 of float64's expm1 (|ELU| < 1 on the negative side), slope 1 for
+    x > 0 and exp(x) for x <= 0 (1 at 0, as autodiff of jax.nn.elu gives)."""
+    x = jnp.concatenate([jnp.linspace(-20.0, 5.0, 5001), jnp.array([-1e-30, 0.0, 1e-30])])
+    xd = np.asarray(x, np.float64)
+    want = np.where(xd > 0, xd, np.expm1(np.minimum(xd, 0.0)))
+    np.testing.assert_allclose(jax.jit(kernels.elu)(x), want, rtol=2e-7, atol=2e-7)
+    slope = jax.jit(jax.vmap(jax.grad(kernels.elu)))(x)
+    np.testing.assert_allclose(
+        slope, np.where(xd > 0, 1.0, np.exp(np.minimum(xd, 0.0))), rtol=1e-6, atol=1e-7
+    )
+
+
 def test_argmin_and_argmax_equal_numpys():
     """First index on ties, a NaN wins (numpy's and jnp's rule), on both paths."""
     rows = np.array(

@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jax_codec.models.kernels import lstm_recurrence
+from jax_codec.models.kernels import elu, lstm_recurrence
 from jax_codec.models.layers import SCALED_INIT, WNConv1d, WNConvTranspose1d, streaming
 
 Array = jax.Array
@@ -34,10 +34,6 @@ LSTM_STREAM = (
     "a model with an LSTM (model.seanet.lstm_layers > 0, EnCodec's SEANet) cannot stream "
     "chunk by chunk in jax_codec; encode and decode it offline with Codec.encode / Codec.decode."
 )
-
-
-def _elu(x: Array) -> Array:
-    return jax.nn.elu(x, alpha=1.0)
 
 
 class LSTM(nn.Module):
@@ -92,8 +88,8 @@ class SEANetResBlock(nn.Module):
         )
         y = WNConv1d(
             dim // self.compress, self.kernel_size, dilation=self.dilation, name="conv0", **conv
-        )(_elu(x.astype(self.dtype)))
-        y = WNConv1d(dim, 1, name="conv1", **conv)(_elu(y))
+        )(elu(x.astype(self.dtype)))
+        y = WNConv1d(dim, 1, name="conv1", **conv)(elu(y))
         skip = (
             x.astype(self.dtype) if self.true_skip else WNConv1d(dim, 1, name="shortcut", **conv)(x)
         )
@@ -134,10 +130,10 @@ class SEANetEncoder(nn.Module):
                     name=f"block{i}_res{j}",
                 )(x)
             channels *= 2
-            x = WNConv1d(channels, 2 * s, stride=s, name=f"block{i}_down", **conv)(_elu(x))
+            x = WNConv1d(channels, 2 * s, stride=s, name=f"block{i}_down", **conv)(elu(x))
         if self.lstm_layers:
             x = LSTM(self.lstm_layers, name="lstm")(x).astype(self.dtype)
-        return WNConv1d(self.latent_dim, 7, name="conv_out", **conv)(_elu(x))
+        return WNConv1d(self.latent_dim, 7, name="conv_out", **conv)(elu(x))
 
 
 class SEANetDecoder(nn.Module):
@@ -178,7 +174,7 @@ class SEANetDecoder(nn.Module):
                 trim=self.transpose_trim,
                 norm_axis=self.transpose_norm,
                 name=f"block{i}_up",
-            )(_elu(x))
+            )(elu(x))
             for j, d in enumerate(self.dilations):
                 x = SEANetResBlock(
                     3,
@@ -190,7 +186,7 @@ class SEANetDecoder(nn.Module):
                     self.dtype,
                     name=f"block{i}_res{j}",
                 )(x)
-        x = WNConv1d(self.channels, 7, name="conv_out", **conv)(_elu(x)).astype(jnp.float32)
+        x = WNConv1d(self.channels, 7, name="conv_out", **conv)(elu(x)).astype(jnp.float32)
         if self.final_activation == "tanh":
             return jnp.tanh(x)
         if self.final_activation != "none":
