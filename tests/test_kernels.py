@@ -100,6 +100,53 @@ def test_custom_kernels_equal_their_references():
     _agree(kernels.snake_custom, kernels.snake_reference, x * 3.0, alpha, rtol=1e-4, atol=1e-4)
 
 
+def test_lstm_recurrence_equals_its_reference():
+    """Same hidden states bit for bit (the codes of an imported EnCodec depend on them), and
+    the written-out backward's gradients for the input gates, W_hh and b_hh."""
+    keys = jax.random.split(jax.random.key(1), 3)
+    x_gates = jax.random.normal(keys[0], (9, 2, 4 * 5)) * 2.0
+    w_hh = jax.random.normal(keys[1], (5, 4 * 5)) * 0.5
+    b_hh = jax.random.normal(keys[2], (4 * 5,))
+    _agree(kernels.lstm_recurrence_custom, kernels.lstm_recurrence_reference, x_gates, w_hh, b_hh)
+    np.testing.assert_array_equal(
+        jax.jit(kernels.lstm_recurrence_custom)(x_gates, w_hh, b_hh),
+        jax.jit(kernels.lstm_recurrence_reference)(x_gates, w_hh, b_hh),
+    )
+
+
+def test_elu_matches_float64(kernel_mode):
+    """Values within 2e-7 of float64's expm1 (|ELU| < 1 on the negative side), slope 1 for
+    x > 0 and exp(x) for x <= 0 (1 at 0, as autodiff of jax.nn.elu gives)."""
+    x = jnp.concatenate([jnp.linspace(-20.0, 5.0, 5001), jnp.array([-1e-30, 0.0, 1e-30])])
+    xd = np.asarray(x, np.float64)
+    want = np.where(xd > 0, xd, np.expm1(np.minimum(xd, 0.0)))
+    np.testing.assert_allclose(jax.jit(kernels.elu)(x), want, rtol=2e-7, atol=2e-7)
+    slope = jax.jit(jax.vmap(jax.grad(kernels.elu)))(x)
+    np.testing.assert_allclose(
+        slope, np.where(xd > 0, 1.0, np.exp(np.minimum(xd, 0.0))), rtol=1e-6, atol=1e-7
+    )
+
+
+def test_argmin_and_argmax_equal_numpys():
+    """First index on ties, a NaN wins (numpy's and jnp's rule), on both paths."""
+    rows = np.array(
+        [
+            [3.0, 1.0, 1.0, 2.0],
+            [0.0, -0.0, 5.0, -1.0],
+            [2.0, np.nan, -4.0, np.nan],
+            [np.inf, np.inf, np.inf, np.inf],
+            [-np.inf, 7.0, -np.inf, 0.0],
+        ],
+        np.float32,
+    )
+    rng = np.random.default_rng(0)
+    rows = np.concatenate([rows, rng.integers(-3, 3, (40, 4)).astype(np.float32)])
+    for argmin in (kernels.argmin_custom, kernels.argmin_reference):
+        np.testing.assert_array_equal(jax.jit(argmin)(rows), np.argmin(rows, axis=-1))
+        np.testing.assert_array_equal(jax.jit(argmin)(-rows), np.argmax(rows, axis=-1))
+    assert kernels.argmax(jnp.asarray(rows)).dtype == jnp.int32
+
+
 def test_codec_is_the_same_on_both_paths(runlocal_codec, monkeypatch):
     """The whole runlocal codec (Snake, weight norm, transposed convs), custom vs reference."""
     codec, params = runlocal_codec

@@ -433,3 +433,138 @@ def _snake_bwd(res, g):
 
 
 snake_custom.defvjp(_snake_fwd, _snake_bwd)
+
+
+# ---- ELU ----
+
+
+def elu(x: Array) -> Array:
+    """ELU with alpha 1: `x` where positive, `exp(x) - 1` elsewhere."""
+    if use_custom_kernels():
+        return elu_custom(x)
+    return elu_reference(x)
+
+
+def elu_reference(x: Array) -> Array:
+    return jax.nn.elu(x)
+
+
+def elu_custom(x: Array) -> Array:
+    """`exp(x) - 1` on the negative side instead of `expm1`, because XLA:CPU's expm1 took
+    twice as long as exp (SEANet applies ELU before every conv); exp(x) - 1 is within
+    6e-8 of expm1 in float32 there (|exp(x) - 1| < 1), and autodiff gives exp(x) as the slope."""
+    return jnp.where(x > 0, x, jnp.exp(jnp.where(x > 0, 0.0, x)) - 1.0)
+
+
+# ---- argmin / argmax over the last axis ----
+
+
+def argmin(x: Array) -> Array:
+    """Index of the first minimum along the last axis, int32 (jnp.argmin's: a NaN counts as
+    the minimum, its first index wins)."""
+    if use_custom_kernels():
+        return argmin_custom(x)
+    return argmin_reference(x)
+
+
+def argmax(x: Array) -> Array:
+    """Index of the first maximum along the last axis, int32 (jnp.argmax's, NaN included)."""
+    return argmin(-x)
+
+
+def argmin_reference(x: Array) -> Array:
+    return jnp.argmin(x, axis=-1).astype(jnp.int32)
+
+
+def argmin_custom(x: Array) -> Array:
+    """A min, then the smallest index where it is reached (or a NaN is), because XLA:CPU's
+    argmin is a (value, index) pair reduction that it does not vectorize: ~3x slower than
+    these two plain reductions (a quantizer's nearest-code search over 1024 codes)."""
+    n = x.shape[-1]
+    smallest = jnp.min(x, axis=-1, keepdims=True)
+    index = jax.lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1)
+    return jnp.min(jnp.where((x == smallest) | jnp.isnan(x), index, n), axis=-1)
+
+
+# ---- LSTM recurrence ----
+
+
+def lstm_recurrence(x_gates: Array, w_hh: Array, b_hh: Array) -> Array:
+    """One LSTM layer over time, the input projection given: `x_gates` `[T, B, 4H]` (x W_ih +
+    b_ih for every step), `w_hh` `[H, 4H]`, `b_hh` `[4H]` -> hidden states `[T, B, H]`.
+
+    torch's gate order i, f, g, o; `c' = f c + i g`, `h' = o tanh(c')`, zero initial state.
+    """
+    if use_custom_kernels():
+        return lstm_recurrence_custom(x_gates, w_hh, b_hh)
+    return lstm_recurrence_reference(x_gates, w_hh, b_hh)
+
+
+def _lstm_scan(x_gates: Array, w_hh: Array, b_hh: Array, keep: bool = False):
+    """Hidden states `[T, B, H]`; with `keep`, also the cell states `[T, B, H]` and the
+    activated gates `[T, B, 4H]` of every step (the backward's residuals)."""
+
+    def step(carry, xg):
+        h, c = carry
+        gates = xg + (h @ w_hh + b_hh)
+        i, f, g, o = jnp.split(gates, 4, axis=-1)
+        i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+        c = f * c + i * g
+        h = o * jnp.tanh(c)
+        return (h, c), ((h, c, jnp.concatenate([i, f, g, o], axis=-1)) if keep else h)
+
+    zeros = jnp.zeros(x_gates.shape[1:-1] + (w_hh.shape[0],), x_gates.dtype)
+    return jax.lax.scan(step, (zeros, zeros), x_gates)[1]
+
+
+def lstm_recurrence_reference(x_gates: Array, w_hh: Array, b_hh: Array) -> Array:
+    return _lstm_scan(x_gates, w_hh, b_hh)
+
+
+@jax.custom_vjp
+def lstm_recurrence_custom(x_gates: Array, w_hh: Array, b_hh: Array) -> Array:
+    """The same scan forward; the backward scan carries only (dh, dc) and keeps each step's
+    gate gradient, and the weight and bias gradients are one matmul and one sum over all
+    steps after it, because autodiff of the scan adds an `[H, 4H]` outer product into the
+    weight gradient at every step (a full write of the weights per step)."""
+    return _lstm_scan(x_gates, w_hh, b_hh)
+
+
+def _lstm_fwd(x_gates, w_hh, b_hh):
+    hs, cs, acts = _lstm_scan(x_gates, w_hh, b_hh, keep=True)
+    return hs, (hs, cs, acts, w_hh)
+
+
+def _lstm_bwd(res, dhs):
+    hs, cs, acts, w_hh = res
+    # W_hh^T materialised once: a dot against the transposed operand ran ~3x slower per step
+    # on XLA:CPU, and the barrier keeps XLA from folding the transpose back into the dot.
+    w_t = jax.lax.optimization_barrier(jnp.transpose(w_hh))
+    c_prev = jnp.concatenate([jnp.zeros_like(cs[:1]), cs[:-1]])
+
+    def step(carry, inputs):
+        dh_next, dc_next = carry
+        dh_out, c, c0, a = inputs
+        i, f, g, o = jnp.split(a, 4, axis=-1)
+        tc = jnp.tanh(c)
+        dh = dh_out + dh_next
+        dc = dc_next + dh * o * (1.0 - tc * tc)
+        da = jnp.concatenate(
+            [
+                dc * g * i * (1.0 - i),
+                dc * c0 * f * (1.0 - f),
+                dc * i * (1.0 - g * g),
+                dh * tc * o * (1.0 - o),
+            ],
+            axis=-1,
+        )
+        return (da @ w_t, dc * f), da
+
+    zeros = jnp.zeros_like(hs[0])
+    _, dgates = jax.lax.scan(step, (zeros, zeros), (dhs, cs, c_prev, acts), reverse=True)
+    h_prev = jnp.concatenate([jnp.zeros_like(hs[:1]), hs[:-1]])
+    dw = jnp.einsum("tbh,tbg->hg", h_prev, dgates)
+    return dgates, dw.astype(w_hh.dtype), jnp.sum(dgates, axis=(0, 1)).astype(w_hh.dtype)
+
+
+lstm_recurrence_custom.defvjp(_lstm_fwd, _lstm_bwd)

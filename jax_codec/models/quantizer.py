@@ -21,6 +21,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from jax_codec.models.kernels import argmax, argmin
 from jax_codec.models.layers import SCALED_INIT, WNConv1d
 
 Array = jax.Array
@@ -70,7 +71,7 @@ class FactorizedVQ(nn.Module):
             _l2_normalize(self.codebook.astype(jnp.float32)),
             precision=jax.lax.Precision.HIGHEST,
         )
-        return jnp.argmax(sims, axis=-1).astype(jnp.int32)
+        return argmax(sims)
 
     def decode_codes(self, codes: Array) -> Array:
         """Codes `[B, F]` -> projected vectors `[B, F, D]`."""
@@ -113,7 +114,7 @@ class PlainVQ(nn.Module):
         cross = jnp.einsum("bfd,nd->bfn", x, e, precision=jax.lax.Precision.HIGHEST)
         # |x|^2 - 2 x.e + |e|^2, summed in EnCodec's order.
         dist = jnp.sum(x * x, axis=-1, keepdims=True) - 2 * cross + jnp.sum(e * e, axis=-1)
-        return jnp.argmin(dist, axis=-1).astype(jnp.int32)
+        return argmin(dist)
 
     def decode_codes(self, codes: Array) -> Array:
         """Codes `[B, F]` -> codebook vectors `[B, F, D]`."""

@@ -25,6 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jax_codec.models.kernels import elu, lstm_recurrence
 from jax_codec.models.layers import SCALED_INIT, WNConv1d, WNConvTranspose1d, streaming
 
 Array = jax.Array
@@ -33,10 +34,6 @@ LSTM_STREAM = (
     "a model with an LSTM (model.seanet.lstm_layers > 0, EnCodec's SEANet) cannot stream "
     "chunk by chunk in jax_codec; encode and decode it offline with Codec.encode / Codec.decode."
 )
-
-
-def _elu(x: Array) -> Array:
-    return jax.nn.elu(x, alpha=1.0)
 
 
 class LSTM(nn.Module):
@@ -67,17 +64,7 @@ class LSTM(nn.Module):
             b_hh = self.param(f"bias_hh_l{layer}", init, (4 * hidden,))
             # The input half of every gate for all steps at once; the scan adds the recurrent half.
             x_gates = jnp.einsum("btc,cg->tbg", y, w_ih) + b_ih
-
-            def step(carry, xg, w_hh=w_hh, b_hh=b_hh):
-                h, c = carry
-                gates = xg + (h @ w_hh + b_hh)
-                i, f, g, o = jnp.split(gates, 4, axis=-1)
-                c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-                h = jax.nn.sigmoid(o) * jnp.tanh(c)
-                return (h, c), h
-
-            zeros = jnp.zeros((y.shape[0], hidden), jnp.float32)
-            _, hs = jax.lax.scan(step, (zeros, zeros), x_gates)
+            hs = lstm_recurrence(x_gates, w_hh, b_hh)
             y = jnp.swapaxes(hs, 0, 1)
         return (y + x32) if self.skip else y
 
@@ -101,8 +88,8 @@ class SEANetResBlock(nn.Module):
         )
         y = WNConv1d(
             dim // self.compress, self.kernel_size, dilation=self.dilation, name="conv0", **conv
-        )(_elu(x.astype(self.dtype)))
-        y = WNConv1d(dim, 1, name="conv1", **conv)(_elu(y))
+        )(elu(x.astype(self.dtype)))
+        y = WNConv1d(dim, 1, name="conv1", **conv)(elu(y))
         skip = (
             x.astype(self.dtype) if self.true_skip else WNConv1d(dim, 1, name="shortcut", **conv)(x)
         )
@@ -143,10 +130,10 @@ class SEANetEncoder(nn.Module):
                     name=f"block{i}_res{j}",
                 )(x)
             channels *= 2
-            x = WNConv1d(channels, 2 * s, stride=s, name=f"block{i}_down", **conv)(_elu(x))
+            x = WNConv1d(channels, 2 * s, stride=s, name=f"block{i}_down", **conv)(elu(x))
         if self.lstm_layers:
             x = LSTM(self.lstm_layers, name="lstm")(x).astype(self.dtype)
-        return WNConv1d(self.latent_dim, 7, name="conv_out", **conv)(_elu(x))
+        return WNConv1d(self.latent_dim, 7, name="conv_out", **conv)(elu(x))
 
 
 class SEANetDecoder(nn.Module):
@@ -187,7 +174,7 @@ class SEANetDecoder(nn.Module):
                 trim=self.transpose_trim,
                 norm_axis=self.transpose_norm,
                 name=f"block{i}_up",
-            )(_elu(x))
+            )(elu(x))
             for j, d in enumerate(self.dilations):
                 x = SEANetResBlock(
                     3,
@@ -199,7 +186,7 @@ class SEANetDecoder(nn.Module):
                     self.dtype,
                     name=f"block{i}_res{j}",
                 )(x)
-        x = WNConv1d(self.channels, 7, name="conv_out", **conv)(_elu(x)).astype(jnp.float32)
+        x = WNConv1d(self.channels, 7, name="conv_out", **conv)(elu(x)).astype(jnp.float32)
         if self.final_activation == "tanh":
             return jnp.tanh(x)
         if self.final_activation != "none":
