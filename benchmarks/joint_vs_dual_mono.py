@@ -8,9 +8,10 @@ from scratch, on the same stereo files for the same number of steps:
 
 - `joint`: `configs/music48.py:runlocal`: one code stream for the stereo pair (mid/side at
   the first and last convolutions), losses on L, R, mid and side;
-- `joint_rows`: the same with `discriminator.stereo=rows` (the discriminators see each
-  channel as its own mono example, blind to the stereo image: the ablation behind the
-  preset's "channels");
+- `joint_rows`: the same with `discriminator.stereo=rows` (the preset's default, spelled
+  out: the discriminators see each channel as its own mono example);
+- `joint_channels`: the same with `discriminator.stereo=channels` (the discriminators see
+  the pair as two input channels: the ablation behind the preset's "rows");
 - `joint_lr`: the same with `model.stereo=lr` (the convolutions see left and right, not mid
   and side: the ablation behind the preset's choice);
 - `dual_mono`: the same preset with `model.channels=1` and `data.channels=2` (each channel of
@@ -42,6 +43,7 @@ import time
 MODELS = {
     "joint": [],
     "joint_rows": ["--config.discriminator.stereo=rows"],
+    "joint_channels": ["--config.discriminator.stereo=channels"],
     "joint_lr": ["--config.model.stereo=lr"],
     "dual_mono": ["--config.model.channels=1", "--config.data.channels=2"],
 }

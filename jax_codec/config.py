@@ -152,6 +152,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f"loss.stereo_weights={weights}: give 4 non-negative weights (left, right, mid, "
         "side) with a positive sum",
     )
+    image_weight = float((config.get("loss") or {}).get("stereo_image_weight", 0.0))
+    need(image_weight >= 0, f"loss.stereo_image_weight={image_weight} must be >= 0")
     try:
         m.dtype == "auto" or jnp.dtype(m.dtype)
     except TypeError as e:

@@ -11,8 +11,9 @@ import pytest
 import soundfile as sf
 from conftest import grow_params, louder
 
+from jax_codec import losses as L
 from jax_codec import stereo
-from jax_codec.config import ConfigError, apply_overrides, load_config
+from jax_codec.config import ConfigError, apply_overrides, load_config, validate_config
 from jax_codec.data import audio, augment, pipeline
 from jax_codec.data.sources import SyntheticClips
 from jax_codec.data.synthetic import SyntheticMusic
@@ -377,6 +378,40 @@ def test_init_from_takes_discriminators_only_with_their_input_channels():
     assert _disc_architecture(old) == _disc_architecture(mono)
 
 
+def test_stereo_image_loss_sees_level_and_correlation_cues():
+    # A centred tone and two partly shared noises: a stereo image with both cues.
+    rng = np.random.default_rng(0)
+    t = np.arange(4410) / SR
+    shared, own = rng.standard_normal((2, 4410))
+    tone = np.sin(2 * np.pi * 440 * t)
+    x = jnp.asarray(np.stack([tone + shared + 0.5 * own, 0.5 * tone + shared - 0.5 * own], -1))
+    x = (0.1 * x[None]).astype(jnp.float32)
+    ms = stereo.to_mid_side(x)
+    loss = jax.jit(lambda y, t: L.stereo_image_loss(y, t, SR))
+    assert float(loss(x, x)) < 1e-5
+    assert float(loss(3.0 * x, x)) < 1e-4  # a common gain keeps both cues
+    # Each cue alone moves it: a level shift between the channels (ILD), a wider image at
+    # equal channel levels (ICC: the side louder, the mid quieter), and a swap.
+    for changed in (
+        x * jnp.asarray([1.0, 0.5]),
+        stereo.from_mid_side(ms * jnp.asarray([0.5, 2.0])),
+        x[..., ::-1],
+    ):
+        assert float(loss(changed, x)) > 0.05
+    # Per-signal log-mel losses cannot see a decorrelated pair with the right spectra; this can.
+    delayed = jnp.stack([x[..., 0], jnp.roll(x[..., 1], 1000, axis=1)], -1)
+    assert float(loss(delayed, x)) > 0.1
+    grad = jax.grad(lambda y: L.stereo_image_loss(y, x, SR))(0.5 * x + 0.01)
+    assert np.isfinite(np.asarray(grad)).all() and float(jnp.abs(grad).max()) > 0
+    with pytest.raises(ValueError, match=r"\[B, T, 2\]"):
+        L.stereo_image_loss(x[..., :1], x[..., :1], SR)
+    with pytest.raises(ConfigError, match="stereo_image_weight"):
+        validate_config(tiny_stereo_config(**{"loss.stereo_image_weight": -1.0}))
+    # The default trains it for stereo models; a mono model's losses have no such term.
+    assert Trainer(tiny_stereo_config()).weights["stereo_image"] > 0
+    assert "stereo_image" not in Trainer(runlocal())._active_losses()
+
+
 @pytest.mark.slow
 def test_stereo_train_and_eval_step():
     config = tiny_stereo_config()
@@ -390,7 +425,8 @@ def test_stereo_train_and_eval_step():
         state, metrics = step(state, batch, jax.random.key(1))
     metrics = jax.device_get(metrics)
     assert int(state.nonfinite_steps) == 0
-    for key in ("loss/mel", "loss/mel/left", "loss/mel/side", "loss/stft/mid", "loss/adv_g"):
+    keys = ("loss/mel", "loss/mel/left", "loss/mel/side", "loss/stft/mid", "loss/stereo_image")
+    for key in keys + ("loss/adv_g",):
         assert np.isfinite(metrics[key]), key
     out = jax.device_get(trainer.eval_step(state.gen_params, batch, None))
     assert out["audio"].shape == batch.shape

@@ -231,6 +231,10 @@ def default_config() -> ml_collections.ConfigDict:
     # A stereo model's reconstruction losses (mel, stft, cqt, ...) are each a weighted mean of
     # that loss on the left, right, mid and side signals, with these weights (in that order).
     loss.stereo_weights = (1.0, 1.0, 1.0, 1.0)
+    # A stereo model's image loss (`losses.stereo_image_loss`): per time-frequency tile, the
+    # L1 of the inter-channel level difference (log10) and of the inter-channel correlation,
+    # which the per-signal losses leave free (0 disables; mono models have no such term).
+    loss.stereo_image_weight = 10.0
 
     optim = config.optim = ml_collections.ConfigDict()
     # Peak learning rates of generator and discriminators (AdamW).

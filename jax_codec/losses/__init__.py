@@ -30,6 +30,7 @@ from jax_codec.losses.spectral import (
     stft,
     waveform_l1_loss,
 )
+from jax_codec.losses.stereo import stereo_image_loss
 
 __all__ = [
     "ADVERSARIAL_KINDS",
@@ -52,6 +53,7 @@ __all__ = [
     "onset_weighted_loss",
     "onset_weights",
     "si_sdr_loss",
+    "stereo_image_loss",
     "stft",
     "waveform_l1_loss",
 ]

@@ -46,6 +46,7 @@ AUDIO_LOSSES = (
     "si_sdr",
     "cqt",
     "onset",
+    "stereo_image",
     "adv_g",
     "fm",
 )
@@ -157,6 +158,8 @@ class Trainer:
             "si_sdr": lc.get("si_sdr_weight", 0.0),
             "cqt": lc.cqt_weight,
             "onset": lc.onset_weight,
+            # Stereo models only (a mono model has no image to train).
+            "stereo_image": lc.get("stereo_image_weight", 0.0) if self.codec.channels == 2 else 0.0,
             "adv_g": lc.adv_weight,
             "fm": lc.fm_weight,
         }
@@ -270,7 +273,11 @@ class Trainer:
         """(losses, per-signal losses: empty for mono) of `y` against `x`, `[B, T, C]`."""
         if self.codec.channels == 1:
             return self.reconstruction_losses(y[..., 0].astype(jnp.float32), x[..., 0]), {}
-        return self.stereo_reconstruction_losses(y.astype(jnp.float32), x)
+        y = y.astype(jnp.float32)
+        parts, per_signal = self.stereo_reconstruction_losses(y, x)
+        if self.weights["stereo_image"] > 0:
+            parts["stereo_image"] = L.stereo_image_loss(y, x, self.codec.sample_rate)
+        return parts, per_signal
 
     def _adv_losses(self, disc_params: Any, y: Array, x: Array) -> dict[str, Array]:
         out = {}
