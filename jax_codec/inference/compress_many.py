@@ -8,6 +8,8 @@ audio files (`.jcodec` files for `decompress`), found recursively and sorted, wi
 subfolders kept under the output folder (as DAC's `encode` does); every input gets
 ``DIR/<stem>.jcodec`` (``.wav``). A missing or empty input, two inputs with one output, or an
 output that exists already (without `--overwrite`) stops the command there, nothing written.
+Output folders are made only as files are written into them (`codec_io.parent_folders`), so a
+run that fails before writing (a bad checkpoint, every input unusable) leaves no folder behind.
 
 Files that fit in one processing window (`--window_frames`, default 1024 frames, ~12 s for the
 base model) are read `ROUND_BATCHES` batches at a time and coded by `batch.encode_batch` /
@@ -93,7 +95,8 @@ def plan(
     overwrite: bool = False,
 ) -> list[tuple[str, str]]:
     """(input, output) pairs, ``output_dir/<stem><suffix>`` each, checked as the module doc
-    says (`CliError` before anything is written); creates `output_dir` and its subfolders."""
+    says (`CliError` before anything is written); creates no folder (the runs make each one
+    as they write a file into it)."""
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise CliError(f"--output_dir {output_dir} is a file; give a folder")
     pairs, seen = [], {}
@@ -116,10 +119,20 @@ def plan(
             "pass --overwrite to replace them"
         )
     for folder in sorted({os.path.dirname(o) for _, o in pairs}):
-        os.makedirs(folder, exist_ok=True)
-        if not os.access(folder, os.W_OK):
-            raise CliError(f"output directory {folder} is not writable")
+        _check_writable(folder)
     return pairs
+
+
+def _check_writable(folder: str) -> None:
+    """Raises `CliError` unless `folder`, or the folder it will be made in, can be written:
+    folders are made only when a file is written into them (`codec_io.parent_folders`)."""
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise CliError(f"{existing} is a file; it cannot hold the output folder {folder}")
+    if not os.access(existing, os.W_OK):
+        raise CliError(f"output directory {existing} is not writable")
 
 
 # --------------------------------------------------------------------------- runs
@@ -205,10 +218,11 @@ def compress_many(
         info = cz.probe_audio(path)
         if not _fits_one_window(loaded, cz.model_rate_length(info.frames, info.sample_rate, sr),
                                 window_frames):  # fmt: skip
-            return cz.compress_file(
-                path, output, loaded, n_quantizers=k, entropy=entropy,
-                window_frames=window_frames, match_loudness=match_loudness,
-            )  # fmt: skip
+            with codec_io.parent_folders(output):
+                return cz.compress_file(
+                    path, output, loaded, n_quantizers=k, entropy=entropy,
+                    window_frames=window_frames, match_loudness=match_loudness,
+                )  # fmt: skip
         channels = min(info.channels, 2)
         level = cz.input_level(loaded, path, info, channels, match_loudness)
         audio = np.concatenate(list(codec_io.iter_input(path, info, channels, sr)), axis=1)
@@ -249,11 +263,12 @@ def _compress_round(run, pending, loaded, k, window_frames, batch_size, match_lo
     def write(p: _Pending, r: range) -> dict:
         t0 = time.perf_counter()
         file_codes = tuple(np.stack([codes[j][level] for j in r]) for level in range(k))
-        enc = codec_io.encode_to_jcodec(
-            loaded, p.audio, p.output, k, window_frames=window_frames,
-            original_sample_rate=p.info.sample_rate, original_num_samples=p.info.frames,
-            codes=file_codes, level=p.level, match_loudness=match_loudness,
-        )  # fmt: skip
+        with codec_io.parent_folders(p.output):
+            enc = codec_io.encode_to_jcodec(
+                loaded, p.audio, p.output, k, window_frames=window_frames,
+                original_sample_rate=p.info.sample_rate, original_num_samples=p.info.frames,
+                codes=file_codes, level=p.level, match_loudness=match_loudness,
+            )  # fmt: skip
         share = batch_seconds * p.audio.shape[1] / total  # of the batched encode
         seconds = p.read_seconds + share + time.perf_counter() - t0
         return cz.compress_report(p.path, p.info, loaded, p.level, enc, seconds)
@@ -280,10 +295,11 @@ def decompress_many(
         t0 = time.perf_counter()
         header = codec_io.open_jcodec(path, loaded)
         if not _fits_one_window(loaded, header.num_samples, window_frames):
-            return cz.decompress_file(
-                path, output, loaded, sample_rate=sample_rate, subtype=subtype,
-                window_frames=window_frames,
-            )  # fmt: skip
+            with codec_io.parent_folders(output):
+                return cz.decompress_file(
+                    path, output, loaded, sample_rate=sample_rate, subtype=subtype,
+                    window_frames=window_frames,
+                )  # fmt: skip
         header, codes = codec_io.read_jcodec(path, loaded)
         pending.append((i, path, output, header, codes, time.perf_counter() - t0))
         return None
@@ -323,7 +339,8 @@ def _decompress_round(run, pending, loaded, sample_rate, subtype, batch_size) ->
             y = np.stack([audio[j][:, 0] for j in r])
         if header.gain_db:
             y = y * np.float32(header.gain)
-        rate, length = cz.write_decoded([y], header, output, sample_rate, subtype)
+        with codec_io.parent_folders(output):
+            rate, length = cz.write_decoded([y], header, output, sample_rate, subtype)
         share = batch_seconds * header.streams * header.num_samples / total
         seconds = read_seconds + share + time.perf_counter() - t0
         return cz.decompress_report(path, output, header, loaded, rate, length, seconds)
