@@ -279,6 +279,7 @@ def test_compress_decompress_evaluate(tiny, tmp_path, capsys):
     from jax_codec.convert.core import save_converted
     from jax_codec.data.synthetic import render_song
     from jax_codec.demo.engine import DemoModel
+    from jax_codec.export.artifact import ExportError, check
     from jax_codec.inference import load_codec
 
     config, params = tiny
@@ -310,6 +311,10 @@ def test_compress_decompress_evaluate(tiny, tmp_path, capsys):
     assert rows[0]["size_bytes"] == os.path.getsize(codes / "song.jcodec")
 
     # The demo's offline codes (what its stream panel compares against) are the file's too.
-    demo = DemoModel(load_codec(ckpt), max_seconds=1.0)
+    loaded = load_codec(ckpt)
+    demo = DemoModel(loaded, max_seconds=1.0)
     for have, c in zip(demo.encode(x.T), file_codes[0], strict=True):
         np.testing.assert_array_equal(have[0], c)
+    # StableHLO exports it (checked by hand: docs/pretrained.md); the others say they cannot.
+    with pytest.raises(ExportError, match="exports to StableHLO only"):
+        check(loaded, "decoder", None, fmt="onnx")

@@ -68,6 +68,12 @@ def check(
         raise ExportError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if codec.arch == "spectrostream" and fmt != "stablehlo":
+        raise ExportError(
+            f"{loaded.name or 'this model'} (SpectroStream) exports to StableHLO only "
+            "(--format stablehlo): its STFT's complex FFT gives ONNX models that onnxruntime "
+            "rejects (jax2onnx 0.17.1) and fails LiteRT's converter"
+        )
     if part in STREAM_PARTS:
         if not codec.causal:
             raise ExportError(
@@ -212,9 +218,10 @@ def converting(loaded: LoadedCodec, part: str, fmt: str):
     except Exception as e:
         message = (str(e).strip().splitlines() or [""])[0][:300]
         # Some layers need the length known (EnCodec's reflect padding of short inputs).
-        shapes = part not in STREAM_PARTS and type(e).__name__ in (
-            "InconclusiveDimensionOperation",
-            "ConcretizationTypeError",
+        # (and jax2onnx's symbolic dimensions, which lose track of SpectroStream's STFT).
+        shapes = part not in STREAM_PARTS and (
+            type(e).__name__ in ("InconclusiveDimensionOperation", "ConcretizationTypeError")
+            or "symbolic dim" in message.lower()
         )
         hint = "; export a fixed length instead (--blocks N)" if shapes else ""
         raise ExportError(
