@@ -189,3 +189,25 @@ def test_bad_file_among_many(workdir, songs, tmp_path, capsys):
     assert rc == 1, err
     assert err.startswith(f"error: {out / 'cut.jcodec'}: ") and "2 were written" in err
     assert sorted(os.listdir(dec)) == ["a.wav", "c.wav"]
+
+
+def test_failed_run_leaves_no_folders(workdir, tmp_path, capsys):
+    """Output folders appear only with the files written into them: a bad checkpoint, or
+    inputs that all fail, leave nothing behind (not even an empty --output_dir)."""
+    folder = tmp_path / "in" / "sub"
+    folder.mkdir(parents=True)
+    (folder / "bad.wav").write_text("not audio")
+    codes = tmp_path / "codes"
+    codes.mkdir()
+    (codes / "x.jcodec").write_bytes(b"JCDC broken")
+    out = tmp_path / "new" / "out"
+    nope = ["--checkpoint", tmp_path / "nope"]
+    for argv, code in [
+        (["compress", tmp_path / "in", "--output_dir", out, *nope], 2),
+        (["decompress", codes, "--output_dir", out, *nope], 2),
+        (["compress", tmp_path / "in", "--output_dir", out, "--checkpoint", workdir], 2),
+        (["decompress", codes, "--output_dir", out, "--checkpoint", workdir], 1),
+    ]:
+        rc, _, err = cli(capsys, *argv)
+        assert rc == code and "Traceback" not in err, (argv, err)
+        assert not (tmp_path / "new").exists(), argv

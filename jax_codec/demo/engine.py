@@ -112,6 +112,13 @@ class DemoModel:
             f"{self.max_seconds:g} s"
         )
 
+    def _frames(self, num_samples: int) -> int:
+        """Latent frames the compiled offline path runs for a signal of `num_samples`: its
+        padded length's, plus the decoder's lookahead frames that `Codec.encode` adds
+        (SpectroStream's), so the codes are `compress`'s to the last frame."""
+        codec = self.codec
+        return self.padded_length(num_samples) // codec.hop_length + codec.decoder_lookahead_frames
+
     # ---- offline path ----
     def encode(self, audio: np.ndarray) -> tuple[np.ndarray, ...]:
         """Audio ``[C, T]`` -> codes of every level ``[S, F / s_i]`` (int32; S = C streams,
@@ -122,7 +129,7 @@ class DemoModel:
         channels, t = audio.shape
         codec_io.check_channels(codec, channels)
         frames = chunked.encoded_frames(codec, t)
-        length = self.padded_length(t)
+        length = self._frames(t) * codec.hop_length
         # The jitted functions `iter_encode` runs, so the codes match `compress` exactly.
         enc = chunked._jit(codec, "encode")
         quant = chunked._jit(codec, "quantize", codec.num_quantizers)
@@ -150,9 +157,7 @@ class DemoModel:
             raise ValueError(f"{k} levels of codes; the model has {codec.num_quantizers}")
         fc = np.asarray(st.to_frame_codes(codec, [np.asarray(c) for c in codes]))  # [S, F, k]
         frames = fc.shape[1]
-        length = self.padded_length(num_samples)
-        hop = codec.hop_length
-        padded = np.zeros((1, length // hop, codec.num_quantizers), np.int32)
+        padded = np.zeros((1, self._frames(num_samples), codec.num_quantizers), np.int32)
         mask = jnp.asarray(np.arange(codec.num_quantizers) < k, jnp.float32)
         out = []
         with self.lock:

@@ -31,7 +31,7 @@ from jax_codec.models.kernels import kernels_mode
 PARTS = ("encoder", "decoder", "stream_encoder", "stream_decoder")
 STREAM_PARTS = ("stream_encoder", "stream_decoder")
 FORMATS = ("stablehlo", "onnx", "tflite")
-METADATA_VERSION = 2
+METADATA_VERSION = 3  # 3: `lookahead_frames`; a stream_decoder's own `delay_chunks`
 
 
 class ExportError(ValueError):
@@ -68,6 +68,12 @@ def check(
         raise ExportError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if codec.arch == "spectrostream" and fmt != "stablehlo":
+        raise ExportError(
+            f"{loaded.name or 'this model'} (SpectroStream) exports to StableHLO only "
+            "(--format stablehlo): its STFT's complex FFT gives ONNX models that onnxruntime "
+            "rejects (jax2onnx 0.17.1) and fails LiteRT's converter"
+        )
     if part in STREAM_PARTS:
         if not codec.causal:
             raise ExportError(
@@ -212,9 +218,10 @@ def converting(loaded: LoadedCodec, part: str, fmt: str):
     except Exception as e:
         message = (str(e).strip().splitlines() or [""])[0][:300]
         # Some layers need the length known (EnCodec's reflect padding of short inputs).
-        shapes = part not in STREAM_PARTS and type(e).__name__ in (
-            "InconclusiveDimensionOperation",
-            "ConcretizationTypeError",
+        # (and jax2onnx's symbolic dimensions, which lose track of SpectroStream's STFT).
+        shapes = part not in STREAM_PARTS and (
+            type(e).__name__ in ("InconclusiveDimensionOperation", "ConcretizationTypeError")
+            or "symbolic dim" in message.lower()
         )
         hint = "; export a fixed length instead (--blocks N)" if shapes else ""
         raise ExportError(
@@ -250,7 +257,10 @@ def metadata(
     if part in STREAM_PARTS:
         from jax_codec.inference import streaming
 
-        delay = streaming.stream_delay_frames(codec, int(chunk_frames))
+        if part == "stream_encoder":
+            delay = streaming.stream_delay_frames(codec, int(chunk_frames))
+        else:
+            delay = streaming.decoder_delay_frames(codec, int(chunk_frames))
         extra = {
             "chunk_frames": int(chunk_frames),
             "chunk_samples": int(chunk_frames) * int(codec.hop_length),
@@ -258,11 +268,13 @@ def metadata(
             # The state: these arrays, all zeros at the start of a stream, in this order (the
             # leaves of the first input), passed back from each step's second output.
             "state": inputs[:-1],
-            # The encoder's first `delay_chunks` outputs precede the signal: drop them, and
-            # feed `delay_chunks` chunks of zeros after the end to flush the last frames.
-            "delay_chunks": delay // int(chunk_frames) if part == "stream_encoder" else 0,
+            # The step's first `delay_chunks` outputs precede the signal: drop them, and feed
+            # that many chunks of zeros after the end to flush the last frames. Nonzero for a
+            # decoder that looks ahead (SpectroStream's, a frame), else 0 for the decoder.
+            "delay_chunks": delay // int(chunk_frames),
             "stream_latency_samples": streaming.stream_latency(codec, int(chunk_frames)),
         }
+    lookahead = int(codec.decoder_lookahead_frames)
     symbolic = any(not isinstance(d, int) for a in jax.tree.leaves(pf.args) for d in a.shape)
     return {
         "format": fmt,
@@ -287,6 +299,10 @@ def metadata(
         "bitrate_kbps": float(codec.bitrate_kbps(n_quantizers)),
         "causal": bool(codec.causal),
         "latency_samples": codec.latency_samples,
+        # Frames of codes the encoder adds past the audio's blocks (SpectroStream's decoder
+        # looks a frame ahead): decoding F frames gives F * hop samples, the last
+        # `lookahead_frames * hop` of them zeros; cut the audio to the input's length.
+        "lookahead_frames": lookahead,
         # The level the model was trained at: bring the input there (and the output back),
         # as `compress` and `decompress` do; null: the input's own level.
         "input_level_db": levels.target_db(config),
@@ -294,7 +310,8 @@ def metadata(
         "symbolic_dims": {
             "b": "batch size",
             "n": f"blocks: audio of n * {codec.length_multiple} samples; level i holds "
-            f"n * {codec.block_frames} / vq_strides[i] frames",
+            f"n * {codec.block_frames} / vq_strides[i] frames"
+            + (f" (+ {lookahead} from the encoder: `lookahead_frames`)" if lookahead else ""),
         }
         if symbolic
         else {},

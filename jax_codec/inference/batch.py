@@ -119,7 +119,8 @@ def encode_batch(
             x[row, : len(audio[i])] = audio[i]
         codes = [np.asarray(c) for c in encode(params, jnp.asarray(x))]
         for row, i in enumerate(group):
-            frames = blocks[i] * codec.block_frames
+            # SpectroStream's encode adds the decoder's lookahead frames (`Codec._pad`)
+            frames = blocks[i] * codec.block_frames + codec.decoder_lookahead_frames
             out[i] = tuple(
                 c[row, : frames // s] for c, s in zip(codes, codec.vq_strides, strict=False)
             )

@@ -64,6 +64,29 @@ def atomic_output(path: str | os.PathLike) -> Iterator[str]:
         raise
 
 
+@contextlib.contextmanager
+def parent_folders(path: str | os.PathLike) -> Iterator[None]:
+    """Creates the missing folders above `path` for a block that writes it; if the block
+    raises, removes the ones it created that are still empty, so a failed write leaves no
+    folder behind (the file itself is `atomic_output`'s job)."""
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    missing = []  # deepest first
+    while not os.path.isdir(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    for folder in reversed(missing):
+        os.mkdir(folder)
+    try:
+        yield
+    except BaseException:
+        for folder in missing:
+            try:
+                os.rmdir(folder)
+            except OSError:  # not empty: something else was written there meanwhile
+                break
+        raise
+
+
 # --------------------------------------------------------------------------- audio in and out
 
 

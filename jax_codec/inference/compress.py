@@ -4,7 +4,7 @@
         [--kbps X | --n_quantizers K] [--entropy auto|on|off] [--priors FILE] [--json]
     python -m jax_codec decompress IN.jcodec OUT.wav [--checkpoint DIR | ...] [--sample_rate SR]
     python -m jax_codec compress|decompress FILE_OR_FOLDER ... --output_dir DIR [--overwrite]
-        [--batch_size N]   # many files, one model load, batched (`compress_many`)
+        [--batch_size N]   # many files, one model load, batched: `compress_many`
     python -m jax_codec info FILE.jcodec [--json]
     python -m jax_codec priors (--checkpoint DIR | ...) [--data SPEC] [--seconds N] [--output F]
 
@@ -45,7 +45,6 @@ from jax_codec.bitstream import resampled_length
 from jax_codec.cli_errors import CliError, guarded
 from jax_codec.inference import codec_io
 from jax_codec.inference.api import PRIORS_NAME, LoadedCodec
-from jax_codec.inference.batch import DEFAULT_MAX_BATCH
 from jax_codec.inference.cli import (
     add_command,
     add_model_args,
@@ -413,42 +412,12 @@ def _channel_mode_text(d: dict) -> str:
 # --------------------------------------------------------------------------- commands
 
 
-def _priors_flag(args: argparse.Namespace) -> str:
+def priors_flag(args: argparse.Namespace) -> str:
     """`--priors FILE` (checked), else "auto"."""
     if args.priors:
         check_input(args.priors, "priors")
         return args.priors
     return "auto"
-
-
-def single_file(args: argparse.Namespace, kind: str) -> tuple[str, str] | None:
-    """(input, output) of the one-file form, ``IN OUT`` or ``IN --output OUT``; None with
-    `--output_dir` (every positional an input). A form that fits neither raises `CliError`."""
-    files, suffix = args.files, ".jcodec" if kind == "compress" else ".wav"
-    if args.output_dir is not None:
-        if args.output:
-            raise CliError("give --output FILE (one input) or --output_dir DIR, not both")
-        return None
-    if args.output:
-        if len(files) != 1:
-            raise CliError(
-                f"--output names one file and {len(files)} inputs were given; use "
-                f"--output_dir DIR to {kind} several files"
-            )
-        return files[0], args.output
-    if len(files) == 1:
-        raise CliError(
-            f"give the output: `{kind} IN OUT{suffix}`, or --output_dir DIR for one {suffix} "
-            "per input"
-        )
-    if len(files) > 2:
-        raise CliError(f"{len(files)} inputs: give --output_dir DIR to {kind} several files")
-    if os.path.isdir(files[0]):
-        raise CliError(
-            f"{files[0]} is a directory; give an input file, or --output_dir DIR to {kind} "
-            "every file in it"
-        )
-    return files[0], files[1]
 
 
 def _second_input(output: str, kind: str) -> None:
@@ -466,70 +435,23 @@ def _second_input(output: str, kind: str) -> None:
         )
 
 
-def _check_batch_size(args: argparse.Namespace) -> None:
-    if args.batch_size < 1:
-        raise CliError(f"--batch_size must be at least 1, got {args.batch_size}")
-
-
-def _run_many(args: argparse.Namespace, kind: str, pairs, run) -> int:
-    """Runs `run(loaded, on_done)` over the planned `pairs`; prints the summary and each
-    failure (`error: FILE: ...`); the exit code of the worst failure, or 0."""
-    from jax_codec.inference import compress_many as many
-
-    loaded = load_from_args(args, priors=_priors_flag(args))
-    with files_progress(len(pairs), args.json, kind) as bar:
-        t0 = time.perf_counter()
-        reports, failures = run(loaded, lambda _: bar.update())
-        seconds = time.perf_counter() - t0
-    print_report(many.summary(kind, reports, failures, seconds), args.json, many.format_summary)
-    for f in failures:
-        print(f"error: {f.message}", file=sys.stderr)
-    if not failures:
-        return 0
-    print(
-        f"error: {len(failures)} of {len(pairs)} files failed (listed above); the other "
-        f"{len(reports)} were written",
-        file=sys.stderr,
-        flush=True,
-    )
-    return max(f.exit_code for f in failures)
-
-
-def files_progress(total: int, quiet: bool, desc: str):
-    """A tqdm bar over files on stderr (off when quiet, not a tty, or for a few files)."""
-    from tqdm import tqdm
-
-    quiet = quiet or not sys.stderr.isatty() or total < 4
-    return tqdm(total=total, unit="file", desc=desc, file=sys.stderr, disable=quiet, leave=False)
-
-
 def cmd_compress(args: argparse.Namespace) -> int:
     def body():
+        from jax_codec.inference import compress_many as many
+
         if args.entropy == "off" and args.priors:
             raise CliError("--priors is not used with --entropy off")
-        _check_batch_size(args)
-        one = single_file(args, "compress")
+        one = many.single_file(args, "compress")
         settings = dict(
             kbps=args.kbps, n_quantizers=args.n_quantizers, entropy=args.entropy,
             window_frames=args.window_frames, match_loudness=not args.no_match_loudness,
         )  # fmt: skip
         if one is None:
-            from jax_codec.data.audio import AUDIO_EXTENSIONS
-            from jax_codec.inference import compress_many as many
-
-            pairs = many.plan(
-                args.files, args.output_dir, ".jcodec", AUDIO_EXTENSIONS, args.overwrite
-            )
-            return _run_many(
-                args, "compress", pairs,
-                lambda loaded, on_done: many.compress_many(
-                    pairs, loaded, batch_size=args.batch_size, on_done=on_done, **settings
-                ),
-            )  # fmt: skip
+            return many.cmd_compress_many(args, settings)
         check_input(one[0])
         check_output(one[1], one[0])
         _second_input(one[1], "compress")
-        loaded = load_from_args(args, priors=_priors_flag(args))
+        loaded = load_from_args(args, priors=priors_flag(args))
         report = compress_file(*one, loaded, quiet=args.json, **settings)
         print_report(report, args.json, format_compress)
 
@@ -539,30 +461,21 @@ def cmd_compress(args: argparse.Namespace) -> int:
 def cmd_decompress(args: argparse.Namespace) -> int:
     def body():
         from jax_codec import bitstream
+        from jax_codec.inference import compress_many as many
 
         rate = args.sample_rate
         if rate is not None and not 1000 <= rate <= MAX_OUTPUT_RATE:
             raise CliError(f"--sample_rate must be in 1000..{MAX_OUTPUT_RATE}, got {rate}")
-        _check_batch_size(args)
-        one = single_file(args, "decompress")
+        one = many.single_file(args, "decompress")
         settings = dict(sample_rate=rate, subtype=args.subtype, window_frames=args.window_frames)
         if one is None:
-            from jax_codec.inference import compress_many as many
-
-            codec_io.check_subtype("out.wav", args.subtype)
-            pairs = many.plan(args.files, args.output_dir, ".wav", (".jcodec",), args.overwrite)
-            return _run_many(
-                args, "decompress", pairs,
-                lambda loaded, on_done: many.decompress_many(
-                    pairs, loaded, batch_size=args.batch_size, on_done=on_done, **settings
-                ),
-            )  # fmt: skip
+            return many.cmd_decompress_many(args, settings)
         check_input(one[0], ".jcodec")
         _second_input(one[1], "decompress")
         check_output(one[1], one[0], codec_io.OUTPUT_FORMATS)
         with bitstream.Reader(one[0]):  # a broken file fails before the model loads
             pass
-        loaded = load_from_args(args, priors=_priors_flag(args))
+        loaded = load_from_args(args, priors=priors_flag(args))
         report = decompress_file(*one, loaded, quiet=args.json, **settings)
         print_report(report, args.json, format_decompress)
 
@@ -612,34 +525,10 @@ def _window_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _files_args(p: argparse.ArgumentParser, form: str, what: str) -> None:
-    """The files of `compress` / `decompress`: ``IN OUT``, or inputs and `--output_dir`."""
-    p.add_argument(
-        "files",
-        nargs="+",
-        metavar="FILE",
-        help=f"{form}: {what}; with --output_dir: any number of input files and folders",
-    )
-    p.add_argument("--output", help="the output of one input (instead of the second FILE)")
-    p.add_argument(
-        "--output_dir",
-        help="write DIR/<stem> of every input (folders: their files, recursively, subfolders "
-        "kept); files that fail are named on stderr, the others still written",
-    )
-    p.add_argument(
-        "--overwrite", action="store_true", help="with --output_dir: replace existing outputs"
-    )
-    p.add_argument(
-        "--batch_size",
-        type=int,
-        default=DEFAULT_MAX_BATCH,
-        help="with --output_dir: most files coded in one batch (more takes more memory; what "
-        "it gains: benchmarks/README.md)",
-    )
-
-
 def add_parsers(sub) -> None:
     """Registers `compress`, `decompress` and `priors` (`info FILE` goes through `cmd_info`)."""
+    from jax_codec.inference import compress_many as many
+
     p = add_command(
         sub,
         "compress",
@@ -647,7 +536,7 @@ def add_parsers(sub) -> None:
         "song.flac song.jcodec --checkpoint runs/base --kbps 3",
         "a.wav b.flac songs/ --output_dir codes --checkpoint runs/base --batch_size 16",
     )
-    _files_args(
+    many.add_files_args(
         p,
         "IN OUT.jcodec",
         "an audio file (wav, flac, ogg, opus, mp3; any rate and channels) and the .jcodec to write",
@@ -685,7 +574,7 @@ def add_parsers(sub) -> None:
         "song.jcodec song.wav --checkpoint runs/base --sample_rate 48000",
         "codes/ --output_dir decoded --checkpoint runs/base",
     )
-    _files_args(
+    many.add_files_args(
         p, "IN.jcodec OUT.wav", "a .jcodec file and the audio to write (.wav, .flac or .ogg)"
     )
     add_model_args(p)

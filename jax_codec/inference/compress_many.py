@@ -8,6 +8,8 @@ audio files (`.jcodec` files for `decompress`), found recursively and sorted, wi
 subfolders kept under the output folder (as DAC's `encode` does); every input gets
 ``DIR/<stem>.jcodec`` (``.wav``). A missing or empty input, two inputs with one output, or an
 output that exists already (without `--overwrite`) stops the command there, nothing written.
+Output folders are made only as files are written into them (`codec_io.parent_folders`), so a
+run that fails before writing (a bad checkpoint, every input unusable) leaves no folder behind.
 
 Files that fit in one processing window (`--window_frames`, default 1024 frames, ~12 s for the
 base model) are read `ROUND_BATCHES` batches at a time and coded by `batch.encode_batch` /
@@ -25,8 +27,10 @@ audio, 1 bad `.jcodec`), the larger when they differ.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -38,7 +42,7 @@ from jax_codec.inference import codec_io
 from jax_codec.inference import compress as cz
 from jax_codec.inference.api import LoadedCodec
 from jax_codec.inference.batch import DEFAULT_MAX_BATCH, decode_batch, encode_batch
-from jax_codec.inference.cli import check_input
+from jax_codec.inference.cli import check_input, load_from_args, print_report
 
 ROUND_BATCHES = 4  # batches of short files read before they are coded (memory: a few windows)
 PER_FILE_ERRORS = (CliError, BitstreamError, OSError)  # skip the file; other errors stop the run
@@ -93,7 +97,8 @@ def plan(
     overwrite: bool = False,
 ) -> list[tuple[str, str]]:
     """(input, output) pairs, ``output_dir/<stem><suffix>`` each, checked as the module doc
-    says (`CliError` before anything is written); creates `output_dir` and its subfolders."""
+    says (`CliError` before anything is written); creates no folder (the runs make each one
+    as they write a file into it)."""
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise CliError(f"--output_dir {output_dir} is a file; give a folder")
     pairs, seen = [], {}
@@ -116,10 +121,20 @@ def plan(
             "pass --overwrite to replace them"
         )
     for folder in sorted({os.path.dirname(o) for _, o in pairs}):
-        os.makedirs(folder, exist_ok=True)
-        if not os.access(folder, os.W_OK):
-            raise CliError(f"output directory {folder} is not writable")
+        _check_writable(folder)
     return pairs
+
+
+def _check_writable(folder: str) -> None:
+    """Raises `CliError` unless `folder`, or the folder it will be made in, can be written:
+    folders are made only when a file is written into them (`codec_io.parent_folders`)."""
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise CliError(f"{existing} is a file; it cannot hold the output folder {folder}")
+    if not os.access(existing, os.W_OK):
+        raise CliError(f"output directory {existing} is not writable")
 
 
 # --------------------------------------------------------------------------- runs
@@ -205,10 +220,11 @@ def compress_many(
         info = cz.probe_audio(path)
         if not _fits_one_window(loaded, cz.model_rate_length(info.frames, info.sample_rate, sr),
                                 window_frames):  # fmt: skip
-            return cz.compress_file(
-                path, output, loaded, n_quantizers=k, entropy=entropy,
-                window_frames=window_frames, match_loudness=match_loudness,
-            )  # fmt: skip
+            with codec_io.parent_folders(output):
+                return cz.compress_file(
+                    path, output, loaded, n_quantizers=k, entropy=entropy,
+                    window_frames=window_frames, match_loudness=match_loudness,
+                )  # fmt: skip
         channels = min(info.channels, 2)
         level = cz.input_level(loaded, path, info, channels, match_loudness)
         audio = np.concatenate(list(codec_io.iter_input(path, info, channels, sr)), axis=1)
@@ -249,11 +265,12 @@ def _compress_round(run, pending, loaded, k, window_frames, batch_size, match_lo
     def write(p: _Pending, r: range) -> dict:
         t0 = time.perf_counter()
         file_codes = tuple(np.stack([codes[j][level] for j in r]) for level in range(k))
-        enc = codec_io.encode_to_jcodec(
-            loaded, p.audio, p.output, k, window_frames=window_frames,
-            original_sample_rate=p.info.sample_rate, original_num_samples=p.info.frames,
-            codes=file_codes, level=p.level, match_loudness=match_loudness,
-        )  # fmt: skip
+        with codec_io.parent_folders(p.output):
+            enc = codec_io.encode_to_jcodec(
+                loaded, p.audio, p.output, k, window_frames=window_frames,
+                original_sample_rate=p.info.sample_rate, original_num_samples=p.info.frames,
+                codes=file_codes, level=p.level, match_loudness=match_loudness,
+            )  # fmt: skip
         share = batch_seconds * p.audio.shape[1] / total  # of the batched encode
         seconds = p.read_seconds + share + time.perf_counter() - t0
         return cz.compress_report(p.path, p.info, loaded, p.level, enc, seconds)
@@ -280,10 +297,11 @@ def decompress_many(
         t0 = time.perf_counter()
         header = codec_io.open_jcodec(path, loaded)
         if not _fits_one_window(loaded, header.num_samples, window_frames):
-            return cz.decompress_file(
-                path, output, loaded, sample_rate=sample_rate, subtype=subtype,
-                window_frames=window_frames,
-            )  # fmt: skip
+            with codec_io.parent_folders(output):
+                return cz.decompress_file(
+                    path, output, loaded, sample_rate=sample_rate, subtype=subtype,
+                    window_frames=window_frames,
+                )  # fmt: skip
         header, codes = codec_io.read_jcodec(path, loaded)
         pending.append((i, path, output, header, codes, time.perf_counter() - t0))
         return None
@@ -323,7 +341,8 @@ def _decompress_round(run, pending, loaded, sample_rate, subtype, batch_size) ->
             y = np.stack([audio[j][:, 0] for j in r])
         if header.gain_db:
             y = y * np.float32(header.gain)
-        rate, length = cz.write_decoded([y], header, output, sample_rate, subtype)
+        with codec_io.parent_folders(output):
+            rate, length = cz.write_decoded([y], header, output, sample_rate, subtype)
         share = batch_seconds * header.streams * header.num_samples / total
         seconds = read_seconds + share + time.perf_counter() - t0
         return cz.decompress_report(path, output, header, loaded, rate, length, seconds)
@@ -364,3 +383,120 @@ def format_summary(s: dict) -> str:
         f"{s['files_per_second']:.1f} files/s)"
     )
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def add_files_args(p: argparse.ArgumentParser, form: str, what: str) -> None:
+    """The files of `compress` / `decompress`: ``IN OUT``, or inputs and `--output_dir`."""
+    p.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help=f"{form}: {what}; with --output_dir: any number of input files and folders",
+    )
+    p.add_argument("--output", help="the output of one input (instead of the second FILE)")
+    p.add_argument(
+        "--output_dir",
+        help="write DIR/<stem> of every input (folders: their files, recursively, subfolders "
+        "kept); files that fail are named on stderr, the others still written",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="with --output_dir: replace existing outputs"
+    )
+    p.add_argument(
+        "--batch_size",
+        type=int,
+        default=DEFAULT_MAX_BATCH,
+        help="with --output_dir: most files coded in one batch (more takes more memory; what "
+        "it gains: benchmarks/README.md)",
+    )
+
+
+def single_file(args: argparse.Namespace, kind: str) -> tuple[str, str] | None:
+    """(input, output) of the one-file form, ``IN OUT`` or ``IN --output OUT``; None with
+    `--output_dir` (every positional an input). A form that fits neither, or a bad
+    `--batch_size`, raises `CliError`."""
+    if args.batch_size < 1:
+        raise CliError(f"--batch_size must be at least 1, got {args.batch_size}")
+    files, suffix = args.files, ".jcodec" if kind == "compress" else ".wav"
+    if args.output_dir is not None:
+        if args.output:
+            raise CliError("give --output FILE (one input) or --output_dir DIR, not both")
+        return None
+    if args.output:
+        if len(files) != 1:
+            raise CliError(
+                f"--output names one file and {len(files)} inputs were given; use "
+                f"--output_dir DIR to {kind} several files"
+            )
+        return files[0], args.output
+    if len(files) == 1:
+        raise CliError(
+            f"give the output: `{kind} IN OUT{suffix}`, or --output_dir DIR for one {suffix} "
+            "per input"
+        )
+    if len(files) > 2:
+        raise CliError(f"{len(files)} inputs: give --output_dir DIR to {kind} several files")
+    if os.path.isdir(files[0]):
+        raise CliError(
+            f"{files[0]} is a directory; give an input file, or --output_dir DIR to {kind} "
+            "every file in it"
+        )
+    return files[0], files[1]
+
+
+def cmd_compress_many(args: argparse.Namespace, settings: dict) -> int:
+    """`compress FILE_OR_FOLDER ... --output_dir DIR` with `compress_many`'s `settings`."""
+    from jax_codec.data.audio import AUDIO_EXTENSIONS
+
+    pairs = plan(args.files, args.output_dir, ".jcodec", AUDIO_EXTENSIONS, args.overwrite)
+    return _run_command(
+        args, "compress", pairs,
+        lambda loaded, on_done: compress_many(
+            pairs, loaded, batch_size=args.batch_size, on_done=on_done, **settings
+        ),
+    )  # fmt: skip
+
+
+def cmd_decompress_many(args: argparse.Namespace, settings: dict) -> int:
+    """`decompress FILE_OR_FOLDER ... --output_dir DIR` with `decompress_many`'s `settings`."""
+    codec_io.check_subtype("out.wav", settings.get("subtype"))
+    pairs = plan(args.files, args.output_dir, ".wav", (".jcodec",), args.overwrite)
+    return _run_command(
+        args, "decompress", pairs,
+        lambda loaded, on_done: decompress_many(
+            pairs, loaded, batch_size=args.batch_size, on_done=on_done, **settings
+        ),
+    )  # fmt: skip
+
+
+def _run_command(args: argparse.Namespace, kind: str, pairs, run) -> int:
+    """Loads the model and runs `run(loaded, on_done)` over the planned `pairs`; prints the
+    summary and each failure (`error: FILE: ...`); the exit code of the worst failure, or 0."""
+    loaded = load_from_args(args, priors=cz.priors_flag(args))
+    with files_progress(len(pairs), args.json, kind) as bar:
+        t0 = time.perf_counter()
+        reports, failures = run(loaded, lambda _: bar.update())
+        seconds = time.perf_counter() - t0
+    print_report(summary(kind, reports, failures, seconds), args.json, format_summary)
+    for f in failures:
+        print(f"error: {f.message}", file=sys.stderr)
+    if not failures:
+        return 0
+    print(
+        f"error: {len(failures)} of {len(pairs)} files failed (listed above); the other "
+        f"{len(reports)} were written",
+        file=sys.stderr,
+        flush=True,
+    )
+    return max(f.exit_code for f in failures)
+
+
+def files_progress(total: int, quiet: bool, desc: str):
+    """A tqdm bar over files on stderr (off when quiet, not a tty, or for a few files)."""
+    from tqdm import tqdm
+
+    quiet = quiet or not sys.stderr.isatty() or total < 4
+    return tqdm(total=total, unit="file", desc=desc, file=sys.stderr, disable=quiet, leave=False)
