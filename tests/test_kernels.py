@@ -94,6 +94,14 @@ def test_custom_kernels_equal_their_references():
             tw,
             atol=1e-4,
         )
+        # The same with the kernel in the `[Cin, k, Cout]` layout of folded inference weights.
+        _agree(
+            lambda x, w, s=stride: kernels.transposed_conv_io(x, jnp.transpose(w, (1, 0, 2)), s),
+            lambda x, w, s=stride: kernels.transposed_conv_reference(x, w, s),
+            x,
+            tw,
+            atol=1e-4,
+        )
     u = jnp.linspace(-40.0, 40.0, 4001)
     _agree(kernels.sin_squared_custom, kernels.sin_squared_reference, u, atol=1e-6)
     alpha = jnp.array([1.0, 0.5, 2.0, 1.3, 0.05, 7.0])

@@ -9,7 +9,12 @@ import pytest
 
 from jax_codec.config import load_config
 from jax_codec.models.codec import build_codec
-from jax_codec.models.layers import WNConv1d, WNConvTranspose1d, fold_weight_norm
+from jax_codec.models.layers import (
+    WNConv1d,
+    WNConvTranspose1d,
+    fold_weight_norm,
+    transposed_conv_paths,
+)
 from jax_codec.models.quantizer import FactorizedVQ, HierarchicalRVQ, restart_dead_codes
 
 
@@ -279,3 +284,11 @@ def test_folded_weight_norm_gives_identical_outputs(runlocal):
     zero = jax.tree.map(jnp.zeros_like, folded)
     silent = fwd({**params, "folded": zero}, x)
     assert not np.allclose(silent.audio, ref.audio)
+    # Transposed convs' kernels folded in their matmul layout give the same output.
+    paths = transposed_conv_paths(codec.apply, params, x)
+    assert len(paths) == len(codec.decoder_strides)
+    folded_io = fold_weight_norm(params["params"], paths)
+    io = [p for p, _ in jax.tree_util.tree_leaves_with_path(folded_io) if "kernel_io" in str(p)]
+    assert len(io) == len(paths)
+    out_io = fwd({**params, "folded": folded_io}, x)
+    np.testing.assert_allclose(out_io.audio, ref.audio, atol=1e-6)

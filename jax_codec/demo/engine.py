@@ -68,7 +68,7 @@ class DemoModel:
         self.params = loaded.params
         self.max_seconds = float(max_seconds)
         self.source = source or loaded.checkpoint or ""
-        self.variables = st.inference_variables(loaded.params)
+        self.variables = st.inference_variables(loaded.params, codec)
         self.bucketed = bool(codec.causal)
         self.buckets = bucket_lengths(codec, max_seconds) if self.bucketed else ()
         self.lock = threading.RLock()

@@ -218,7 +218,7 @@ def iter_decode(
     C]`` for a stereo codec) window by window;
     concatenated they are the decoding of all the codes, cut to `length` samples if given.
     """
-    p = inference_variables(params)
+    p = inference_variables(params, codec)
     hop = codec.hop_length
     core, context, _ = window_plan(codec, num_frames, window_frames, "decode")
     buf = _Buffer((np.asarray(b, np.int32) for b in frame_code_blocks), num_frames, "code frames")

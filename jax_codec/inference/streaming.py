@@ -45,6 +45,7 @@ windows with enough context for the receptive field, in constant memory.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Sequence
 
@@ -54,7 +55,7 @@ import numpy as np
 
 from jax_codec.models import spectrostream
 from jax_codec.models.codec import Codec
-from jax_codec.models.layers import fold_weight_norm
+from jax_codec.models.layers import fold_weight_norm, transposed_conv_paths
 from jax_codec.stereo import match_channels
 
 Array = jax.Array
@@ -211,14 +212,21 @@ def _params(params):
     return params["params"] if "params" in params else params
 
 
-_fold = jax.jit(fold_weight_norm)
+_fold = jax.jit(fold_weight_norm, static_argnums=1)
 
 
-def inference_variables(params) -> dict:
+def inference_variables(params, codec: Codec | None = None) -> dict:
     """``{"params", "folded"}``: the weights with every weight-normed kernel precomputed once
-    (`fold_weight_norm`), so a step per chunk does not redo the normalisation."""
+    (`fold_weight_norm`), so a step per chunk does not redo the normalisation. Given the
+    `codec`, its decoder's transposed convolutions get their kernels in the layout their
+    matmul reads (`transposed_conv_paths`), so a step does not transpose them either."""
     p = _params(params)
-    return {"params": p, "folded": _fold(p)}
+    transposed = frozenset()
+    if codec is not None:
+        codes = jnp.zeros((1, block_frames(codec), codec.num_quantizers), jnp.int32)
+        apply = functools.partial(codec.apply, method=_decode_frame_codes)
+        transposed = transposed_conv_paths(apply, {"params": p}, codes)
+    return {"params": p, "folded": _fold(p, transposed)}
 
 
 # --------------------------------------------------------------------------- streaming
@@ -327,7 +335,7 @@ class StreamingDecoder:
         if not codec.causal:
             raise ValueError("this codec is non-causal and cannot stream; use chunked_decode")
         self.codec = codec
-        self.variables = inference_variables(params)
+        self.variables = inference_variables(params, codec)
         self.n = chunk_frames
         self.batch = batch
         self.k = codec.num_quantizers if n_quantizers is None else int(n_quantizers)

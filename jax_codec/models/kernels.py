@@ -300,6 +300,16 @@ def transposed_conv(x: Array, w: Array, stride: int) -> Array:
     return transposed_conv_reference(x, w, stride)
 
 
+def transposed_conv_io(x: Array, w_io: Array, stride: int) -> Array:
+    """`transposed_conv` with the kernel given as `[Cin, k, Cout]` (`fold_weight_norm`'s
+    layout for transposed convolutions): the custom kernel's matmul operand is then a
+    reshape of it, where `[k, Cin, Cout]` needs a transposed copy of the whole kernel on every
+    call (a streaming decoder step's largest op)."""
+    if use_custom_kernels():
+        return _transposed_conv_matmul(x, w_io, stride)
+    return transposed_conv_reference(x, jnp.transpose(w_io, (1, 0, 2)), stride)
+
+
 def transposed_conv_reference(x: Array, w: Array, stride: int) -> Array:
     """A convolution over the input dilated by `stride` with the kernel flipped."""
     k = w.shape[0]
@@ -318,11 +328,14 @@ def transposed_conv_custom(x: Array, w: Array, stride: int) -> Array:
     `n = ceil(k / stride)` blocks of `stride` taps) and an overlap-add of the `n` blocks shifted
     by one frame each, because the dilated convolution multiplies by the inserted zeros and
     its gradients were far slower on XLA:CPU; here the gradients are matmuls too."""
-    k, cin, cout = w.shape
+    return _transposed_conv_matmul(x, jnp.transpose(w, (1, 0, 2)), stride)
+
+
+def _transposed_conv_matmul(x: Array, w_io: Array, stride: int) -> Array:
+    cin, k, cout = w_io.shape
     b, f, _ = x.shape
     n = -(-k // stride)
-    wm = jnp.pad(w, ((0, n * stride - k), (0, 0), (0, 0)))
-    wm = wm.transpose(1, 0, 2).reshape(cin, n * stride * cout)
+    wm = jnp.pad(w_io, ((0, 0), (0, n * stride - k), (0, 0))).reshape(cin, n * stride * cout)
     p = jnp.dot(x, wm).reshape(b, f, n, stride * cout)
     y = sum(jnp.pad(p[:, :, i], ((0, 0), (i, n - 1 - i), (0, 0))) for i in range(n))
     return y.reshape(b, (f + n - 1) * stride, cout)[:, : (f - 1) * stride + k]

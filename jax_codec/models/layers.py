@@ -20,6 +20,7 @@ Snake) live in `kernels.py`, each beside its plain-JAX reference.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from typing import Any
 
 import flax.linen as nn
@@ -30,6 +31,7 @@ from jax_codec.models.kernels import (
     depthwise_conv1d,
     snake,
     transposed_conv,
+    transposed_conv_io,
     weight_norm,
     weight_norm_reference,
 )
@@ -142,28 +144,52 @@ def _kernel(module: nn.Module, v: Array, g: Array) -> Array:
     return weight_norm_reference(v, g)
 
 
-def fold_weight_norm(params: Any) -> Any:
+# The collection that `transposed_conv_paths` traces with: each transposed conv marks itself.
+_TRANSPOSED = "transposed_conv"
+
+
+def fold_weight_norm(params: Any, transposed: Collection[tuple[str, ...]] = ()) -> Any:
     """The ``folded`` collection for `params`: every weight-normed kernel g v / |v|, computed once.
 
     Inference that applies the same weights many times (streaming: one small step per 20 ms)
     passes ``{"params": params, "folded": fold_weight_norm(params)}``: the layers then use the
     stored kernels, and the weight-norm arithmetic (a full read of every weight per step) drops
     out of the step. The result is the same kernel values, so outputs are identical.
+
+    The modules at the paths in `transposed` (`transposed_conv_paths`: the transposed
+    convolutions) get theirs as ``kernel_io`` `[Cin, k, Cout]`, the layout their matmul reads.
     """
 
-    def fold(tree):
+    def fold(tree, path):
         out = {}
         for name, sub in tree.items():
             if isinstance(sub, dict) or hasattr(sub, "items"):
                 if "weight_v" in sub and "weight_g" in sub:
-                    out[name] = {"kernel": weight_norm(sub["weight_v"], sub["weight_g"])}
+                    w = weight_norm(sub["weight_v"], sub["weight_g"])
+                    if path + (name,) in transposed:
+                        out[name] = {"kernel_io": jnp.transpose(w, (1, 0, 2))}
+                    else:
+                        out[name] = {"kernel": w}
                 else:
-                    folded = fold(sub)
+                    folded = fold(sub, path + (name,))
                     if folded:
                         out[name] = folded
         return out
 
-    return fold(params)
+    return fold(params, ())
+
+
+def transposed_conv_paths(apply_fn: Any, *args: Any) -> frozenset[tuple[str, ...]]:
+    """Paths (module names from the root) of the `WNConvTranspose1d` layers that
+    ``apply_fn(*args, mutable=[...])`` (e.g. ``functools.partial(codec.apply,
+    method=...)``) runs: traced abstractly (`jax.eval_shape`), nothing computed."""
+    collection = jax.eval_shape(
+        lambda *a: apply_fn(*a, mutable=[_TRANSPOSED])[1].get(_TRANSPOSED, {}), *args
+    )
+    return frozenset(
+        tuple(k.key for k in path[:-1])
+        for path, _ in jax.tree_util.tree_leaves_with_path(collection)
+    )
 
 
 class WNConv1d(nn.Module):
@@ -284,7 +310,8 @@ class WNConvTranspose1d(nn.Module):
                 lambda _, v_: jnp.sqrt(jnp.sum(v_**2, axis=(0, 2), keepdims=True)),
                 v,
             )
-        w = _kernel(self, v, g)
+        if self.is_mutable_collection(_TRANSPOSED):
+            self.put_variable(_TRANSPOSED, "marker", jnp.zeros((), jnp.int8))
         k = self.kernel_size
         left, right = transpose_trim(k, self.stride, self.causal)
         if self.trim == "symmetric":
@@ -296,7 +323,12 @@ class WNConvTranspose1d(nn.Module):
             if not self.causal:
                 raise ValueError(NONCAUSAL_STREAM)
             left = right = 0  # full output: the tail overlaps the next chunk's head
-        y = transposed_conv(x.astype(self.dtype), w.astype(self.dtype), self.stride)
+        if self.has_variable("folded", "kernel_io"):
+            w_io = self.get_variable("folded", "kernel_io").astype(self.dtype)
+            y = transposed_conv_io(x.astype(self.dtype), w_io, self.stride)
+        else:
+            w = _kernel(self, v, g).astype(self.dtype)
+            y = transposed_conv(x.astype(self.dtype), w, self.stride)
         y = y[:, left : y.shape[1] - right]
         tail = k - self.stride
         if stream and tail:
