@@ -60,6 +60,9 @@ METRICS = (
 
 def train(name: str, args) -> dict:
     workdir = os.path.join(args.workdir, name)
+    if args.reuse and os.path.isdir(os.path.join(workdir, "checkpoints", str(args.steps))):
+        print(f"reusing {workdir} (trained to step {args.steps})", flush=True)
+        return {"command": "(reused)", "wall_s": None, "workdir": workdir}
     shutil.rmtree(workdir, ignore_errors=True)
     cmd = [
         sys.executable,
@@ -110,6 +113,11 @@ def main() -> None:
     p.add_argument("--workdir", default="/tmp/jax_codec_joint_vs_dual")
     p.add_argument("--output", default="")
     p.add_argument("--models", default=",".join(MODELS), help="which of " + ",".join(MODELS))
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep a model's run in --workdir that has reached --steps instead of retraining it",
+    )
     args = p.parse_args()
     names = [m for m in args.models.split(",") if m]
     unknown = sorted(set(names) - set(MODELS))
