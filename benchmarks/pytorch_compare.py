@@ -46,8 +46,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 MODELS = {
     "dac_44khz": ("dac", "configs/dac_44khz.py"),
+    "dac_24khz": ("dac", "configs/dac_24khz.py"),
+    "dac_16khz": ("dac", "configs/dac_16khz.py"),
     "encodec_24khz": ("encodec", "configs/encodec_24khz.py"),
+    "snac_24khz": ("snac", "configs/snac_24khz.py"),
     "snac_32khz": ("snac", "configs/snac_32khz.py"),
+    "snac_44khz": ("snac", "configs/snac_44khz.py"),
 }
 MEL = dict(
     window_lengths=(32, 64, 128, 256, 512, 1024, 2048),

@@ -310,7 +310,7 @@ class WNConvTranspose1d(nn.Module):
                 lambda _, v_: jnp.sqrt(jnp.sum(v_**2, axis=(0, 2), keepdims=True)),
                 v,
             )
-        if self.is_mutable_collection(_TRANSPOSED):
+        if self.is_mutable_collection(_TRANSPOSED) and not self.is_initializing():
             self.put_variable(_TRANSPOSED, "marker", jnp.zeros((), jnp.int8))
         k = self.kernel_size
         left, right = transpose_trim(k, self.stride, self.causal)
