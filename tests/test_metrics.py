@@ -16,7 +16,7 @@ import types
 import numpy as np
 import pytest
 
-from jax_codec.evaluation import baselines, metrics
+from jax_codec.evaluation import baselines, codebook_usage, metrics
 
 SR = 16000
 
@@ -179,22 +179,25 @@ def test_compute_all_is_deterministic_and_skips_missing_packages(monkeypatch):
 
 def test_code_usage_known_codes():
     codes = (np.array([[0, 1, 2, 3]]), np.zeros((1, 2), np.int32))  # hierarchical: 4 + 2 codes
-    l0, l1 = metrics.code_usage(codes, 4)
+    l0, l1 = codebook_usage.code_usage(codes, 4)
     assert (l0["usage"], l0["entropy_bits"], l0["perplexity"], l0["n_codes"]) == (1.0, 2.0, 4.0, 4)
     assert (l1["usage"], l1["entropy_bits"], l1["perplexity"], l1["n_codes"]) == (0.25, 0.0, 1.0, 2)
     # [levels, T] array, per-level sizes, and counts summed over files.
-    (s,) = metrics.code_usage(np.array([[0, 0, 1, 1]]), [8])
+    (s,) = codebook_usage.code_usage(np.array([[0, 0, 1, 1]]), [8])
     assert s["usage"] == 2 / 8 and s["entropy_bits"] == pytest.approx(1.0)
     counts = [
-        a + b for a, b in zip(metrics.code_histograms(codes, 4), metrics.code_histograms(codes, 4))
+        a + b
+        for a, b in zip(
+            codebook_usage.code_histograms(codes, 4), codebook_usage.code_histograms(codes, 4)
+        )
     ]
-    assert metrics.code_usage_from_counts(counts)[0]["n_codes"] == 8
-    flat = metrics.flatten_code_usage([l0, l1])
+    assert codebook_usage.code_usage_from_counts(counts)[0]["n_codes"] == 8
+    flat = codebook_usage.flatten_code_usage([l0, l1])
     assert flat["code_entropy_bits_l0"] == 2.0 and flat["code_usage_l1"] == 0.25
     with pytest.raises(ValueError, match="outside"):
-        metrics.code_usage([np.array([0, 4])], 4)
+        codebook_usage.code_usage([np.array([0, 4])], 4)
     with pytest.raises(ValueError, match="levels"):
-        metrics.code_usage(codes, [4])
+        codebook_usage.code_usage(codes, [4])
 
 
 # ---------------------------------------------------------------------------------------------

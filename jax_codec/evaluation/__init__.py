@@ -7,8 +7,10 @@
     opus, kbps = encode_decode(reference, 44100, "opus", 6.0)
 
 - `metrics`: DAC's mel/STFT distances, SI-SDR, loudness, CQT/chroma, ViSQOL, PESQ/STOI (speech),
-  the stereo image (mid/side mel, ILD and ICC differences: `STEREO_METRICS`), code usage
-  (`compute_all`, `available_metrics`, `code_usage`, `HIGHER_IS_BETTER`).
+  the stereo image (mid/side mel, ILD and ICC differences: `STEREO_METRICS`; `compute_all`,
+  `available_metrics`, `HIGHER_IS_BETTER`).
+- `codebook_usage`: per quantizer level, the share of the codebook used, entropy, perplexity
+  (`code_usage`, `code_histograms`).
 - `baselines`: Opus, MP3, Vorbis, AAC round trips at a target bitrate (`round_trip`,
   `encode_decode`, `ffmpeg_path`).
 - `plots`: `spectrogram_comparison`, `codebook_usage`, `rate_distortion`, `save`, `to_image`.
@@ -27,19 +29,20 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "metrics": ("compute_all", "available_metrics", "code_usage", "code_histograms",
-                "code_usage_from_counts", "flatten_code_usage", "HIGHER_IS_BETTER", "METRICS",
+    "metrics": ("compute_all", "available_metrics", "HIGHER_IS_BETTER", "METRICS",
                 "MissingDependencyError", "mel_distance", "stft_distance", "si_sdr",
                 "loudness_difference", "cqt_distance", "chroma_distance", "visqol", "pesq_wb",
                 "stoi", "STEREO_METRICS", "mel_distance_mid", "mel_distance_side",
                 "ild_difference", "icc_difference"),
     "baselines": ("round_trip", "encode_decode", "ffmpeg_path", "BaselineError",
                   "BaselineResult", "FFmpegNotFoundError", "matched_round_trip"),
+    "codebook_usage": ("code_usage", "code_histograms", "code_usage_from_counts",
+                   "flatten_code_usage"),
     "stats": ("measure", "mean_ci", "summarize"),
     "run": ("evaluate", "neural_round_trip"),
     "__main__": ("main", "default_ladder"),
 }  # fmt: skip
-_SUBMODULES = ("metrics", "baselines", "plots", "stats", "report", "run")
+_SUBMODULES = ("metrics", "codebook_usage", "baselines", "plots", "stats", "report", "run")
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = sorted(_WHERE) + list(_SUBMODULES)

@@ -146,7 +146,7 @@ def codebook_usage(
 
     Args:
       counts: per level, how often each code was used (``[codebook_size]`` each; e.g.
-        `metrics.code_histograms`), or one ``[levels, codebook_size]`` array.
+        `codebook_usage.code_histograms`), or one ``[levels, codebook_size]`` array.
       names: panel titles (default "level i").
       sort: plot the counts sorted from most to least used (a rank-frequency curve, which
         shows dead codes and skew at a glance); False keeps code order.

@@ -211,6 +211,7 @@ def write_outputs(p, models, res, output: str, notes: list[str]) -> dict:
     """results.csv/json, summary.md/json and the figures."""
     import dataclasses
 
+    from jax_codec.evaluation import codebook_usage as cu
     from jax_codec.evaluation import metrics as mt
 
     p = dataclasses.replace(p, metrics=reported_metrics(p.metrics, res.rows))
@@ -241,7 +242,7 @@ def write_outputs(p, models, res, output: str, notes: list[str]) -> dict:
     for nc in models:
         if nc.label not in res.counts:
             continue
-        stats = mt.code_usage_from_counts(res.counts[nc.label])
+        stats = cu.code_usage_from_counts(res.counts[nc.label])
         for s, stride in zip(stats, nc.codec.vq_strides):
             s["stride"] = int(stride)
             s["max_bits"] = int(math.ceil(math.log2(nc.codec.codebook_size)))

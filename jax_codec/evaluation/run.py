@@ -226,7 +226,7 @@ def evaluate_file(
 ):
     """Every model at each of its settings, and the baselines matched to ours, on one file."""
     from jax_codec.evaluation import baselines as bl
-    from jax_codec.evaluation import metrics as mt
+    from jax_codec.evaluation import codebook_usage as cu
 
     sr = models[0].codec.sample_rate
     base = {"file": rel, "duration_s": ref.shape[1] / sr, "sample_rate": sr}
@@ -240,8 +240,8 @@ def evaluate_file(
             y, facts, codes = neural_round_trip(nc, ref, sr, k, jc, p.window_frames)
             os.unlink(jc)
             y = np.clip(y, -1.0, 1.0)
-            hist = mt.code_histograms(codes, nc.codec.codebook_size)
-            usage = mt.flatten_code_usage(mt.code_usage_from_counts(hist))
+            hist = cu.code_histograms(codes, nc.codec.codebook_size)
+            usage = cu.flatten_code_usage(cu.code_usage_from_counts(hist))
             res.code_fields += [f for f in usage if f not in res.code_fields]
             row = {**base, "codec": nc.label, "kind": nc.kind, "n_quantizers": k, **facts}
             res.add({**row, **usage}, ref, y, sr, p.metrics)
