@@ -316,15 +316,38 @@ def markdown(r: dict) -> str:
 
 
 def stage_devices(args) -> dict:
+    """The devices, and where a cold process's start-up time goes: the backend's first
+    operation, and the compile of one small 1-D convolution with and without XLA's autotuning
+    (on a GPU, cuDNN's algorithm search; the train stages print their own init and compile
+    times)."""
     import jax
+    import jax.numpy as jnp
 
+    t0 = time.perf_counter()
     d = jax.devices()
+    jnp.ones(()).block_until_ready()
+    first_op_s = time.perf_counter() - t0
+
+    def conv(x, w):
+        return jax.lax.conv_general_dilated(
+            x, w, (1,), "SAME", dimension_numbers=("NWC", "WIO", "NWC")
+        )
+
+    x = jnp.ones((8, 4096, 64), jnp.bfloat16)
+    w = jnp.ones((7, 64, 64), jnp.bfloat16)
+    compile_s = {}
+    for name, options in (("default", {}), ("autotune_off", {"xla_gpu_autotune_level": 0})):
+        t0 = time.perf_counter()
+        jax.jit(conv, compiler_options=options).lower(x, w).compile()
+        compile_s[name] = time.perf_counter() - t0
     return {
         "platform": d[0].platform,
         "device_kind": d[0].device_kind,
         "count": len(d),
         "jax": jax.__version__,
         "peak_bf16_tflops": peak_tflops(d[0].device_kind),
+        "first_op_s": first_op_s,
+        "conv_compile_s": compile_s,
     }
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One check of a GPU or TPU machine, under 8 minutes: installs the jax wheel for the
+# One check of a GPU or TPU machine: installs the jax wheel for the
 # accelerator (the installed jax version), confirms the devices, runs the sharding, train-step
 # and streaming tests on it, measures the base and DAC-44k train steps in bfloat16 (step time,
 # audio seconds per second, MFU), PyTorch DAC's train step on the same device and batch, and the
@@ -8,30 +8,54 @@
 #   benchmarks/accelerator_check.sh                  # on the accelerator machine, repo root
 #   benchmarks/accelerator_check.sh --out DIR        # default: $OUT, else benchmarks/results/accelerator_check
 #   benchmarks/accelerator_check.sh --dry-run        # the same stages on this CPU, tiny sizes, no installs
+#   benchmarks/accelerator_check.sh --stages devices,train_base,torch_dac   # a subset (default: all
+#                                                    # of devices,tests,train_base,train_dac_44khz,
+#                                                    # torch_dac,streaming)
+#   benchmarks/accelerator_check.sh --wheels DIR     # a machine without a package index: install
+#                                                    # the missing packages from DIR's wheels
 #
-# Each stage has a time limit that keeps the whole under 8 minutes (seconds, from the
-# environment: CHECK_PYTEST_S, CHECK_TRAIN_S, CHECK_TORCH_S, CHECK_STREAM_S; a dry run, whose
-# time depends on the CPU, has none); a stage that fails or runs out of time is recorded in the
-# report and the next one runs. The stages: benchmarks/accelerator_check.py.
+# jax and torch are installed only where the ones present don't see the accelerator (a machine
+# whose image already has CUDA builds of both needs no index at all).
+#
+# Each stage has a time limit (seconds, from the environment: CHECK_PYTEST_S, CHECK_TRAIN_S,
+# CHECK_TORCH_S, CHECK_STREAM_S; a dry run, whose time depends on the CPU, has none); a stage
+# that fails or runs out of time is recorded in the report and the next one runs. The defaults
+# add up to under 14 minutes, most of it the train steps' first compile on an accelerator
+# (benchmarks/README.md); `--stages` fits a shorter lease. The stages: accelerator_check.py.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 dry_run=0
+wheels=
+stages=devices,tests,train_base,train_dac_44khz,torch_dac,streaming
 out="${OUT:-benchmarks/results/accelerator_check}"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --dry-run) dry_run=1 ;;
     --out) out="$2"; shift ;;
     --out=*) out="${1#--out=}" ;;
+    --stages) stages="$2"; shift ;;
+    --stages=*) stages="${1#--stages=}" ;;
+    --wheels) wheels="$2"; shift ;;
+    --wheels=*) wheels="${1#--wheels=}" ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
-    *) echo "accelerator_check.sh: unknown argument $1 (use --dry-run, --out DIR)" >&2; exit 2 ;;
+    *) echo "accelerator_check.sh: unknown argument $1 (use --dry-run, --out DIR, --stages LIST, --wheels DIR)" >&2; exit 2 ;;
   esac
   shift
 done
 mkdir -p "$out"
 rm -f "$out"/stage_*.json "$out"/pytest.xml
-python=${PYTHON:-python}
+python=${PYTHON:-$(command -v python || command -v python3)}
 start=$SECONDS
+# The stages import jax_codec from this checkout, installed or not.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if [[ -n $wheels ]]; then
+  site=$(mktemp -d)
+  whl=("$wheels"/*.whl)
+  echo "== installing ${#whl[@]} wheels from $wheels (no index)"
+  "$python" -m pip install -q --no-index --no-deps --no-compile --target "$site" "${whl[@]}"
+  export PYTHONPATH="$PYTHONPATH:$site"
+fi
 
 # ---- the accelerator and its jax wheel
 if [[ $dry_run == 1 ]]; then
@@ -52,8 +76,12 @@ else
 fi
 if [[ $dry_run == 0 ]]; then
   version=$("$python" -c 'import jax; print(jax.__version__)')
-  echo "== installing jax[$extra]==$version"
-  "$python" -m pip install -q -U "jax[$extra]==$version"
+  if "$python" -c "import jax, sys; sys.exit(not jax.devices('$platform'))" 2>/dev/null; then
+    echo "== jax $version already sees the $platform devices"
+  else
+    echo "== installing jax[$extra]==$version"
+    "$python" -m pip install -q -U "jax[$extra]==$version"
+  fi
   if [[ $platform == cuda ]] && ! "$python" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
     echo "== installing a CUDA build of torch (for PyTorch DAC's step)"
     "$python" -m pip install -q -U torch descript-audio-codec || echo "torch install failed; its stage will report it" >&2
@@ -66,6 +94,7 @@ fi
 export JAX_PLATFORMS=$platform
 flag=()
 [[ $dry_run == 1 ]] && flag=(--dry_run)
+want() { [[ ",$stages," == *",$1,"* ]]; }  # want NAME: NAME is in --stages
 stage() {  # stage SECONDS ARGS...: one accelerator_check.py stage, failures recorded, not fatal
   local limit=${no_limit:-$1}
   shift
@@ -73,21 +102,37 @@ stage() {  # stage SECONDS ARGS...: one accelerator_check.py stage, failures rec
     || echo "stage $* exited with $? (limit ${limit} s)" >&2
 }
 
-echo "== devices"
-stage 60 devices
-cat "$out/stage_devices.json"
+if want devices; then
+  echo "== devices"
+  stage 60 devices
+  cat "$out/stage_devices.json"
+fi
 
-echo "== tests on $platform: ${tests[*]}"
-timeout "${no_limit:-${CHECK_PYTEST_S:-120}}" "$python" -m pytest -q -n 0 -m "not slow" -p no:cacheprovider \
-  --junitxml="$out/pytest.xml" "${tests[@]}" || echo "tests exited with $?" >&2
+if want tests; then
+  echo "== tests on $platform: ${tests[*]}"
+  # The tests check results, not speed: on a GPU they compile without XLA's autotuning, which
+  # would only lengthen their many small compiles.
+  test_env=()
+  [[ $platform == cuda ]] && test_env=(env "XLA_FLAGS=${XLA_FLAGS:-} --xla_gpu_autotune_level=0")
+  "${test_env[@]}" timeout "${no_limit:-${CHECK_PYTEST_S:-120}}" "$python" -m pytest -q -n 0 \
+    -m "not slow" -p no:cacheprovider --junitxml="$out/pytest.xml" "${tests[@]}" \
+    || echo "tests exited with $?" >&2
+fi
 
-echo "== train steps (bf16)"
-stage "${CHECK_TRAIN_S:-90}" train --case base
-stage "${CHECK_TRAIN_S:-90}" train --case dac_44khz
-echo "== PyTorch DAC train step"
-stage "${CHECK_TORCH_S:-60}" torch_dac
-echo "== streaming"
-stage "${CHECK_STREAM_S:-45}" streaming
+for case in base dac_44khz; do
+  if want "train_$case"; then
+    echo "== train step $case (bf16)"
+    stage "${CHECK_TRAIN_S:-240}" train --case "$case"
+  fi
+done
+if want torch_dac; then
+  echo "== PyTorch DAC train step"
+  stage "${CHECK_TORCH_S:-60}" torch_dac
+fi
+if want streaming; then
+  echo "== streaming"
+  stage "${CHECK_STREAM_S:-90}" streaming
+fi
 
 "$python" benchmarks/accelerator_check.py report --out "$out" "${flag[@]}"
 echo "== wrote $out/accelerator_check.json and $out/accelerator_check.md in $((SECONDS - start)) s"

@@ -353,7 +353,8 @@ def log_due(args: argparse.Namespace, step: int) -> bool:
 
 
 def _torchaudio_stand_in() -> None:
-    """dac/audiotools import torchaudio at module level; these paths use none of it."""
+    """dac/audiotools import torchaudio (and IPython) at module level; these paths use none of
+    it."""
     try:
         import torchaudio  # noqa: F401
     except Exception:
@@ -362,6 +363,15 @@ def _torchaudio_stand_in() -> None:
         stub = types.ModuleType("torchaudio")
         stub.__version__ = "0.0+stub"
         sys.modules["torchaudio"] = stub
+    # audiotools.post imports IPython.display.HTML for notebooks; a machine without IPython
+    # (an accelerator image) gets a stand-in that these paths never call.
+    try:
+        import IPython.display  # noqa: F401
+    except ImportError:
+        ipython, display = types.ModuleType("IPython"), types.ModuleType("IPython.display")
+        display.HTML = lambda *a, **k: None
+        ipython.display = display
+        sys.modules.update({"IPython": ipython, "IPython.display": display})
 
 
 def dac_discriminator(periods: list[int], fft_sizes: list[int], channels: int):

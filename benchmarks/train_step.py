@@ -109,6 +109,11 @@ def synthetic_batch(sample_rate: int, segment: int, batch_size: int, seed: int) 
     return np.stack([np.asarray(source[i], np.float32)[:segment] for i in range(batch_size)])
 
 
+def progress(name: str, message: str) -> None:
+    """One line on stderr, so a run stopped by a time limit still says how far it got."""
+    print(f"[train_step {name}] {message}", file=sys.stderr, flush=True)
+
+
 def measure(config, steps: int, name: str = "") -> dict:
     """Build, compile and time the train step of `config` (see the module doc)."""
     mesh = sh.make_mesh(config.mesh)
@@ -122,6 +127,7 @@ def measure(config, steps: int, name: str = "") -> dict:
         return jax.block_until_ready(state), shardings
 
     (state, shardings), init_s = timed(init)
+    progress(name, f"initialized in {init_s:.1f} s")
     n_gen = sum(x.size for x in jax.tree.leaves(state.gen_params))
     n_disc = sum(x.size for x in jax.tree.leaves(state.disc_params))
     rss = {"after_init": peak_rss_mib()}
@@ -131,7 +137,9 @@ def measure(config, steps: int, name: str = "") -> dict:
 
     step = compile_train_step(trainer, mesh, shardings)
     lowered, lower_s = timed(lambda: step.lower(state, batch, step_key))
+    progress(name, f"lowered in {lower_s:.1f} s")
     compiled, compile_s = timed(lowered.compile)
+    progress(name, f"compiled in {compile_s:.1f} s")
     rss["after_compile"] = peak_rss_mib()
 
     def call():  # the state is donated: always carry the new one forward

@@ -73,7 +73,7 @@ def test_dry_run_writes_finite_report(tmp_path):
     r = subprocess.run(
         ["bash", "benchmarks/accelerator_check.sh", "--dry-run", "--out", str(tmp_path)],
         cwd=ROOT,
-        env=subprocess_env(devices=1),
+        env=subprocess_env(devices=1, PYTHON=sys.executable),
         capture_output=True,
         text=True,
     )
@@ -96,3 +96,53 @@ def test_dry_run_writes_finite_report(tmp_path):
     md = (tmp_path / "accelerator_check.md").read_text()
     for text in ("(dry run)", "| base |", "| dac_44khz |", "PyTorch DAC-44k", "MFU", "RTF"):
         assert text in md, text
+
+
+def test_stages_subset_runs_only_those(tmp_path):
+    """`--stages devices`: the devices stage alone (with its start-up timings), then the report."""
+    r = subprocess.run(
+        ["bash", "benchmarks/accelerator_check.sh", "--dry-run", "--stages", "devices"]
+        + ["--out", str(tmp_path)],
+        cwd=ROOT,
+        env=subprocess_env(devices=1, PYTHON=sys.executable),
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "accelerator_check.json",
+        "accelerator_check.md",
+        "stage_devices.json",
+    ]
+    devices = json.loads((tmp_path / "accelerator_check.json").read_text())["devices"]
+    assert devices["platform"] == "cpu" and devices["first_op_s"] > 0
+    assert set(devices["conv_compile_s"]) == {"default", "autotune_off"}
+    assert "== train step" not in r.stdout and "== tests" not in r.stdout
+
+
+def test_unknown_stage_option_is_refused():
+    r = subprocess.run(
+        ["bash", "benchmarks/accelerator_check.sh", "--bogus"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "--stages LIST" in r.stderr
+
+
+def test_reference_stand_ins_cover_a_machine_without_ipython():
+    """An accelerator image without IPython (audiotools.post imports it) still imports dac."""
+    if not all(importlib.util.find_spec(m) for m in ("torch", "dac")):
+        pytest.skip("needs torch and descript-audio-codec")
+    code = (
+        "import sys; sys.modules['IPython'] = sys.modules['IPython.display'] = None\n"
+        "import learning_vs_dac as l; l._torchaudio_stand_in(); import dac; print(dac.DAC.__name__)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=os.path.join(ROOT, "benchmarks"),
+        env=subprocess_env(devices=1),
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "DAC", r.stderr[-2000:]
