@@ -46,6 +46,14 @@ MODELS = {
     "joint_channels": ["--config.discriminator.stereo=channels"],
     "joint_lr": ["--config.model.stereo=lr"],
     "dual_mono": ["--config.model.channels=1", "--config.data.channels=2"],
+    # Joint at dual mono's compute and audio per step: dual mono runs its network once per
+    # channel (batch_size rows = half as many pairs); this one runs a wider network once per
+    # pair, on as many pairs per step as dual mono.
+    "joint_wide": [
+        "--config.model.encoder_width=12",
+        "--config.model.decoder_width=128",
+        "--config.train.batch_size=2",
+    ],
 }
 METRICS = (
     "mel_distance",

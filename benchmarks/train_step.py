@@ -122,12 +122,15 @@ def measure(config, steps: int, name: str = "") -> dict:
     sr, segment, batch_size = trainer.codec.sample_rate, trainer.segment, config.train.batch_size
     init_key, step_key = jax.random.split(jax.random.key(int(config.train.seed)))
 
+    init_phases: dict = {}
+
     def init():
-        state, shardings = create_train_state(trainer, mesh, init_key)
+        state, shardings = create_train_state(trainer, mesh, init_key, timings=init_phases)
         return jax.block_until_ready(state), shardings
 
     (state, shardings), init_s = timed(init)
-    progress(name, f"initialized in {init_s:.1f} s")
+    phases = ", ".join(f"{k} {v:.1f}" for k, v in init_phases.items())
+    progress(name, f"initialized in {init_s:.1f} s ({phases})")
     n_gen = sum(x.size for x in jax.tree.leaves(state.gen_params))
     n_disc = sum(x.size for x in jax.tree.leaves(state.disc_params))
     rss = {"after_init": peak_rss_mib()}
@@ -170,6 +173,7 @@ def measure(config, steps: int, name: str = "") -> dict:
         "segment_samples": segment,
         "audio_seconds_per_step": audio_s,
         "init_s": init_s,
+        "init_phases_s": init_phases,
         "lower_s": lower_s,
         "compile_s": compile_s,
         "first_step_s": first_s,

@@ -242,3 +242,14 @@ def test_gan_warmup_zeroes_adversarial_weights_until_its_step():
     assert float(after["fm"]) == trainer.weights["fm"]
     with pytest.raises(Exception, match="gan_start_step"):
         Trainer(small_config(**{"loss.gan_start_step": "5", "loss.balancer": "True"}))
+
+
+def test_create_train_state_timings_give_the_same_state(single_device):
+    """`timings` records each phase of a cold init and changes nothing in the state."""
+    trainer, initial, *_ = single_device
+    mesh = make_mesh(trainer.config.mesh, jax.devices()[:1])
+    timings = {}
+    state, _ = create_train_state(trainer, mesh, jax.random.key(0), timings=timings)
+    assert list(timings) == ["trace", "lower", "compile", "run"]
+    assert all(v >= 0 for v in timings.values())
+    chex.assert_trees_all_equal(jax.device_get(state), initial)
