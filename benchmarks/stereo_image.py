@@ -14,6 +14,13 @@ dual mono (each channel on its own), the reference a joint model should beat:
   its side;
 - `ild_difference`, `icc_difference`, `mel_distance`, `mel_distance_side`: the evaluation's
   metrics (`jax_codec.evaluation.metrics`).
+
+`--match_level` scales each decoded pair (one gain for both channels) to the input's energy
+before the metrics, so they see the spectrum and the image rather than the model's overall
+level (as `evaluate` does with the header gain). `--unquantized` adds a row (`n_quantizers` 0)
+that decodes the encoder's latent itself, without the quantizer: what the autoencoder does
+with unlimited bits (the decoder was trained on quantized latents only, so a bound, not a
+target).
 Prints a markdown table of the means over files and writes JSON (`--output`, default
 benchmarks/results/stereo_image_<date>.json).
 """
@@ -63,7 +70,14 @@ def load(path: str, sr: int, seconds: float, target_db: float) -> np.ndarray:
     return (x[:, :2] * np.float32(levels.db_to_gain(gain))).astype(np.float32)
 
 
-def measure(label: str, path: str, files: list[str], seconds: float) -> list[dict]:
+def measure(
+    label: str,
+    path: str,
+    files: list[str],
+    seconds: float,
+    match_level: bool = False,
+    unquantized: bool = False,
+) -> list[dict]:
     codec, params, config = load_codec(path)
     sr = codec.sample_rate
     # A mono model codes the pair as dual mono: each channel its own batch row.
@@ -72,14 +86,24 @@ def measure(label: str, path: str, files: list[str], seconds: float) -> list[dic
     target_db = float(config.data.get("normalize_db", -18.0))
     encode = jax.jit(lambda p, x, n: codec.apply(p, x, n, method=codec.encode), static_argnums=2)
     decode = jax.jit(lambda p, c: codec.apply(p, c, method=codec.decode))
+
+    def latent_decode(m, a):  # encoder -> decoder, no quantizer
+        return m.from_model_channels(m.decoder(m.encoder(m.to_model_channels(m._pad(a)))))
+
+    autoencode = jax.jit(lambda p, a: codec.apply(p, a, method=latent_decode))
     rows = []
     for f in files:
         x = load(f, sr, seconds, target_db)
         ref = x.T
         mid_r, side_r, audible = band_levels(ref, sr)
-        for n in range(1, codec.num_quantizers + 1):
-            codes = encode(params, jnp.asarray(to_model(x)), n)
-            est = from_model(np.asarray(decode(params, codes)))[: len(x)].T
+        for n in range(1, codec.num_quantizers + 1 + int(unquantized)):
+            if n > codec.num_quantizers:
+                n, y = 0, autoencode(params, jnp.asarray(to_model(x)))
+            else:
+                y = decode(params, encode(params, jnp.asarray(to_model(x)), n))
+            est = from_model(np.asarray(y))[: len(x)].T
+            if match_level:
+                est = est * np.sqrt(np.sum(ref**2) / max(float(np.sum(est**2)), 1e-12))
             mid_e, side_e, _ = band_levels(est, sr, audible)
             row = {"model": label, "file": os.path.basename(f), "n_quantizers": n}
             row["mid_db"] = float(10 * np.log10(mid_e / mid_r))
@@ -110,6 +134,8 @@ def main() -> None:
     p.add_argument("--heldout_dir", required=True)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--output", default="")
+    p.add_argument("--match_level", action="store_true", help="decoded energy = input's")
+    p.add_argument("--unquantized", action="store_true", help="add the latent-decoded row")
     args = p.parse_args()
     files = sorted(
         f for f in glob.glob(os.path.join(args.heldout_dir, "*")) if not f.endswith(".json")
@@ -119,7 +145,8 @@ def main() -> None:
     rows = []
     for spec in args.checkpoints.split(","):
         label, _, path = spec.rpartition("=")
-        rows += measure(label or os.path.basename(path.rstrip("/")), path, files, args.seconds)
+        name = label or os.path.basename(path.rstrip("/"))
+        rows += measure(name, path, files, args.seconds, args.match_level, args.unquantized)
     out = args.output or os.path.join(
         os.path.dirname(os.path.abspath(__file__)),
         "results",
