@@ -271,11 +271,15 @@ def child_jax(args, name: str, task: str) -> dict:
     r: dict = {"side": "jax", "jax": jax.__version__}
     if task == "infer":
         x = jnp.asarray(music(args.seconds, sr))[..., None]
-        enc = jax.jit(lambda p, a: codec.apply(p, a, method=codec.encode))
-        dec = jax.jit(lambda p, c: codec.apply(p, c, method=codec.decode))
         t0 = time.perf_counter()
-        jax.block_until_ready(dec(params, enc(params, x)))
+        enc = jax.jit(lambda p, a: codec.apply(p, a, method=codec.encode)).lower(params, x)
+        enc = enc.compile()
+        codes = enc(params, x)
+        dec = jax.jit(lambda p, c: codec.apply(p, c, method=codec.decode))
+        dec = dec.lower(params, codes).compile()
+        jax.block_until_ready(dec(params, codes))
         r["compile_s"] = time.perf_counter() - t0
+        r["gflop"] = (_flops(enc) + _flops(dec)) / 1e9
 
         def run():
             codes = enc(params, x)
@@ -301,6 +305,7 @@ def child_jax(args, name: str, task: str) -> dict:
         t0 = time.perf_counter()
         compiled = grad.lower(params, x, key).compile()
         r["compile_s"] = time.perf_counter() - t0
+        r["gflop"] = _flops(compiled) / 1e9
         mem = compiled.memory_analysis()
         if mem is not None:
             r["xla_temp_mib"] = mem.temp_size_in_bytes / 2**20
@@ -312,7 +317,29 @@ def child_jax(args, name: str, task: str) -> dict:
         times, _ = _timed(run, args.repeats, 2)
         audio_s = args.train_batch * args.train_seconds
     r.update(_summary(times, audio_s, base))
+    r["gflops_per_s"] = r["gflop"] / r["median_s"]
+    r["matmul_gflops_per_s"] = _matmul_peak()
     return r
+
+
+def _flops(compiled) -> float:
+    """XLA's FLOP count of a compiled function (cost analysis; 2 per multiply-add)."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost["flops"])
+
+
+def _matmul_peak() -> float:
+    """This machine's fp32 GFLOP/s on a 2048^2 matmul right now, in the same child: the rate
+    that bounds any dense fp32 computation here, against which the step's rate is read."""
+    import jax
+    import jax.numpy as jnp
+
+    n = 2048
+    a = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    mm = jax.jit(jnp.matmul).lower(a, a).compile()
+    times, _ = _timed(lambda: mm(a, a).block_until_ready(), 5, 2)
+    return 2.0 * n**3 / min(times) / 1e9
 
 
 def _summary(times: list[float], audio_s: float, base_rss: float) -> dict:
@@ -365,6 +392,8 @@ def compare(args) -> dict:
             if "median_s" in pt and "median_s" in jx:
                 row["speedup"] = pt["median_s"] / jx["median_s"]
                 row["memory_ratio"] = jx["peak_rss_mib"] / pt["peak_rss_mib"]
+                # The speedup if ours ran at the matmul peak: what this CPU allows in fp32.
+                row["ceiling"] = pt["median_s"] * jx["matmul_gflops_per_s"] / jx["gflop"]
             if "first_codes" in pt and "first_codes" in jx:
                 row["codes_equal"] = pt["first_codes"] == jx["first_codes"]
             results.append(row)
@@ -391,13 +420,14 @@ def markdown(report: dict, args) -> str:
         f"PyTorch originals vs ours, {args.threads} threads, fp32, random weights "
         f"(`{report['command']}`, load average {report['load_average'][0]:.1f} at the end):",
         "",
-        "| model | task | PyTorch s | ours s | speedup | PyTorch peak RSS | ours peak RSS | codes equal |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | task | PyTorch s | ours s | speedup | ceiling | ours GFLOP/s (of peak) "
+        "| PyTorch peak RSS | ours peak RSS | codes equal |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["results"]:
         if "speedup" not in row:
             err = row.get("error") or row.get("pytorch", {}).get("error") or row.get("jax", {})
-            lines.append(f"| {row['model']} | {row.get('task', '')} | error: {err} | | | | | |")
+            lines.append(f"| {row['model']} | {row.get('task', '')} | error: {err} | | | | | | | |")
             continue
         pt, jx = row["pytorch"], row["jax"]
         what = (
@@ -407,7 +437,8 @@ def markdown(report: dict, args) -> str:
         )
         lines.append(
             f"| {row['model']} | {what} | {pt['median_s']:.3f} | {jx['median_s']:.3f} | "
-            f"**{row['speedup']:.2f}x** | {pt['peak_rss_mib']:.0f} MiB | "
+            f"**{row['speedup']:.2f}x** | {row['ceiling']:.2f}x | {jx['gflops_per_s']:.0f} "
+            f"({jx['gflops_per_s'] / jx['matmul_gflops_per_s']:.0%}) | {pt['peak_rss_mib']:.0f} MiB | "
             f"{jx['peak_rss_mib']:.0f} MiB | {row.get('codes_equal', '')} |"
         )
     return "\n".join(lines)
