@@ -38,10 +38,16 @@ while [[ $# -gt 0 ]]; do
     --stages=*) stages="${1#--stages=}" ;;
     --wheels) wheels="$2"; shift ;;
     --wheels=*) wheels="${1#--wheels=}" ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
     *) echo "accelerator_check.sh: unknown argument $1 (use --dry-run, --out DIR, --stages LIST, --wheels DIR)" >&2; exit 2 ;;
   esac
   shift
+done
+for s in ${stages//,/ }; do
+  case "$s" in
+    devices|tests|train_base|train_dac_44khz|torch_dac|streaming) ;;
+    *) echo "accelerator_check.sh: unknown stage $s in --stages (use devices, tests, train_base, train_dac_44khz, torch_dac, streaming)" >&2; exit 2 ;;
+  esac
 done
 mkdir -p "$out"
 rm -f "$out"/stage_*.json "$out"/pytest.xml
@@ -105,7 +111,7 @@ stage() {  # stage SECONDS ARGS...: one accelerator_check.py stage, failures rec
 if want devices; then
   echo "== devices"
   stage 60 devices
-  cat "$out/stage_devices.json"
+  cat "$out/stage_devices.json" 2>/dev/null || true
 fi
 
 if want tests; then

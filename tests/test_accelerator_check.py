@@ -120,7 +120,7 @@ def test_stages_subset_runs_only_those(tmp_path):
     assert "== train step" not in r.stdout and "== tests" not in r.stdout
 
 
-def test_unknown_stage_option_is_refused():
+def test_unknown_option_or_stage_is_refused():
     r = subprocess.run(
         ["bash", "benchmarks/accelerator_check.sh", "--bogus"],
         cwd=ROOT,
@@ -128,6 +128,13 @@ def test_unknown_stage_option_is_refused():
         text=True,
     )
     assert r.returncode == 2 and "--stages LIST" in r.stderr
+    r = subprocess.run(
+        ["bash", "benchmarks/accelerator_check.sh", "--dry-run", "--stages", "devices,train-base"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "unknown stage train-base" in r.stderr
 
 
 def test_reference_stand_ins_cover_a_machine_without_ipython():
