@@ -49,6 +49,13 @@ MODELS = {
     # Joint at dual mono's compute and audio per step: dual mono runs its network once per
     # channel (batch_size rows = half as many pairs); this one runs a wider network once per
     # pair, on as many pairs per step as dual mono.
+    # Quantizer dropout 0.25 instead of DAC's 0.5: the upper levels train on more examples.
+    "joint_qd25": ["--config.model.quantizer_dropout=0.25"],
+    "dual_mono_qd25": [
+        "--config.model.channels=1",
+        "--config.data.channels=2",
+        "--config.model.quantizer_dropout=0.25",
+    ],
     "joint_wide": [
         "--config.model.encoder_width=12",
         "--config.model.decoder_width=128",
