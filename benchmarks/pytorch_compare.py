@@ -330,16 +330,11 @@ def _flops(compiled) -> float:
 
 
 def _matmul_peak() -> float:
-    """This machine's fp32 GFLOP/s on a 2048^2 matmul right now, in the same child: the rate
-    that bounds any dense fp32 computation here, against which the step's rate is read."""
-    import jax
-    import jax.numpy as jnp
+    """This machine's fp32 GFLOP/s on a square matmul right now, in the same child
+    (`train_step.matmul_reference`): the rate that bounds any dense fp32 computation here."""
+    import train_step
 
-    n = 2048
-    a = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    mm = jax.jit(jnp.matmul).lower(a, a).compile()
-    times, _ = _timed(lambda: mm(a, a).block_until_ready(), 5, 2)
-    return 2.0 * n**3 / min(times) / 1e9
+    return train_step.matmul_reference(5)["gflops_per_s_best"]
 
 
 def _summary(times: list[float], audio_s: float, base_rss: float) -> dict:
