@@ -22,7 +22,12 @@ held-out tracks (whole tracks never seen in training), with Opus and MP3 at each
 bitrate. The dual-mono rows spend twice the bits of a joint row with the same number of
 codebooks: compare rows at similar kbps, or the rate-distortion plots in the evaluation folder.
 Writes benchmarks/results/joint_vs_dual_mono_<date>.json (the evaluation's summary, the runs'
-commands and wall times) and prints a markdown table of the stereo metrics.
+commands and wall times, and the paired differences) and prints a markdown table of the stereo
+metrics, then `--joint` minus each other model file by file at the nearest bitrate (`paired`):
+the mean difference with its 95% interval over files and on how many files `--joint` is better.
+`--excerpts N` measures N excerpts of `--segment_seconds` spread over each held-out file (a file
+counts once, as their mean); `--seed` sets every run's `train.seed`; `--joint` names the model
+the others are compared with (e.g. `--joint joint_qd25 --models joint_qd25,dual_mono_qd25`).
 
 Real music: Debian's free soundtracks (`apt-get install hyperrogue-music asc-music`), never
 committed.
@@ -91,6 +96,7 @@ def train(name: str, args) -> dict:
         f"--config.train.eval_every={args.steps}",
         f"--config.train.checkpoint_every={args.steps}",
         f"--config.name={name}",
+        f"--config.train.seed={args.seed}",
         *MODELS[name],
     ]
     print("running:", " ".join(cmd), flush=True)
@@ -99,6 +105,87 @@ def train(name: str, args) -> dict:
     if proc.returncode != 0:
         sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
     return {"command": " ".join(cmd), "wall_s": time.time() - t0, "workdir": workdir}
+
+
+HIGHER_IS_BETTER = ("si_sdr", "visqol")
+
+
+def _t95(n: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, n - 1)) if n > 1 else float("nan")
+
+
+def paired(rows: list[dict], a: str, b: str) -> list[dict]:
+    """`a` against `b` at similar bitrates, file by file: each setting of `a` is paired with
+    the setting of `b` whose mean actual kbps is closest; per metric, the mean over files of
+    (a - b) (a file's value is the mean over its excerpts) with the 95% interval of that mean.
+    Paired differences cancel what the files share (how hard each one is), so they resolve
+    far smaller differences than two separate intervals do."""
+    import numpy as np
+
+    def per_setting(codec):
+        out = {}
+        for r in rows:
+            if r["codec"] == codec and not r.get("error"):
+                out.setdefault(r["n_quantizers"], []).append(r)
+        return out
+
+    sa, sb = per_setting(a), per_setting(b)
+
+    def kbps(members):
+        return float(np.mean([r["actual_kbps"] for r in members]))
+
+    result = []
+    for ka, ra in sorted(sa.items()):
+        kb, rb = min(sb.items(), key=lambda kv: abs(kbps(kv[1]) - kbps(ra)))
+        entry = {
+            a: {"n_quantizers": ka, "kbps": kbps(ra)},
+            b: {"n_quantizers": kb, "kbps": kbps(rb)},
+            "metrics": {},
+        }
+        for m in METRICS:
+            fa, fb = {}, {}
+            for dst, members in ((fa, ra), (fb, rb)):
+                for r in members:
+                    v = r.get(m)
+                    if v is not None and np.isfinite(v):
+                        dst.setdefault(r["file"], []).append(v)
+            files = sorted(set(fa) & set(fb))
+            d = np.array([np.mean(fa[f]) - np.mean(fb[f]) for f in files])
+            if not len(d):
+                continue
+            half = _t95(len(d)) * float(d.std(ddof=1)) / np.sqrt(len(d)) if len(d) > 1 else None
+            better = -1.0 if m not in HIGHER_IS_BETTER else 1.0
+            wins = int(np.sum(better * d > 0))
+            entry["metrics"][m] = {
+                "files": len(d),
+                "mean_diff": float(d.mean()),
+                "ci95": half,
+                f"{a}_better_on": wins,
+            }
+        result.append(entry)
+    return result
+
+
+def paired_table(pairs: list[dict], a: str, b: str) -> str:
+    head = f"| {a} n_q | kbps | {b} n_q | kbps | " + " | ".join(METRICS) + " |\n"
+    head += "|---|---|---|---|" + "---|" * len(METRICS) + "\n"
+    lines = []
+    for p in pairs:
+        cells = []
+        for m in METRICS:
+            e = p["metrics"].get(m)
+            if e is None:
+                cells.append("")
+                continue
+            ci = "" if e["ci95"] is None else f" ± {e['ci95']:.3f}"
+            cells.append(f"{e['mean_diff']:+.3f}{ci} ({e[a + '_better_on']}/{e['files']})")
+        lines.append(
+            f"| {p[a]['n_quantizers']} | {p[a]['kbps']:.2f} | {p[b]['n_quantizers']} | "
+            f"{p[b]['kbps']:.2f} | " + " | ".join(cells) + " |"
+        )
+    return head + "\n".join(lines)
 
 
 def table(summary: list[dict]) -> str:
@@ -125,6 +212,14 @@ def main() -> None:
     p.add_argument("--n_quantizers", default="1,2,3,4")
     p.add_argument("--baselines", default="opus,mp3")
     p.add_argument("--segment_seconds", type=float, default=10.0)
+    p.add_argument("--excerpts", type=int, default=1, help="excerpts per held-out file")
+    p.add_argument("--seed", type=int, default=0, help="train.seed of every run")
+    p.add_argument(
+        "--joint",
+        default="joint",
+        help="the model the others are compared with (evaluated "
+        "as `--checkpoint`; paired differences are it minus each other model)",
+    )
     p.add_argument("--workdir", default="/tmp/jax_codec_joint_vs_dual")
     p.add_argument("--output", default="")
     p.add_argument("--models", default=",".join(MODELS), help="which of " + ",".join(MODELS))
@@ -136,8 +231,11 @@ def main() -> None:
     args = p.parse_args()
     names = [m for m in args.models.split(",") if m]
     unknown = sorted(set(names) - set(MODELS))
-    if unknown or "joint" not in names or len(names) < 2:
-        p.error(f"--models: 'joint' and at least one of {sorted(MODELS)} (got {args.models!r})")
+    if unknown or args.joint not in names or len(names) < 2:
+        p.error(
+            f"--models: --joint ({args.joint}) and at least one of {sorted(MODELS)} "
+            f"(got {args.models!r})"
+        )
     runs = {name: train(name, args) for name in names}
     out_dir = os.path.join(args.workdir, "eval")
     cmd = [
@@ -146,9 +244,9 @@ def main() -> None:
         "jax_codec",
         "evaluate",
         "--checkpoint",
-        runs["joint"]["workdir"],
+        runs[args.joint]["workdir"],
         "--compare",
-        ",".join(runs[name]["workdir"] for name in names if name != "joint"),
+        ",".join(runs[name]["workdir"] for name in names if name != args.joint),
         "--data",
         args.heldout_dir,
         "--n_quantizers",
@@ -157,6 +255,8 @@ def main() -> None:
         args.baselines,
         "--segment_seconds",
         str(args.segment_seconds),
+        "--excerpts",
+        str(args.excerpts),
         "--output",
         out_dir,
     ]
@@ -166,6 +266,9 @@ def main() -> None:
         sys.exit(f"evaluate failed:\n{proc.stderr[-3000:]}")
     with open(os.path.join(out_dir, "summary.json")) as f:
         summary = json.load(f)
+    with open(os.path.join(out_dir, "results.json")) as f:
+        rows = json.load(f)
+    pairs = {name: paired(rows, args.joint, name) for name in names if name != args.joint}
     out = args.output or os.path.join(
         os.path.dirname(os.path.abspath(__file__)),
         "results",
@@ -173,11 +276,23 @@ def main() -> None:
     )
     with open(out, "w") as f:
         json.dump(
-            {"command": " ".join(sys.argv), "runs": runs, "evaluate": " ".join(cmd), **summary},
+            {
+                "command": " ".join(sys.argv),
+                "runs": runs,
+                "evaluate": " ".join(cmd),
+                **summary,
+                "paired": pairs,
+            },
             f,
             indent=1,
         )
     print(table(summary["summary"]))
+    for name, pp in pairs.items():
+        print(
+            f"\n{args.joint} minus {name}, file by file (95% CI; files where "
+            f"{args.joint} is better / files):"
+        )
+        print(paired_table(pp, args.joint, name))
     print("wrote", out)
 
 

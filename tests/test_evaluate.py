@@ -246,6 +246,46 @@ def test_compare_adds_rows(ckpts, data, tmp_path, capsys):
     assert "rd_mel_distance.png" in names and "rd_visqol.png" not in names
 
 
+def test_excerpts_spread_over_the_file(ckpts, data, tmp_path, capsys):
+    """`--excerpts 3`: three windows of one file, from its start to its end, each a row; the
+    summary counts the file once (n = 1) with the mean of its excerpts."""
+    out = str(tmp_path / "ex")
+    rc, _, err = evaluate(
+        capsys, "--checkpoint", ckpts[0], "--data", data, "--n_quantizers", "1",
+        "--baselines", "none", "--metrics", FAST_METRICS, "--max_files", "1",
+        "--segment_seconds", "0.6", "--excerpts", "3", "--spectrograms", "0",
+        "--output", out, *WINDOW,
+    )  # fmt: skip
+    assert rc == 0, err
+    rows = read_csv(os.path.join(out, "results.csv"))
+    # a.flac: 2.5 s at 44.1 kHz, the model's rate; windows of 0.6 s.
+    starts = [float(r["excerpt_start_s"]) for r in rows]
+    assert [r["file"] for r in rows] == ["a.flac"] * 3
+    assert starts == pytest.approx([0.0, 0.95, 1.9], abs=1e-4)
+    assert all(float(r["duration_s"]) == pytest.approx(0.6, abs=1e-4) for r in rows)
+    assert len({r["mel_distance"] for r in rows}) == 3  # other audio, other numbers
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    assert summary["run"]["excerpts"] == 3 and summary["run"]["seconds"] == pytest.approx(1.8)
+    group = summary["summary"][0]
+    assert (group["files"], group["excerpts"]) == (1, 3)
+    mel = group["metrics"]["mel_distance"]
+    assert mel["n"] == 1 and mel["ci95"] is None  # one file: no interval
+    assert mel["mean"] == pytest.approx(np.mean([float(r["mel_distance"]) for r in rows]))
+    md = open(os.path.join(out, "summary.md")).read()
+    assert "up to 3 excerpts of 0.6 s of each, evenly spread" in md
+
+
+def test_excerpt_windows_and_reading(data):
+    assert run.excerpt_starts(100, 10, 1) == [0]
+    assert run.excerpt_starts(100, 10, 4) == [0, 30, 60, 90]
+    assert run.excerpt_starts(10, 10, 4) == [0]  # no longer than one window: one excerpt
+    assert run.excerpt_starts(12, 10, 4) == [0, 1, 2]  # overlapping, no repeats
+    whole = run.load_segment(os.path.join(data, "a.flac"), 44100, 0)
+    part = run.load_segment(os.path.join(data, "a.flac"), 44100, 0.5, start=1000)
+    assert part.shape == (1, 22050)
+    np.testing.assert_allclose(part, whole[:, 1000:23050], atol=1e-6)
+
+
 def test_random_init_and_default_output(data, tmp_path, capsys, monkeypatch):
     config = os.path.abspath("configs/base.py") + ":runlocal"
     monkeypatch.chdir(tmp_path)
@@ -280,6 +320,8 @@ def assert_one_line_error(rc, err, match):
         (["--data", "{data}", "--metrics", "mel_distance,nope"], "unknown metric(s) nope"),
         (["--data", "{data}", "--segment_seconds", "0.1"], "--segment_seconds must be"),
         (["--data", "{data}", "--compare", "{tmp}/missing"], "no such checkpoint"),
+        (["--data", "{data}", "--excerpts", "0"], "--excerpts must be at least 1"),
+        (["--data", "{data}", "--excerpts", "3", "--segment_seconds", "0"], "needs --segment"),
         (["--data", "{data}", "--n_quantizers", "1,8"], "the model has 4 quantizers"),
         (["--data", "{data}", "--bogus"], "unrecognized arguments: --bogus"),
     ],
@@ -347,6 +389,15 @@ def test_mean_ci_and_summary():
     assert [(g["codec"], g["n_quantizers"]) for g in s] == [("ours", 1), ("opus", 1), ("ours", 2)]
     assert s[0]["kbps"] == 2.0 and s[0]["metrics"]["m"]["mean"] == 3.0
     assert s[0]["metrics"]["m"]["ci95"] == pytest.approx(12.706204736)  # t(0.975, 1) * s / sqrt(2)
+    # Rows of one file (its excerpts) count once, as their mean.
+    excerpts = [
+        {"file": f, "codec": "ours", "kind": "ours", "n_quantizers": 1, "actual_kbps": 1.0, "m": m}
+        for f, m in (("a", 1.0), ("a", 3.0), ("b", 6.0))
+    ]
+    (g,) = stats.summarize(excerpts, ["m"])
+    assert (g["files"], g["excerpts"], g["metrics"]["m"]["n"]) == (2, 3, 2)
+    assert g["metrics"]["m"]["mean"] == 4.0  # (mean(1, 3) + 6) / 2, not (1 + 3 + 6) / 3
+    assert plots.rd_points(excerpts, "m")["ours"] == [(1.0, 4.0, g["metrics"]["m"]["ci95"], 2)]
     table = report.format_metric_table(s, "m")
     assert table.splitlines()[0] == "| codec | n_q | kbps | n | mean | 95% CI (±) |"
     assert "| opus | 1 | 6 | 1 | 3 | – |" in table

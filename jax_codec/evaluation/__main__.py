@@ -165,6 +165,13 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         raise CliError(
             f"--segment_seconds must be at least {MIN_SECONDS} (or 0: whole files), got {seg}"
         )
+    if args.excerpts < 1:
+        raise CliError(f"--excerpts must be at least 1, got {args.excerpts}")
+    if args.excerpts > 1 and not seg:
+        raise CliError(
+            f"--excerpts {args.excerpts} needs --segment_seconds > 0 (the excerpts' length); "
+            "0 measures whole files"
+        )
     if args.max_files is not None and args.max_files < 1:
         raise CliError(f"--max_files must be positive, got {args.max_files}")
     if args.spectrograms < 0:
@@ -192,8 +199,8 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
                 f"{bl.INSTALL_HINT}; or drop them from --baselines"
             )
     return Plan(
-        args.data, root, files, names, metric_names, compare, ffmpeg, seg, args.spectrograms,
-        args.window_frames,
+        args.data, root, files, names, metric_names, compare, ffmpeg, seg, args.excerpts,
+        args.spectrograms, args.window_frames,
     )  # fmt: skip
 
 
@@ -231,6 +238,13 @@ def build_parser(prog: str = "python -m jax_codec evaluate") -> argparse.Argumen
         type=float,
         default=DEFAULT_SEGMENT_SECONDS,
         help="evaluate the first S seconds of each file (0: whole files)",
+    )
+    p.add_argument(
+        "--excerpts",
+        type=int,
+        default=1,
+        help="evaluate N excerpts of --segment_seconds per file, evenly spread from its start "
+        "to its end (intervals stay over files: a file counts once, as its excerpts' mean)",
     )
     p.add_argument("--max_files", type=int, help="evaluate the first N files (sorted)")
     p.add_argument(

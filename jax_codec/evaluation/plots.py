@@ -207,24 +207,25 @@ def rd_points(
 ) -> dict[str, list[tuple[float, float, float, int]]]:
     """Per codec, ``(mean kbps, mean metric, 95% CI half-width, n)`` for each bitrate setting,
     sorted by kbps. Rows need `codec`, `n_quantizers` (the setting), `actual_kbps` and the
-    metric; rows whose metric is missing or not finite are left out."""
-    from jax_codec.evaluation.stats import mean_ci
+    metric; rows whose metric is missing or not finite are left out. Rows of one `file` (its
+    excerpts) count once, as their mean, as in the summary (`stats.per_file`)."""
+    from jax_codec.evaluation.stats import mean_ci, per_file
 
-    groups: dict[str, dict[object, tuple[list[float], list[float]]]] = {}
-    for r in rows:
+    groups: dict[str, dict[object, list[dict]]] = {}
+    for i, r in enumerate(rows):
         value, rate = _finite(r.get(metric)), _finite(r.get(RATE_KEY))
         if value is None or rate is None:
             continue
         per = groups.setdefault(str(r[CODEC_KEY]), {})
-        rates, values = per.setdefault(r.get(SETTING_KEY), ([], []))
-        rates.append(rate)
-        values.append(value)
+        per.setdefault(r.get(SETTING_KEY), []).append(
+            {"file": r.get("file", ("row", i)), RATE_KEY: rate, metric: value}
+        )
     out = {}
     for codec, per in groups.items():
         pts = []
-        for rates, values in per.values():
-            n, mean, half = mean_ci(values)
-            pts.append((float(np.mean(rates)), mean, half, n))
+        for members in per.values():
+            n, mean, half = mean_ci(per_file(members, metric))
+            pts.append((float(np.mean(per_file(members, RATE_KEY))), mean, half, n))
         out[codec] = sorted(pts)
     return out
 

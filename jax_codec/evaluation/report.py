@@ -16,6 +16,7 @@ from jax_codec.evaluation.stats import summarize
 
 ROW_FIELDS = (
     "file",
+    "excerpt_start_s",  # where the measured excerpt starts in the file (--excerpts)
     "codec",
     "kind",  # "ours" (--checkpoint / --config), "neural" (--compare) or "baseline"
     "n_quantizers",  # the setting; for baselines, the one of ours they are matched to
@@ -78,6 +79,17 @@ def format_metric_table(summary: Sequence[Mapping], metric: str) -> str:
     return "\n".join(lines)
 
 
+def _extent(seg: float, excerpts: int) -> str:
+    if not seg:
+        return "whole files"
+    if excerpts > 1:
+        return (
+            f"up to {excerpts} excerpts of {_fmt(seg)} s of each, evenly spread; "
+            "intervals over files, each the mean of its excerpts"
+        )
+    return f"up to the first {_fmt(seg)} s of each"
+
+
 def format_summary(
     summary: Sequence[Mapping],
     metric_names: Sequence[str],
@@ -97,7 +109,7 @@ def format_summary(
         f"{meta['num_quantizers']} quantizers"
         + (", joint stereo (one code stream for both channels)" if meta.get("joint") else ""),
         f"- data: {meta['files']} file(s) from `{meta['data']}` "
-        f"({'up to the first ' + _fmt(seg) + ' s of each' if seg else 'whole files'}; "
+        f"({_extent(seg, meta.get('excerpts', 1))}; "
         f"{meta['seconds']:.1f} s of audio), measured at {meta['sample_rate']} Hz",
     ]
     if meta["compare"]:
@@ -258,6 +270,7 @@ def write_outputs(p, models, res, output: str, notes: list[str]) -> dict:
         "stereo_files": len({r["file"] for r in res.rows if r.get("channels") == 2}),
         "seconds": res.seconds,
         "segment_seconds": p.segment_seconds,
+        "excerpts": p.excerpts,
         "baselines": p.baselines,
         "compare": [nc.label for nc in models[1:]],
         "metrics": list(p.metrics),

@@ -5,11 +5,13 @@ The command is `python -m jax_codec.evaluate` (`evaluation/__main__.py`); statis
 
     python -m jax_codec.evaluate --checkpoint DIR --data PATH [--n_quantizers 1,2,4,8]
         [--baselines opus,mp3,vorbis,aac|none] [--compare DIR[,DIR...]] [--output DIR]
-        [--segment_seconds 10] [--max_files N] [--metrics a,b,...] [--speech] [--seed 0]
+        [--segment_seconds 10] [--excerpts 1] [--max_files N] [--metrics a,b,...] [--speech] [--seed 0]
 
 How each file is measured (one rule for every codec):
 
-- The file's first `--segment_seconds` (0: all of it) are read once, resampled (soxr HQ) to the
+- The file's first `--segment_seconds` (0: all of it) are read once (with `--excerpts N`, N
+  excerpts of that length evenly spread over the file, the first at its start and the last at
+  its end, each measured like a file of its own), resampled (soxr HQ) to the
   evaluated model's sample rate, mono or stereo as the file is (more channels are folded to
   stereo). That signal is the reference for everything: our codec, the `--compare` models and
   the classic baselines all code it, and every metric compares their output with it at that
@@ -95,16 +97,27 @@ def find_audio_files(path: str) -> tuple[str, list[str]]:
     return os.path.abspath(path), files
 
 
-def load_segment(path: str, sample_rate: int, seconds: float | None) -> np.ndarray:
-    """The first `seconds` (None or 0: all) of `path` at `sample_rate`, float32 ``[C, T]`` with
-    C = the file's channels (more than two folded to stereo). Raises `BadAudio`."""
+def excerpt_starts(total: int, n: int, excerpts: int) -> list[int]:
+    """Start samples of `excerpts` windows of `n` samples evenly spread over `total` samples:
+    the first at 0, the last ending at the end (one window for a file no longer than `n`;
+    windows overlap when the file is shorter than `excerpts * n`; no start is repeated)."""
+    if excerpts <= 1 or total <= n:
+        return [0]
+    span = total - n
+    return sorted({round(i * span / (excerpts - 1)) for i in range(excerpts)})
+
+
+def load_segment(path: str, sample_rate: int, seconds: float | None, start: int = 0) -> np.ndarray:
+    """`seconds` (None or 0: all) of `path` from sample `start` (at `sample_rate`), at
+    `sample_rate`, float32 ``[C, T]`` with C = the file's channels (more than two folded to
+    stereo). Raises `BadAudio`."""
     from jax_codec.data import audio
 
     info = audio.probe(path)
     channels = min(info.channels, 2)
-    total = (info.frames * sample_rate) // info.sample_rate
+    total = (info.frames * sample_rate) // info.sample_rate - start
     n = total if not seconds else min(total, int(round(seconds * sample_rate)))
-    x = audio.read_window(path, 0, n, sample_rate, channels, info)
+    x = audio.read_window(path, start, n, sample_rate, channels, info)
     x = np.ascontiguousarray(x.T, dtype=np.float32)
     if not np.isfinite(x).all():
         raise audio.BadAudio("NaN or infinite samples")
@@ -195,6 +208,7 @@ class Plan:
     compare: list[str]
     ffmpeg: str | None
     segment_seconds: float = DEFAULT_SEGMENT_SECONDS  # 0: whole files
+    excerpts: int = 1  # segments per file, evenly spread (the first at the start)
     spectrograms: int = DEFAULT_SPECTROGRAMS  # files to draw spectrogram comparisons for
     window_frames: int | None = None
 
@@ -222,14 +236,23 @@ class Results:
 
 
 def evaluate_file(
-    p: Plan, models: Sequence[EvaluatedCodec], res: Results, ref, rel: str, tmp: str, bar
+    p: Plan,
+    models: Sequence[EvaluatedCodec],
+    res: Results,
+    ref,
+    rel: str,
+    tmp: str,
+    bar,
+    start_s: float = 0.0,
 ):
-    """Every model at each of its settings, and the baselines matched to ours, on one file."""
+    """Every model at each of its settings, and the baselines matched to ours, on one file
+    (or one excerpt of it, from `start_s`)."""
     from jax_codec.evaluation import baselines as bl
     from jax_codec.evaluation import codebook_usage as cu
 
     sr = models[0].codec.sample_rate
-    base = {"file": rel, "duration_s": ref.shape[1] / sr, "sample_rate": sr}
+    base = {"file": rel, "excerpt_start_s": start_s, "duration_s": ref.shape[1] / sr}
+    base["sample_rate"] = sr
     base["channels"] = ref.shape[0]
     panels = {"original": ref} if len(res.spectrograms) < p.spectrograms else None
     for nc in models:
@@ -273,6 +296,26 @@ def evaluate_file(
         res.spectrograms.append((rel, panels))
 
 
+def load_excerpts(path: str, sr: int, p: Plan) -> list[tuple[int, np.ndarray]]:
+    """`[(start sample, [C, T] excerpt)]` of the file at `path`, as `p` asks (one: its first
+    `p.segment_seconds`). Raises `BadAudio` for a file too short to measure."""
+    from jax_codec.data import audio
+
+    if p.excerpts <= 1 or not p.segment_seconds:
+        starts = [0]
+    else:
+        info = audio.probe(path)
+        total = (info.frames * sr) // info.sample_rate
+        starts = excerpt_starts(total, int(round(p.segment_seconds * sr)), p.excerpts)
+    out = []
+    for start in starts:
+        ref = load_segment(path, sr, p.segment_seconds, start)
+        if ref.shape[1] < MIN_SECONDS * sr:
+            raise audio.BadAudio(f"shorter than {MIN_SECONDS} s")
+        out.append((start, ref))
+    return out
+
+
 def evaluate(
     p: Plan, models: Sequence[EvaluatedCodec], output: str, notes: Sequence[str] = ()
 ) -> dict:
@@ -289,7 +332,7 @@ def evaluate(
     os.makedirs(output, exist_ok=True)
 
     res = Results()
-    per_file = sum(len(nc.settings) for nc in models)
+    per_file = sum(len(nc.settings) for nc in models) * p.excerpts
     bar = tqdm(
         total=len(p.files) * per_file, desc="evaluate", unit="setting", file=sys.stderr,
         disable=None,
@@ -298,16 +341,16 @@ def evaluate(
         with tempfile.TemporaryDirectory(prefix="jax_codec_eval_") as tmp:
             for rel in p.files:
                 try:
-                    ref = load_segment(os.path.join(p.root, rel), sr, p.segment_seconds)
-                    if ref.shape[1] < MIN_SECONDS * sr:
-                        raise BadAudio(f"shorter than {MIN_SECONDS} s")
+                    refs = load_excerpts(os.path.join(p.root, rel), sr, p)
                 except BadAudio as e:
                     res.skipped.append(f"{rel}: {e}")
                     bar.write(f"skipping {rel}: {e}", file=sys.stderr)
                     bar.update(per_file)
                     continue
-                res.seconds += ref.shape[1] / sr
-                evaluate_file(p, models, res, ref, rel, tmp, bar)
+                bar.update(per_file - sum(len(nc.settings) for nc in models) * len(refs))
+                for start, ref in refs:
+                    res.seconds += ref.shape[1] / sr
+                    evaluate_file(p, models, res, ref, rel, tmp, bar, start / sr)
     finally:
         bar.close()
     if not res.rows:

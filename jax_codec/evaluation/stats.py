@@ -57,10 +57,25 @@ def measure(ref: np.ndarray, est: np.ndarray, sr: int, names: Sequence[str]):
     return values, problems
 
 
+def per_file(rows: Sequence[Mapping], name: str) -> list[float]:
+    """The mean of `name` over each file's rows (its excerpts, finite values only), one value
+    per file in the order the rows first name them: excerpts of one file are not independent
+    samples, so intervals are taken over files."""
+    values: dict[object, list[float]] = {}
+    for i, r in enumerate(rows):
+        v = float(r.get(name, math.nan))
+        key = r.get("file", ("row", i))  # a row without a file is a file of its own
+        values.setdefault(key, [])
+        if math.isfinite(v):
+            values[key].append(v)
+    return [float(np.mean(v)) if v else math.nan for v in values.values()]
+
+
 def summarize(rows: Sequence[Mapping], metric_names: Sequence[str]) -> list[dict]:
     """One entry per (codec, setting), ordered by setting then codec (in the order the rows
-    first name them): mean actual kbps, files, and per metric `{n, mean, ci95}` (ci95 = the
-    half-width of the 95% interval of the mean; NaN for one file)."""
+    first name them): mean actual kbps, files, excerpts, and per metric `{n, mean, ci95}` over
+    files (a file's value is the mean over its excerpts; n = files with a finite value; ci95 =
+    the half-width of the 95% interval of the mean; NaN for one file)."""
     order: dict[str, int] = {}
     groups: dict[tuple, list[Mapping]] = {}
     for r in rows:
@@ -68,19 +83,20 @@ def summarize(rows: Sequence[Mapping], metric_names: Sequence[str]) -> list[dict
         groups.setdefault((r["codec"], r["n_quantizers"]), []).append(r)
     out = []
     for (codec, k), members in sorted(groups.items(), key=lambda g: (g[0][1], order[g[0][0]])):
-        _, kbps, kbps_ci = mean_ci(r.get("actual_kbps", math.nan) for r in members)
+        _, kbps, kbps_ci = mean_ci(per_file(members, "actual_kbps"))
         entry = {
             "codec": codec,
             "kind": members[0]["kind"],
             "n_quantizers": k,
-            "files": len(members),
+            "files": len({r.get("file", ("row", i)) for i, r in enumerate(members)}),
+            "excerpts": len(members),
             "errors": sum(1 for r in members if r.get("error")),
             "kbps": kbps,
             "kbps_ci95": kbps_ci,
             "metrics": {},
         }
         for name in metric_names:
-            n, mean, half = mean_ci(r.get(name, math.nan) for r in members)
+            n, mean, half = mean_ci(per_file(members, name))
             entry["metrics"][name] = {"n": n, "mean": mean, "ci95": half}
         out.append(entry)
     return out

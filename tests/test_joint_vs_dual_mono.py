@@ -1,0 +1,50 @@
+"""benchmarks/joint_vs_dual_mono.py's paired analysis: settings matched by bitrate, differences
+file by file (excerpts averaged first), intervals over files, wins counted per metric's sense."""
+
+import math
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+
+import joint_vs_dual_mono as jvd  # noqa: E402
+
+
+def row(codec, k, kbps, file, **metrics):
+    return {"codec": codec, "n_quantizers": k, "actual_kbps": kbps, "file": file, **metrics}
+
+
+def test_paired_matches_bitrates_and_averages_excerpts():
+    rows = [
+        # joint: 1 kbps at n_q 1, 2 kbps at n_q 2; dual mono: 0.9 / 2.2 / 4 kbps.
+        row("joint", 1, 1.0, "a", mel_distance=2.0, visqol=3.0),
+        row("joint", 1, 1.0, "a", mel_distance=4.0, visqol=3.0),  # a's second excerpt
+        row("joint", 1, 1.0, "b", mel_distance=1.0, visqol=2.0),
+        row("joint", 2, 2.0, "a", mel_distance=1.0, visqol=4.0),
+        row("joint", 2, 2.0, "b", mel_distance=1.0, visqol=4.0),
+        row("dual", 1, 0.9, "a", mel_distance=5.0, visqol=2.5),
+        row("dual", 1, 0.9, "b", mel_distance=1.5, visqol=2.5),
+        row("dual", 2, 2.2, "a", mel_distance=2.0, visqol=3.0),
+        row("dual", 2, 2.2, "b", mel_distance=3.0, visqol=3.0),
+        row("dual", 4, 4.0, "a", mel_distance=0.0, visqol=5.0),
+        row("dual", 4, 4.0, "b", mel_distance=0.0, visqol=5.0),
+        row("opus", 1, 1.0, "a", mel_distance=9.0, visqol=1.0),
+    ]
+    pairs = jvd.paired(rows, "joint", "dual")
+    assert [(p["joint"]["n_quantizers"], p["dual"]["n_quantizers"]) for p in pairs] == [
+        (1, 1),
+        (2, 2),
+    ]
+    mel = pairs[0]["metrics"]["mel_distance"]
+    # a: mean(2, 4) - 5 = -2; b: 1 - 1.5 = -0.5.
+    assert mel["files"] == 2 and mel["mean_diff"] == pytest.approx(-1.25)
+    half = 12.706204736 * math.sqrt(((-2 + 1.25) ** 2 + (-0.5 + 1.25) ** 2) / 1) / math.sqrt(2)
+    assert mel["ci95"] == pytest.approx(half)
+    assert mel["joint_better_on"] == 2  # lower mel is better
+    vis = pairs[0]["metrics"]["visqol"]
+    assert vis["mean_diff"] == pytest.approx(0.0) and vis["joint_better_on"] == 1  # higher
+    assert "si_sdr" not in pairs[0]["metrics"]  # no values: no entry
+    table = jvd.paired_table(pairs, "joint", "dual")
+    assert "| 1 | 1.00 | 1 | 0.90 | -1.250 ± " in table and "(2/2)" in table
