@@ -188,6 +188,15 @@ def paired_table(pairs: list[dict], a: str, b: str) -> str:
     return head + "\n".join(lines)
 
 
+def run_label(workdir: str, name: str) -> str:
+    """The rows' codec label of a run: its config's name (a reused run may have another)."""
+    try:
+        with open(os.path.join(workdir, "config.json")) as f:
+            return json.load(f).get("name") or name
+    except (OSError, ValueError):
+        return name
+
+
 def table(summary: list[dict]) -> str:
     head = "| codec | n_q | kbps | " + " | ".join(METRICS) + " |\n"
     head += "|---|---|---|" + "---|" * len(METRICS) + "\n"
@@ -238,15 +247,17 @@ def main() -> None:
         )
     runs = {name: train(name, args) for name in names}
     out_dir = os.path.join(args.workdir, "eval")
+    # Every model at the same budget: its last step, not its best export.
+    final = {n: os.path.join(runs[n]["workdir"], "checkpoints", str(args.steps)) for n in names}
     cmd = [
         sys.executable,
         "-m",
         "jax_codec",
         "evaluate",
         "--checkpoint",
-        runs[args.joint]["workdir"],
+        final[args.joint],
         "--compare",
-        ",".join(runs[name]["workdir"] for name in names if name != args.joint),
+        ",".join(final[name] for name in names if name != args.joint),
         "--data",
         args.heldout_dir,
         "--n_quantizers",
@@ -268,7 +279,12 @@ def main() -> None:
         summary = json.load(f)
     with open(os.path.join(out_dir, "results.json")) as f:
         rows = json.load(f)
-    pairs = {name: paired(rows, args.joint, name) for name in names if name != args.joint}
+    labels = {name: run_label(runs[name]["workdir"], name) for name in names}
+    pairs = {
+        labels[name]: paired(rows, labels[args.joint], labels[name])
+        for name in names
+        if name != args.joint
+    }
     out = args.output or os.path.join(
         os.path.dirname(os.path.abspath(__file__)),
         "results",
@@ -287,12 +303,10 @@ def main() -> None:
             indent=1,
         )
     print(table(summary["summary"]))
+    a = labels[args.joint]
     for name, pp in pairs.items():
-        print(
-            f"\n{args.joint} minus {name}, file by file (95% CI; files where "
-            f"{args.joint} is better / files):"
-        )
-        print(paired_table(pp, args.joint, name))
+        print(f"\n{a} minus {name}, file by file (95% CI; files where {a} is better / files):")
+        print(paired_table(pp, a, name))
     print("wrote", out)
 
 

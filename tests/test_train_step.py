@@ -253,3 +253,36 @@ def test_create_train_state_timings_give_the_same_state(single_device):
     assert list(timings) == ["trace", "lower", "compile", "run"]
     assert all(v >= 0 for v in timings.values())
     chex.assert_trees_all_equal(jax.device_get(state), initial)
+
+
+def test_host_init_places_the_same_state_in_the_same_shardings():
+    """`train.init_on=host` (the default on accelerators) computes the state on the CPU and
+    places it: the values and shardings of the init compiled for the mesh (FSDP 2 x data 2)."""
+    key = jax.random.key(3)
+    states = {}
+    for place in ("device", "host"):
+        config = small_config(**{"train.init_on": place, "mesh.fsdp": "2"})
+        mesh = make_mesh(config.mesh, jax.devices()[:4])
+        timings = {}
+        states[place] = create_train_state(Trainer(config), mesh, key, timings=timings)
+        assert ("host" in timings) == (place == "host")
+    (dev, dev_sh), (host, host_sh) = states["device"], states["host"]
+    assert jax.tree.structure(dev) == jax.tree.structure(host)
+    assert jax.tree.leaves(dev_sh) == jax.tree.leaves(host_sh)
+    for a, b, s in zip(jax.tree.leaves(dev), jax.tree.leaves(host), jax.tree.leaves(host_sh)):
+        assert b.sharding.is_equivalent_to(s, b.ndim) and a.sharding.is_equivalent_to(s, a.ndim)
+    assert any(not s.is_fully_replicated for s in jax.tree.leaves(host_sh))  # FSDP shards some
+    # The random draws are bit-identical; weight norms' `g` (a norm of each drawn kernel) is
+    # reduced in another order when the kernel is sharded, hence the last-bit tolerance.
+    chex.assert_trees_all_close(jax.device_get(dev), jax.device_get(host), rtol=2e-7, atol=0)
+
+
+def test_init_place_choice_and_bad_value():
+    from jax_codec.config import ConfigError
+    from jax_codec.training.step import init_place
+
+    mesh = make_mesh(small_config().mesh, jax.devices()[:1])
+    assert init_place(small_config(), mesh) == "device"  # auto on a CPU mesh
+    assert init_place(small_config(**{"train.init_on": "host"}), mesh) == "host"
+    with pytest.raises(ConfigError, match="train.init_on='gpu'; use one of auto, device, host"):
+        init_place(small_config(**{"train.init_on": "gpu"}), mesh)

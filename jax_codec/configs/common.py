@@ -265,6 +265,9 @@ def default_config() -> ml_collections.ConfigDict:
     train.checkpoint_every = 2000
     # Base seed for parameters, dropout and data order.
     train.seed = 0
+    # Where the state is initialised: "device" (compiled for the mesh), "host" (on this
+    # process's CPU, then placed on the mesh) or "auto" (host on an accelerator, device on CPU).
+    train.init_on = "auto"
     # Decay of an exponential moving average of generator params (0 disables).
     train.ema_decay = 0.0
     # Dead-code restart (EnCodec): a code whose EMA use count per step falls below this is

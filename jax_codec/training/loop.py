@@ -36,7 +36,12 @@ from jax_codec.models.codec import build_codec
 from jax_codec.training import checkpoints, distributed
 from jax_codec.training import logging as tlog
 from jax_codec.training import sharding as sh
-from jax_codec.training.step import Trainer, compile_train_step, segment_samples
+from jax_codec.training.step import (
+    Trainer,
+    compile_train_step,
+    segment_samples,
+    state_initializer,
+)
 
 EVAL_EXAMPLES = 8
 EVAL_SECONDS = 1.0
@@ -169,7 +174,7 @@ def _compiled_functions(config: ml_collections.ConfigDict, mesh: jax.sharding.Me
         init_key = jax.random.split(jax.random.key(int(config.train.seed)))[0]
         abstract = jax.eval_shape(trainer.init_state, init_key)
         shardings = sh.state_shardings(abstract, mesh)
-        init_fn = jax.jit(trainer.init_state, out_shardings=shardings)
+        init_fn = state_initializer(trainer, mesh, shardings)
         train_step = compile_train_step(trainer, mesh, shardings)
         # Replicated outputs: every process can read them (multi-host: all processes must
         # call every jitted function over the mesh, even when only process 0 uses the result).
