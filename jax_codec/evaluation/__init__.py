@@ -8,7 +8,8 @@
 
 - `metrics`: DAC's mel/STFT distances, SI-SDR, loudness, CQT/chroma, ViSQOL, PESQ/STOI (speech),
   the stereo image (mid/side mel, ILD and ICC differences: `STEREO_METRICS`; `compute_all`,
-  `available_metrics`, `HIGHER_IS_BETTER`).
+  `available_metrics`, `HIGHER_IS_BETTER`), re-exporting what `spectral_distances` (DAC's
+  distances, the input checks) and `stereo_metrics` (the stereo image) define.
 - `codebook_usage`: per quantizer level, the share of the codebook used, entropy, perplexity
   (`code_usage`, `code_histograms`).
 - `baselines`: Opus, MP3, Vorbis, AAC round trips at a target bitrate (`round_trip`,

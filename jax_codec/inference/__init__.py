@@ -14,8 +14,9 @@ audio = dec.push(codes)                                  # -> [B, 1024]
 - `codec_io`: audio <-> `.jcodec` (`encode_to_jcodec`, `decode_jcodec`, `read_jcodec`) and
   `atomic_output`; `streaming`: stateful chunk-by-chunk encode/decode; `chunked`: windowed
   offline encode/decode in constant memory.
-- `compress`, `priors`, `cli`: the `python -m jax_codec` commands; `compress_many`: many
-  files per command (`--output_dir`), batched through `batch`.
+- `compress`, `priors`, `cli`: the `python -m jax_codec` commands; `compress_reports`: what
+  `compress`, `decompress` and `info` print; `compress_many`: many files per command
+  (`--output_dir`), batched through `batch`.
 
 Importing this package is cheap: the names below load their modules (and JAX) on first use.
 """
