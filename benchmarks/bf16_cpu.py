@@ -38,7 +38,8 @@ from jax_codec.data.synthetic import SyntheticMusic
 from jax_codec.inference.api import load_codec
 from jax_codec.models.kernels import KERNELS_ENV
 from jax_codec.training import sharding as sh
-from jax_codec.training.step import Trainer, compile_train_step, create_train_state
+from jax_codec.training.state_init import create_train_state
+from jax_codec.training.step import Trainer, compile_train_step
 
 LOSSES = (
     "loss/mel",

@@ -670,7 +670,8 @@ def child_ours(args: argparse.Namespace) -> dict:
     from jax_codec.data.pipeline import make_global_batch
     from jax_codec.training import sharding as sh
     from jax_codec.training.loop import validate_run
-    from jax_codec.training.step import Trainer, compile_train_step, create_train_state
+    from jax_codec.training.state_init import create_train_state
+    from jax_codec.training.step import Trainer, compile_train_step
 
     segment = segment_length(args.segment_seconds)
     config, optional = our_config(args, segment)

@@ -31,7 +31,8 @@ from jax_codec.data.pipeline import make_global_batch
 from jax_codec.data.synthetic import SyntheticMusic
 from jax_codec.training import sharding as sh
 from jax_codec.training.loop import validate_run
-from jax_codec.training.step import Trainer, compile_train_step, create_train_state
+from jax_codec.training.state_init import create_train_state
+from jax_codec.training.step import Trainer, compile_train_step
 
 WARMUP = 2
 MATMUL_N = 2048

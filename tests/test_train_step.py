@@ -9,7 +9,8 @@ import pytest
 from jax_codec.config import apply_overrides, load_config
 from jax_codec.data.synthetic import SyntheticMusic
 from jax_codec.training.sharding import make_mesh, state_shardings
-from jax_codec.training.step import Trainer, compile_train_step, create_train_state
+from jax_codec.training.state_init import create_train_state
+from jax_codec.training.step import Trainer, compile_train_step
 
 BATCH = 8
 
@@ -279,7 +280,7 @@ def test_host_init_places_the_same_state_in_the_same_shardings():
 
 def test_init_place_choice_and_bad_value():
     from jax_codec.config import ConfigError
-    from jax_codec.training.step import init_place
+    from jax_codec.training.state_init import init_place
 
     mesh = make_mesh(small_config().mesh, jax.devices()[:1])
     assert init_place(small_config(), mesh) == "device"  # auto on a CPU mesh

@@ -36,12 +36,8 @@ from jax_codec.models.codec import build_codec
 from jax_codec.training import checkpoints, distributed
 from jax_codec.training import logging as tlog
 from jax_codec.training import sharding as sh
-from jax_codec.training.step import (
-    Trainer,
-    compile_train_step,
-    segment_samples,
-    state_initializer,
-)
+from jax_codec.training.state_init import state_initializer
+from jax_codec.training.step import Trainer, compile_train_step, segment_samples
 
 EVAL_EXAMPLES = 8
 EVAL_SECONDS = 1.0
