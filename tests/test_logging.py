@@ -192,3 +192,28 @@ def test_listener_metrics_skip_loudness_of_clips_shorter_than_a_block():
     short = np.full((2, 1000), 0.1, np.float32)  # 62 ms at 16 kHz: no 400 ms block
     m = listener_metrics(short, short, 16000, 1)
     assert math.isnan(m["eval/loudness_diff/1q"]) and math.isnan(m["eval/level_error_db/1q"])
+
+
+def test_divergence_watch_warns_once_per_sign():
+    """The two signs of a diverging run, each reported once; a healthy run gives nothing."""
+    healthy = tlog.DivergenceWatch()
+    for step in range(10, 2001, 10):
+        norm = 120 + 0.1 * step  # a slow growth, as in a healthy run
+        commit = 5.0 + 20.0 * (step % 300 == 0)  # with spikes of 5x
+        assert healthy.update(step, {"norm/params_g": norm, "vq/commitment": commit}) == []
+
+    watch = tlog.DivergenceWatch(window=50)
+    out = []
+    for step in range(10, 601, 10):
+        norm = 200.0 if step < 550 else 500.0  # 2.5x within 50 steps at step 550
+        out += [(step, m) for m in watch.update(step, {"norm/params_g": norm})]
+    assert [s for s, _ in out] == [550]
+    assert "parameter norm grew 200 -> 500 in 50 steps" in out[0][1]
+    assert "docs/training.md" in out[0][1]
+    out = []
+    for step in range(610, 1000, 10):
+        commit = 2.0 if step < 900 else 500.0  # 250x the median from step 900 on
+        out += [(step, m) for m in watch.update(step, {"vq/commitment": commit, "x": 1})]
+    assert [s for s, _ in out] == [900] and "250x its recent median" in out[0][1]
+    # Missing, NaN and infinite values are ignored.
+    assert watch.update(1000, {"norm/params_g": math.nan, "vq/commitment": math.inf}) == []

@@ -213,6 +213,55 @@ class ProgressBar:
             self.enabled = False
 
 
+class DivergenceWatch:
+    """Warns when the logged scalars show a run starting to diverge, once per sign.
+
+    Two signs that came before codebook collapse in our runs and never in a healthy one
+    (docs/training.md, "When a run diverges"): the generator's parameter norm
+    (`norm/params_g`) growing `norm_ratio` times within `window` steps, and the commitment
+    loss (`vq/commitment`) reaching `commitment_ratio` times its median over the last 50 logs.
+    `update(step, scalars)` returns the warnings for this log step (usually none).
+    """
+
+    def __init__(self, window: int = 50, norm_ratio: float = 2.0, commitment_ratio: float = 100.0):
+        self.window, self.norm_ratio, self.commitment_ratio = window, norm_ratio, commitment_ratio
+        self.norms: list[tuple[int, float]] = []
+        self.commitments: list[float] = []
+        self.warned: set[str] = set()
+
+    def update(self, step: int, scalars: Mapping[str, Any]) -> list[str]:
+        out = []
+        norm = _scalar_or_none(scalars.get("norm/params_g"))
+        if norm is not None and math.isfinite(norm):
+            self.norms = [(s, v) for s, v in self.norms if s >= step - self.window]
+            if self.norms and "norm" not in self.warned:
+                s0, v0 = self.norms[0]
+                if v0 > 0 and norm >= self.norm_ratio * v0:
+                    self.warned.add("norm")
+                    out.append(
+                        f"step {step}: the generator's parameter norm grew {v0:.4g} -> "
+                        f"{norm:.4g} in {step - s0} steps"
+                    )
+            self.norms.append((step, norm))
+        commit = _scalar_or_none(scalars.get("vq/commitment"))
+        if commit is not None and math.isfinite(commit):
+            if len(self.commitments) >= 10 and "commitment" not in self.warned:
+                median = float(np.median(self.commitments))
+                if median > 0 and commit >= self.commitment_ratio * median:
+                    self.warned.add("commitment")
+                    out.append(
+                        f"step {step}: the commitment loss is {commit:.4g}, "
+                        f"{commit / median:.0f}x its recent median ({median:.3g})"
+                    )
+            self.commitments = (self.commitments + [commit])[-50:]
+        return [
+            m + ": the run may be diverging (codebook collapse followed where this was seen). "
+            "Keep its checkpoints from before this step; see docs/training.md, 'When a run "
+            "diverges'."
+            for m in out
+        ]
+
+
 def spectrogram_image(
     audio: np.ndarray,
     sample_rate: int,

@@ -367,6 +367,7 @@ def train_and_evaluate(
         return out
 
     metrics: dict = {}
+    watch = tlog.DivergenceWatch()
     step = start
     if start == 0 and num_steps > 0:
         metrics.update(evaluate(0))
@@ -388,6 +389,10 @@ def train_and_evaluate(
                 scalars.update(data.stats.snapshot())
                 writer.write_scalars(step, scalars)
                 bar.update(step, scalars)
+                for warning in watch.update(step, scalars):
+                    bar.write(f"warning: {warning}")
+                    logging.warning("%s", warning)
+                    writer.write_text(step, "train/warning", warning)
                 if host_line is not None:
                     host_line.update(step, data.stats.snapshot(), force=step == num_steps)
                 metrics.update(scalars)
