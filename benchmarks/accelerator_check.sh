@@ -18,7 +18,8 @@
 # whose image already has CUDA builds of both needs no index at all).
 #
 # Each stage has a time limit (seconds, from the environment: CHECK_PYTEST_S, CHECK_TRAIN_S,
-# CHECK_TORCH_S, CHECK_STREAM_S; a dry run, whose time depends on the CPU, has none); a stage
+# CHECK_TORCH_S, CHECK_STREAM_S; CHECK_TRAIN_AUTOTUNE=0 turns XLA's GPU autotuning off for the
+# train steps; a dry run, whose time depends on the CPU, has none); a stage
 # that fails or runs out of time is recorded in the report and the next one runs. The defaults
 # add up to under 14 minutes, most of it the train steps' first compile on an accelerator
 # (benchmarks/README.md); `--stages` fits a shorter lease. The stages: accelerator_check.py.
@@ -101,10 +102,11 @@ export JAX_PLATFORMS=$platform
 flag=()
 [[ $dry_run == 1 ]] && flag=(--dry_run)
 want() { [[ ",$stages," == *",$1,"* ]]; }  # want NAME: NAME is in --stages
+stage_env=()  # an `env VAR=...` prefix for the next stage
 stage() {  # stage SECONDS ARGS...: one accelerator_check.py stage, failures recorded, not fatal
   local limit=${no_limit:-$1}
   shift
-  timeout "$limit" "$python" benchmarks/accelerator_check.py "$@" --out "$out" "${flag[@]}" \
+  "${stage_env[@]}" timeout "$limit" "$python" benchmarks/accelerator_check.py "$@" --out "$out" "${flag[@]}" \
     || echo "stage $* exited with $? (limit ${limit} s)" >&2
 }
 
@@ -125,10 +127,18 @@ if want tests; then
     || echo "tests exited with $?" >&2
 fi
 
+# CHECK_TRAIN_AUTOTUNE=0 (GPU): compile the train steps without XLA's autotuning, a lower bound
+# on their speed for a lease too short for the autotuned compile.
+train_flags="${XLA_FLAGS:-}"
+if [[ $platform == cuda && -n ${CHECK_TRAIN_AUTOTUNE:-} ]]; then
+  train_flags="$train_flags --xla_gpu_autotune_level=$CHECK_TRAIN_AUTOTUNE"
+fi
 for case in base dac_44khz; do
   if want "train_$case"; then
-    echo "== train step $case (bf16)"
+    echo "== train step $case (bf16; XLA_FLAGS=$train_flags)"
+    stage_env=(env "XLA_FLAGS=$train_flags")
     stage "${CHECK_TRAIN_S:-240}" train --case "$case"
+    stage_env=()
   fi
 done
 if want torch_dac; then
