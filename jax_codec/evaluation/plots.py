@@ -211,15 +211,12 @@ def rd_points(
     excerpts) count once, as their mean, as in the summary (`stats.per_file`)."""
     from jax_codec.evaluation.stats import mean_ci, per_file
 
-    groups: dict[str, dict[object, list[dict]]] = {}
-    for i, r in enumerate(rows):
-        value, rate = _finite(r.get(metric)), _finite(r.get(RATE_KEY))
-        if value is None or rate is None:
+    groups: dict[str, dict[object, list[Mapping]]] = {}
+    for r in rows:
+        if _finite(r.get(metric)) is None or _finite(r.get(RATE_KEY)) is None:
             continue
         per = groups.setdefault(str(r[CODEC_KEY]), {})
-        per.setdefault(r.get(SETTING_KEY), []).append(
-            {"file": r.get("file", ("row", i)), RATE_KEY: rate, metric: value}
-        )
+        per.setdefault(r.get(SETTING_KEY), []).append(r)
     out = {}
     for codec, per in groups.items():
         pts = []
