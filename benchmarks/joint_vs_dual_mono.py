@@ -66,6 +66,12 @@ MODELS = {
         "--config.model.decoder_width=128",
         "--config.train.batch_size=2",
     ],
+    "joint_wide_qd25": [
+        "--config.model.encoder_width=12",
+        "--config.model.decoder_width=128",
+        "--config.train.batch_size=2",
+        "--config.model.quantizer_dropout=0.25",
+    ],
 }
 METRICS = (
     "mel_distance",

@@ -238,12 +238,42 @@ def test_restart_dead_codes():
     codebook = jnp.zeros((8, 2))
     usage = jnp.array([0.5, 0.0, 0.2, 0.0, 0.1, 0.1, 0.1, 0.0])
     candidates = jnp.arange(10.0).reshape(5, 2) + 1.0
-    new, dead = restart_dead_codes(codebook, usage, candidates, jax.random.key(0))
+    new, dead = restart_dead_codes(codebook, usage, candidates, jax.random.key(0), clip_norm=False)
     assert np.asarray(dead).tolist() == [False, True, False, True, False, False, False, True]
     new = np.asarray(new)
     assert np.all(new[~np.asarray(dead)] == 0)
     cand = {tuple(r) for r in np.asarray(candidates)}
     assert all(tuple(r) in cand for r in new[np.asarray(dead)])
+
+
+def test_restart_dead_codes_clips_outliers_to_the_live_codes():
+    """A restarted code keeps its candidate's direction but is no longer than the longest live
+    code (or the candidates' median length, if larger), so one outlier encoder output cannot seed the cascade that blows up the codebooks."""
+    codebook = jnp.array([[3.0, 4.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]])  # live: |5|, |1|
+    usage = jnp.array([0.5, 0.5, 0.0, 0.0])
+    candidates = jnp.array([[300.0, 400.0], [0.6, 0.8], [1.2, 1.6]])  # an outlier, two small
+    for seed in range(4):
+        new, dead = restart_dead_codes(codebook, usage, candidates, jax.random.key(seed))
+        new = np.asarray(new)
+        assert np.asarray(dead).tolist() == [False, False, True, True]
+        np.testing.assert_array_equal(new[:2], np.asarray(codebook[:2]))
+        for row in new[2:]:
+            norm = np.linalg.norm(row)
+            assert norm <= 5.0 + 1e-5
+            np.testing.assert_allclose(row / norm, [0.6, 0.8], rtol=1e-6)  # direction kept
+            assert min(abs(norm - n) for n in (5.0, 1.0, 2.0)) < 1e-5  # small ones stay
+    # Without the clip the outlier is copied as it is.
+    picks = set()
+    for seed in range(8):
+        new, _ = restart_dead_codes(
+            codebook, usage, candidates, jax.random.key(seed), clip_norm=False
+        )
+        picks |= {round(float(np.linalg.norm(r)), 3) for r in np.asarray(new)[2:]}
+    assert 500.0 in picks
+    # No live code: bounded by the candidates' median length.
+    cands = jnp.array([[1.0, 0.0], [2.0, 0.0], [1000.0, 0.0]])
+    new, dead = restart_dead_codes(jnp.zeros((6, 2)), jnp.zeros(6), cands, jax.random.key(1))
+    assert np.asarray(dead).all() and np.abs(np.asarray(new)).max() <= 2.0 + 1e-5
 
 
 def _config_specs():

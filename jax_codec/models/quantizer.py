@@ -308,7 +308,12 @@ class HierarchicalRVQ(nn.Module):
 
 
 def restart_dead_codes(
-    codebook: Array, usage: Array, candidates: Array, key: Array, threshold: float = 1e-3
+    codebook: Array,
+    usage: Array,
+    candidates: Array,
+    key: Array,
+    threshold: float = 1e-3,
+    clip_norm: bool = True,
 ) -> tuple[Array, Array]:
     """Replace rarely used codes by random recent encoder outputs (EnCodec's dead-code expiry).
 
@@ -316,8 +321,23 @@ def restart_dead_codes(
     projected encoder outputs (e.g. a level's `in_proj` output for the current batch).
     Returns (new codebook, boolean `[N]` mask of restarted codes). Pure and jit-able, so a train
     step can call it every few hundred steps on the codebook leaf of the params.
+
+    clip_norm: a restarted code is no longer than the level's longest live code or the
+    candidates' median length, whichever is larger: only its length is cut, not its
+    direction. Without it, one outlier encoder output copied into the codebook is picked by
+    every input in its direction (a cosine nearest neighbour ignores lengths), its size reaches
+    the next level's residual, whose restarts copy larger outliers still: the cascade that blew
+    up the codebooks of diverged runs (docs/training.md, "When a run diverges").
     """
     dead = usage < threshold
     picks = jax.random.randint(key, (codebook.shape[0],), 0, candidates.shape[0])
-    new = jnp.where(dead[:, None], candidates[picks].astype(codebook.dtype), codebook)
+    chosen = candidates[picks].astype(jnp.float32)
+    if clip_norm:
+        code_norms = jnp.linalg.norm(codebook.astype(jnp.float32), axis=-1)
+        cand_norms = jnp.linalg.norm(candidates.astype(jnp.float32), axis=-1)
+        live_max = jnp.max(jnp.where(dead, 0.0, code_norms))
+        bound = jnp.maximum(live_max, jnp.median(cand_norms))
+        norms = jnp.linalg.norm(chosen, axis=-1, keepdims=True)
+        chosen = chosen * jnp.minimum(1.0, bound / jnp.maximum(norms, 1e-12))
+    new = jnp.where(dead[:, None], chosen.astype(codebook.dtype), codebook)
     return new, dead

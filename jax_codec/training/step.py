@@ -454,7 +454,12 @@ class Trainer:
             level = dict(qparams[f"level{i}"])
             candidates = jax.lax.stop_gradient(z_e.reshape(-1, z_e.shape[-1]))
             level["codebook"], dead = restart_dead_codes(
-                level["codebook"], u, candidates, jax.random.fold_in(key, i), threshold
+                level["codebook"],
+                u,
+                candidates,
+                jax.random.fold_in(key, i),
+                threshold,
+                clip_norm=self.config.train.get("dead_code_clip_norm", True),
             )
             qparams[f"level{i}"] = level
             new_usage.append(jnp.where(dead, 1.0, u))  # restarted codes get a new grace period
