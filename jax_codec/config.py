@@ -146,6 +146,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         m.get("stereo", "ms") in ("lr", "ms"),
         f"model.stereo={m.get('stereo')!r}: use 'ms' (mid/side) or 'lr' (left/right)",
     )
+    side_gain = float(m.get("side_gain", 1.0))
+    need(side_gain > 0, f"model.side_gain={side_gain}: use a positive gain (1 = none)")
+    need(
+        side_gain == 1.0 or (channels == 2 and m.get("stereo", "ms") == "ms"),
+        f"model.side_gain={side_gain} needs a mid/side model (model.channels=2, "
+        "model.stereo='ms'); set model.side_gain=1",
+    )
     weights = tuple((config.get("loss") or {}).get("stereo_weights", (1.0, 1.0, 1.0, 1.0)))
     need(
         len(weights) == 4 and min(weights) >= 0 and sum(weights) > 0,

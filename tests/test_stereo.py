@@ -128,6 +128,31 @@ def test_old_configs_load_as_mono():
     assert Codec().channels == 1 and Codec(channels=2).channels == 2  # unbound
 
 
+def test_side_gain_scales_only_the_side_the_encoder_sees(stereo_model):
+    """`model.side_gain` g: the encoder of a g-model sees (M, g S), so with the same weights it
+    codes x exactly as a plain model codes the pair whose side is g times x's."""
+    codec, params = stereo_model
+    gained = build_codec(runlocal(**{"model.channels": 2, "model.side_gain": 4.0}).model)
+    assert gained.side_gain == 4.0
+    x = jnp.asarray(music(1, 0.2)) * 0.5
+    wider = stereo.from_mid_side(stereo.to_mid_side(x) * jnp.asarray([1.0, 4.0]))
+    ours = gained.apply(params, x, method=gained.encode)
+    theirs = codec.apply(params, wider, method=codec.encode)
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # ... and differs from the plain model's codes of x itself; the decoder is unchanged.
+    plain = codec.apply(params, x, method=codec.encode)
+    assert any(np.any(np.asarray(a) != np.asarray(b)) for a, b in zip(ours, plain, strict=True))
+    np.testing.assert_array_equal(
+        np.asarray(gained.apply(params, ours, method=gained.decode)),
+        np.asarray(codec.apply(params, ours, method=codec.decode)),
+    )
+    with pytest.raises(ConfigError, match=r"model.side_gain=2.0 needs a mid/side model"):
+        runlocal(**{"model.side_gain": 2.0})
+    with pytest.raises(ConfigError, match=r"model.side_gain=0.0: use a positive gain"):
+        runlocal(**{"model.channels": 2, "model.side_gain": 0.0})
+
+
 def test_bad_channel_counts_give_clear_errors(stereo_model, runlocal_codec):
     codec, params = stereo_model
     with pytest.raises(

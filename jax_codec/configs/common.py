@@ -144,6 +144,10 @@ def default_config() -> ml_collections.ConfigDict:
     # What a stereo model's convolutions see: "ms" (mid (L+R)/2 and side (L-R)/2) or "lr"
     # (left and right); ignored when mono.
     model.stereo = "ms"
+    # stereo="ms" only: the encoder sees the side times this (the decoder still outputs the
+    # side itself). Music's side is often 10-20 dB below its mid; a gain > 1 lets it reach the
+    # latent at the mid's level (docs/stereo.md).
+    model.side_gain = 1.0
 
     seanet = model.seanet = ml_collections.ConfigDict()
     # Options of arch="seanet" only (configs/encodec_24khz.py).

@@ -107,6 +107,9 @@ class Codec(nn.Module):
     # What a stereo model's convolutions see: "lr" (left, right) or "ms" (mid (L+R)/2, side
     # (L-R)/2; the decoder's mid/side output is turned back into left/right). Mono ignores it.
     stereo: str = "ms"
+    # stereo="ms" only: the encoder sees the side times this; the decoder outputs the side
+    # itself (a gain > 1 brings a quiet side to the mid's level at the encoder's input).
+    side_gain: float = 1.0
     # arch="spectrostream" only (`spectrostream.py`): the STFT's frame, hop and FFT lengths; per
     # 2-D block its (time, frequency) strides and channel multiplier (encoder order); the
     # first/last conv's kernel; delayed stereo fusion (channels coded apart by the blocks before
@@ -127,6 +130,13 @@ class Codec(nn.Module):
             raise ValueError(f"channels={self.channels}: use 1 (mono) or 2 (joint stereo)")
         if self.stereo not in STEREO_MODES:
             raise ValueError(f"stereo={self.stereo!r}: use one of {STEREO_MODES}")
+        if not self.side_gain > 0:
+            raise ValueError(f"side_gain={self.side_gain}: use a positive gain (1 = none)")
+        if self.side_gain != 1.0 and (self.channels != 2 or self.stereo != "ms"):
+            raise ValueError(
+                f"side_gain={self.side_gain} needs a mid/side model (channels=2, stereo='ms'); "
+                "set model.side_gain=1"
+            )
         if self.arch == "spectrostream":
             self._setup_spectrostream()
         elif self.arch == "seanet":
@@ -319,7 +329,12 @@ class Codec(nn.Module):
     def to_model_channels(self, audio: Array) -> Array:
         """`[B, T, channels]` audio -> what the encoder sees (mid/side for `stereo="ms"`)."""
         self.check_audio(audio)
-        return to_mid_side(audio) if self.channels == 2 and self.stereo == "ms" else audio
+        if self.channels != 2 or self.stereo != "ms":
+            return audio
+        ms = to_mid_side(audio)
+        if self.side_gain == 1.0:
+            return ms
+        return ms * jnp.asarray([1.0, self.side_gain], ms.dtype)
 
     def from_model_channels(self, y: Array) -> Array:
         """The decoder's output -> `[B, T, channels]` audio (left/right)."""
@@ -456,5 +471,6 @@ def build_codec(model_config: ml_collections.ConfigDict, dtype: Any = None) -> C
         final_activation=c.get("final_activation", "tanh"),
         channels=int(c.get("channels", 1)),
         stereo=str(c.get("stereo", "ms")),
+        side_gain=float(c.get("side_gain", 1.0)),
         **arch_options(c),
     )
