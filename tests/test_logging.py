@@ -202,6 +202,12 @@ def test_divergence_watch_warns_once_per_sign():
         commit = 5.0 + 20.0 * (step % 300 == 0)  # with spikes of 5x
         assert healthy.update(step, {"norm/params_g": norm, "vq/commitment": commit}) == []
 
+    early = tlog.DivergenceWatch()  # the first 200 steps: a doubling is not a sign yet
+    for step in range(10, 201, 10):
+        norm = 121.0 if step < 90 else 242.0
+        assert early.update(step, {"norm/params_g": norm}) == []
+    assert early.update(240, {"norm/params_g": 500.0})  # after the warm-up it is
+
     watch = tlog.DivergenceWatch(window=50)
     out = []
     for step in range(10, 601, 10):

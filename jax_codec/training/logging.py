@@ -220,11 +220,20 @@ class DivergenceWatch:
     (docs/training.md, "When a run diverges"): the generator's parameter norm
     (`norm/params_g`) growing `norm_ratio` times within `window` steps, and the commitment
     loss (`vq/commitment`) reaching `commitment_ratio` times its median over the last 50 logs.
+    The norm sign is not checked in the first `warmup` steps, where a healthy run's codebooks
+    can double the norm as they take on the encoder's scale.
     `update(step, scalars)` returns the warnings for this log step (usually none).
     """
 
-    def __init__(self, window: int = 50, norm_ratio: float = 2.0, commitment_ratio: float = 100.0):
+    def __init__(
+        self,
+        window: int = 50,
+        norm_ratio: float = 2.0,
+        commitment_ratio: float = 100.0,
+        warmup: int = 200,
+    ):
         self.window, self.norm_ratio, self.commitment_ratio = window, norm_ratio, commitment_ratio
+        self.warmup = warmup
         self.norms: list[tuple[int, float]] = []
         self.commitments: list[float] = []
         self.warned: set[str] = set()
@@ -234,7 +243,7 @@ class DivergenceWatch:
         norm = _scalar_or_none(scalars.get("norm/params_g"))
         if norm is not None and math.isfinite(norm):
             self.norms = [(s, v) for s, v in self.norms if s >= step - self.window]
-            if self.norms and "norm" not in self.warned:
+            if self.norms and step > self.warmup and "norm" not in self.warned:
                 s0, v0 = self.norms[0]
                 if v0 > 0 and norm >= self.norm_ratio * v0:
                     self.warned.add("norm")
