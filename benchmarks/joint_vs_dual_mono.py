@@ -72,6 +72,14 @@ MODELS = {
         "--config.train.batch_size=2",
         "--config.model.quantizer_dropout=0.25",
     ],
+    # The same with the side's reconstruction losses weighted 3x (half the per-signal weight).
+    "joint_wide_qd25_side3": [
+        "--config.model.encoder_width=12",
+        "--config.model.decoder_width=128",
+        "--config.train.batch_size=2",
+        "--config.model.quantizer_dropout=0.25",
+        "--config.loss.stereo_weights=(1.0, 1.0, 1.0, 3.0)",
+    ],
     # The same with the side 12 dB louder at the encoder's input (model.side_gain).
     "joint_wide_qd25_sg4": [
         "--config.model.encoder_width=12",
