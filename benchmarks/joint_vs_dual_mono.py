@@ -44,6 +44,14 @@ import subprocess
 import sys
 import time
 
+# Joint at dual mono's compute and audio per step: dual mono runs its network once per channel
+# (batch_size rows = half as many pairs); this runs a wider network once per pair, on as many
+# pairs per step as dual mono.
+_WIDE = [
+    "--config.model.encoder_width=12",
+    "--config.model.decoder_width=128",
+    "--config.train.batch_size=2",
+]
 # name -> overrides of the preset (the run's name labels its rows in the evaluation).
 MODELS = {
     "joint": [],
@@ -51,9 +59,6 @@ MODELS = {
     "joint_channels": ["--config.discriminator.stereo=channels"],
     "joint_lr": ["--config.model.stereo=lr"],
     "dual_mono": ["--config.model.channels=1", "--config.data.channels=2"],
-    # Joint at dual mono's compute and audio per step: dual mono runs its network once per
-    # channel (batch_size rows = half as many pairs); this one runs a wider network once per
-    # pair, on as many pairs per step as dual mono.
     # Quantizer dropout 0.25 instead of DAC's 0.5: the upper levels train on more examples.
     "joint_qd25": ["--config.model.quantizer_dropout=0.25"],
     "dual_mono_qd25": [
@@ -61,30 +66,17 @@ MODELS = {
         "--config.data.channels=2",
         "--config.model.quantizer_dropout=0.25",
     ],
-    "joint_wide": [
-        "--config.model.encoder_width=12",
-        "--config.model.decoder_width=128",
-        "--config.train.batch_size=2",
-    ],
-    "joint_wide_qd25": [
-        "--config.model.encoder_width=12",
-        "--config.model.decoder_width=128",
-        "--config.train.batch_size=2",
-        "--config.model.quantizer_dropout=0.25",
-    ],
+    "joint_wide": _WIDE,
+    "joint_wide_qd25": [*_WIDE, "--config.model.quantizer_dropout=0.25"],
     # The same with the side's reconstruction losses weighted 3x (half the per-signal weight).
     "joint_wide_qd25_side3": [
-        "--config.model.encoder_width=12",
-        "--config.model.decoder_width=128",
-        "--config.train.batch_size=2",
+        *_WIDE,
         "--config.model.quantizer_dropout=0.25",
         "--config.loss.stereo_weights=(1.0, 1.0, 1.0, 3.0)",
     ],
     # The same with the side 12 dB louder at the encoder's input (model.side_gain).
     "joint_wide_qd25_sg4": [
-        "--config.model.encoder_width=12",
-        "--config.model.decoder_width=128",
-        "--config.train.batch_size=2",
+        *_WIDE,
         "--config.model.quantizer_dropout=0.25",
         "--config.model.side_gain=4",
     ],

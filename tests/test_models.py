@@ -248,7 +248,8 @@ def test_restart_dead_codes():
 
 def test_restart_dead_codes_clips_outliers_to_the_live_codes():
     """A restarted code keeps its candidate's direction but is no longer than the longest live
-    code (or the candidates' median length, if larger), so one outlier encoder output cannot seed the cascade that blows up the codebooks."""
+    code (or the candidates' median length, if larger), so one outlier encoder output cannot
+    seed the cascade that blows up the codebooks."""
     codebook = jnp.array([[3.0, 4.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]])  # live: |5|, |1|
     usage = jnp.array([0.5, 0.5, 0.0, 0.0])
     candidates = jnp.array([[300.0, 400.0], [0.6, 0.8], [1.2, 1.6]])  # an outlier, two small
