@@ -80,6 +80,14 @@ MODELS = {
         "--config.model.quantizer_dropout=0.25",
         "--config.model.side_gain=4",
     ],
+    # Delayed fusion: the encoder's first two and the decoder's last two blocks code mid and
+    # side apart (shared weights, as dual mono's per-channel network), the middle jointly; at
+    # the preset's widths on dual mono's pairs per step, about dual mono's compute.
+    "joint_split2_qd25": [
+        "--config.model.stereo_split_blocks=2",
+        "--config.train.batch_size=2",
+        "--config.model.quantizer_dropout=0.25",
+    ],
 }
 METRICS = (
     "mel_distance",

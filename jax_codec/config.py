@@ -153,6 +153,18 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f"model.side_gain={side_gain} needs a mid/side model (model.channels=2, "
         "model.stereo='ms'); set model.side_gain=1",
     )
+    split = int(m.get("stereo_split_blocks", 0))
+    blocks = min(len(m.encoder_strides), len(m.decoder_strides))
+    need(
+        split == 0 or (channels == 2 and m.get("arch", "dac") in ("dac", "snac")),
+        f"model.stereo_split_blocks={split} needs a stereo model (model.channels=2) of arch "
+        "'dac' or 'snac'; set model.stereo_split_blocks=0",
+    )
+    need(
+        0 <= split <= blocks,
+        f"model.stereo_split_blocks={split} must be in [0, {blocks}] (the encoder's and the "
+        "decoder's blocks)",
+    )
     weights = tuple((config.get("loss") or {}).get("stereo_weights", (1.0, 1.0, 1.0, 1.0)))
     need(
         len(weights) == 4 and min(weights) >= 0 and sum(weights) > 0,

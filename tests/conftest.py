@@ -52,9 +52,10 @@ def model_input(x, rate: int, target_db: float = -18.0):
 
 def grow_params(mono_params, codec):
     """`codec`'s (stereo) weights from a mono model's: equal where the shapes agree (all but
-    the encoder's first and the decoder's last conv); there, the mono weights for one channel
-    and a different copy for the other, so the two channels take different paths. Saves
-    compiling a second `init`."""
+    the encoder's first and the decoder's last conv, or, with delayed fusion, the blocks where
+    the channels meet or part); where an axis is longer, the mono weights then a different
+    copy of them, so two channels take different paths; where it is shorter, the first
+    entries. Saves compiling a second `init`."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -64,10 +65,11 @@ def grow_params(mono_params, codec):
 
     def grow(leaf, want):
         a = np.asarray(leaf)
-        if a.shape == want.shape:
-            return a
-        axis = next(i for i, (m, w) in enumerate(zip(a.shape, want.shape)) if m != w)
-        return np.concatenate([a, 0.8 * np.roll(a, 1, axis=0)], axis=axis)
+        for axis, n in enumerate(want.shape):
+            while a.shape[axis] < n:
+                a = np.concatenate([a, 0.8 * np.roll(a, 1, axis=0)], axis=axis)
+            a = np.take(a, np.arange(n), axis=axis)
+        return a
 
     return jax.tree.map(grow, mono_params, target)
 

@@ -61,6 +61,7 @@ def test_info_json_reports_sample_rate_and_channels(capsys):
     assert main(["info", "--config=configs/music48.py:runlocal", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert (summary["sample_rate"], summary["channels"], summary["stereo"]) == (48000, 2, "ms")
+    assert summary["stereo_split_blocks"] == 0
     assert summary["config"] == "music48_runlocal"
     assert summary["causal"] and summary["latency_ms"] <= 60.0
     assert "48000 Hz, joint stereo (ms, one code stream)" in format_summary(summary)

@@ -51,6 +51,19 @@ def stereo_model(runlocal_codec):
     return codec, louder(grow_params(runlocal_codec[1], codec))
 
 
+@pytest.fixture(scope="module", params=[0, 2], ids=["joint", "split2"])
+def stereo_models(request, stereo_model, runlocal_codec):
+    """`stereo_model`, and the same with delayed fusion (`model.stereo_split_blocks=2`: the
+    encoder's first two blocks and the decoder's last two code mid and side apart)."""
+    if not request.param:
+        return stereo_model
+    codec = build_codec(
+        runlocal(**{"model.channels": 2, "model.stereo_split_blocks": request.param}).model
+    )
+    assert codec.stereo_split_blocks == request.param
+    return codec, louder(grow_params(runlocal_codec[1], codec))
+
+
 # --------------------------------------------------------------------------- transforms
 
 
@@ -177,8 +190,45 @@ def test_bad_channel_counts_give_clear_errors(stereo_model, runlocal_codec):
         enc.push(np.zeros((1, 1000, 2), np.float32))
 
 
-def test_causality_per_channel(stereo_model):
-    codec, params = stereo_model
+def test_split_layers_code_each_channel_apart(stereo_models):
+    """Delayed fusion: a change of the side alone leaves the mid's row of every split layer
+    as it was and changes the side's; from the first fused block on, both are mixed."""
+    codec, params = stereo_models
+    if not codec.stereo_split_blocks:
+        pytest.skip("joint from the first conv")
+    x = jnp.asarray(music(1, 0.2))
+    d = 0.1 * jax.random.normal(jax.random.key(5), x.shape[:2])
+    y = x + jnp.stack([d, -d], axis=-1)  # the same mid, another side
+
+    def blocks(audio):
+        _, state = codec.apply(
+            params,
+            audio,
+            method=codec.encode,
+            capture_intermediates=True,
+            mutable=["intermediates"],
+        )
+        enc = state["intermediates"]["encoder"]
+        return [np.asarray(enc[f"EncoderBlock_{i}"]["__call__"][0]) for i in range(4)]
+
+    a, b = blocks(x), blocks(y)
+    n = codec.stereo_split_blocks
+    for i in range(n):  # rows: (mid, side) of the one item
+        assert a[i].shape[0] == 2
+        # (the mid is equal up to rounding: (L + R) / 2 of the shifted pair)
+        np.testing.assert_allclose(a[i][0], b[i][0], rtol=1e-4, atol=2e-5)
+        assert np.abs(a[i][1] - b[i][1]).max() > 1e-2
+    assert a[n].shape[0] == 1 and np.abs(a[n] - b[n]).max() > 1e-2
+    with pytest.raises(ConfigError, match=r"stereo_split_blocks=2 needs a stereo model"):
+        runlocal(**{"model.stereo_split_blocks": 2})
+    with pytest.raises(ConfigError, match=r"stereo_split_blocks=5 must be in \[0, 4\]"):
+        runlocal(**{"model.channels": 2, "model.stereo_split_blocks": 5})
+    with pytest.raises(ValueError, match=r"stereo_split_blocks=1 needs a stereo model"):
+        Codec(stereo_split_blocks=1).init(jax.random.key(0), jnp.zeros((1, 4096, 1)))
+
+
+def test_causality_per_channel(stereo_models):
+    codec, params = stereo_models
     lat = codec.latency_samples
     t_total, t = 8 * 2048, 9000
     x = jax.random.normal(jax.random.key(3), (1, t_total, 2)) * 0.3
@@ -214,10 +264,11 @@ def test_mono_input_to_a_stereo_model_and_back(stereo_model, runlocal_codec):
 # --------------------------------------------------------------------------- streaming
 
 
-def test_stereo_stream_equals_offline(stereo_model):
+def test_stereo_stream_equals_offline(stereo_models):
     """One case (3 frames: not a divisor of the block; 2 of 4 levels; 2 streams): the chunk
-    arithmetic is the mono stream's, tested at length in tests/test_streaming.py."""
-    codec, params = stereo_model
+    arithmetic is the mono stream's, tested at length in tests/test_streaming.py. With delayed
+    fusion the split layers' caches hold a row per channel."""
+    codec, params = stereo_models
     chunk_frames, k, batch = 3, 2, 2
     x = music(batch, 0.41, seed=chunk_frames)
     codes = codec.apply(params, jnp.asarray(x), k, method=codec.encode)
@@ -255,14 +306,19 @@ def symmetric_params(params):
     return jax.tree_util.tree_map_with_path(f, params)
 
 
-def test_lr_swap_swaps_the_output_of_a_symmetric_model(stereo_model):
+@pytest.mark.parametrize("split", [0, 2], ids=["joint", "split2"])
+def test_lr_swap_swaps_the_output_of_a_symmetric_model(stereo_model, runlocal_codec, split):
     """A joint code stream has no built-in left/right symmetry (a trained model only learns it,
     helped by `data.augment.swap_prob`), so this is checked on a model symmetric by
     construction (`symmetric_params`): swapping L and R in the input must swap them in the
     output, offline and streaming. This catches any place that mixes up the channel axis
-    (folding, caches, the final conv) while the two channels still differ."""
-    codec = build_codec(runlocal(**{"model.channels": 2, "model.stereo": "lr"}).model)
-    params = symmetric_params(stereo_model[1])
+    (folding, caches, the final conv) while the two channels still differ. With delayed fusion
+    (`split`), the halves of the fused layers' channels are the left's and the right's
+    features, so this also checks the order in which they are joined and parted."""
+    overrides = {"model.channels": 2, "model.stereo": "lr", "model.stereo_split_blocks": split}
+    codec = build_codec(runlocal(**overrides).model)
+    base = stereo_model[1] if not split else louder(grow_params(runlocal_codec[1], codec))
+    params = symmetric_params(base)
     x = music(1, 0.3)
     fwd = jax.jit(codec.apply)
     a, b = fwd(params, jnp.asarray(x)), fwd(params, jnp.asarray(x[..., ::-1].copy()))

@@ -148,6 +148,11 @@ def default_config() -> ml_collections.ConfigDict:
     # side itself). Music's side is often 10-20 dB below its mid; a gain > 1 lets it reach the
     # latent at the mid's level (docs/stereo.md).
     model.side_gain = 1.0
+    # Delayed stereo fusion (arch "dac" / "snac", channels=2): the encoder's first conv and first
+    # this many blocks, and the decoder's last as many blocks and last conv, code each channel
+    # apart with the same weights (channels folded into the batch); the blocks between code
+    # them jointly. 0: joint throughout (docs/stereo.md).
+    model.stereo_split_blocks = 0
 
     seanet = model.seanet = ml_collections.ConfigDict()
     # Options of arch="seanet" only (configs/encodec_24khz.py).

@@ -110,6 +110,11 @@ class Codec(nn.Module):
     # stereo="ms" only: the encoder sees the side times this; the decoder outputs the side
     # itself (a gain > 1 brings a quiet side to the mid's level at the encoder's input).
     side_gain: float = 1.0
+    # Delayed stereo fusion (arch "dac" / "snac", channels=2): the encoder's first conv and first
+    # `stereo_split_blocks` blocks, and the decoder's last as many blocks and last conv, code
+    # each channel (mid and side, or left and right) apart with the same weights; the blocks
+    # between code them jointly. 0: joint from the first conv to the last.
+    stereo_split_blocks: int = 0
     # arch="spectrostream" only (`spectrostream.py`): the STFT's frame, hop and FFT lengths; per
     # 2-D block its (time, frequency) strides and channel multiplier (encoder order); the
     # first/last conv's kernel; delayed stereo fusion (channels coded apart by the blocks before
@@ -136,6 +141,11 @@ class Codec(nn.Module):
             raise ValueError(
                 f"side_gain={self.side_gain} needs a mid/side model (channels=2, stereo='ms'); "
                 "set model.side_gain=1"
+            )
+        if self.stereo_split_blocks and (self.channels != 2 or self.arch not in ("dac", "snac")):
+            raise ValueError(
+                f"stereo_split_blocks={self.stereo_split_blocks} needs a stereo model "
+                "(channels=2) of arch 'dac' or 'snac'; set stereo_split_blocks=0"
             )
         if self.arch == "spectrostream":
             self._setup_spectrostream()
@@ -184,6 +194,7 @@ class Codec(nn.Module):
                 arch=self.arch,
                 depthwise=self.depthwise,
                 attn_window=self.attn_window,
+                split_blocks=self.stereo_split_blocks,
             )
             self.decoder = Decoder(
                 self.decoder_width,
@@ -199,6 +210,7 @@ class Codec(nn.Module):
                 depthwise=self.depthwise,
                 attn_window=self.attn_window,
                 noise=self.noise,
+                split_blocks=self.stereo_split_blocks,
             )
         else:
             raise ValueError(
@@ -472,5 +484,6 @@ def build_codec(model_config: ml_collections.ConfigDict, dtype: Any = None) -> C
         channels=int(c.get("channels", 1)),
         stereo=str(c.get("stereo", "ms")),
         side_gain=float(c.get("side_gain", 1.0)),
+        stereo_split_blocks=int(c.get("stereo_split_blocks", 0)),
         **arch_options(c),
     )

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from jax_codec.models.attention import LocalMHA
+from jax_codec.models.encoder import split_channels, unfold_channels
 from jax_codec.models.layers import NoiseBlock, ResidualUnit, Snake, WNConv1d, WNConvTranspose1d
 
 Array = jax.Array
@@ -63,6 +64,10 @@ class Decoder(nn.Module):
     are returned as zeros so the output keeps `F * prod(strides)` samples.
     `final_activation`: "tanh" (DAC) or "none".
     `noise_key`: the key of the noise blocks (`noise=True`), None for none (zero noise).
+    `split_blocks` (delayed fusion, the encoder's mirror): the last `split_blocks` blocks and the
+    last conv decode each output channel apart (the features split into `channels` equal groups,
+    channel 0's first, folded into the batch; the same weights for each), so each of those
+    blocks sees half its input width per channel; 0: every layer makes all channels.
     """
 
     width: int = 512
@@ -78,9 +83,17 @@ class Decoder(nn.Module):
     depthwise: bool = False
     attn_window: int = 0
     noise: bool = False
+    split_blocks: int = 0
 
     @nn.compact
     def __call__(self, z: Array, noise_key: Array | None = None) -> Array:
+        n_blocks = len(self.strides)
+        if not 0 <= self.split_blocks <= n_blocks:
+            raise ValueError(
+                f"split_blocks={self.split_blocks} must be in [0, {n_blocks}] (the decoder's "
+                "blocks)"
+            )
+        groups = self.channels if self.split_blocks else 1
         if self.final_activation not in ("tanh", "none"):
             raise ValueError(f"final_activation={self.final_activation!r}: use 'tanh' or 'none'")
         block = nn.remat(DecoderBlock) if self.remat else DecoderBlock
@@ -94,6 +107,8 @@ class Decoder(nn.Module):
             x = LocalMHA(self.attn_window, dtype=self.dtype)(x)
         features = self.width
         for i, s in enumerate(self.strides):
+            if groups > 1 and i == n_blocks - self.split_blocks:
+                x = split_channels(x, groups)
             features //= 2
             # Named as without remat (nn.remat's class is "CheckpointDecoderBlock").
             x = block(
@@ -109,7 +124,9 @@ class Decoder(nn.Module):
                 name=f"DecoderBlock_{i}",
             )(x, None if noise_key is None else jax.random.fold_in(noise_key, i))
         x = Snake(self.dtype)(x)
-        x = WNConv1d(self.channels, 7, causal=self.causal, dtype=self.dtype)(x)
+        x = WNConv1d(self.channels // groups, 7, causal=self.causal, dtype=self.dtype)(x)
+        if groups > 1:
+            x = unfold_channels(x, groups)
         x = x.astype(jnp.float32)
         if self.final_activation == "tanh":
             x = jnp.tanh(x)

@@ -21,6 +21,28 @@ from jax_codec.models.layers import SCALED_INIT, ResidualUnit, Snake, WNConv1d
 Array = jax.Array
 
 
+def fold_channels(x: Array) -> Array:
+    """`[B, T, C]` -> `[B * C, T, 1]`: each channel a row of its own (row b * C + c)."""
+    b, t, c = x.shape
+    return jnp.swapaxes(x, 1, 2).reshape(b * c, t, 1)
+
+
+def unfold_channels(x: Array, groups: int) -> Array:
+    """`[B * G, T, D]` rows (row b * G + g) -> `[B, T, G * D]`, group 0's features first."""
+    bg, t, d = x.shape
+    return jnp.swapaxes(x.reshape(bg // groups, groups, t, d), 1, 2).reshape(
+        bg // groups, t, groups * d
+    )
+
+
+def split_channels(x: Array, groups: int) -> Array:
+    """Inverse of `unfold_channels`: `[B, T, G * D]` -> `[B * G, T, D]`."""
+    b, t, gd = x.shape
+    return jnp.swapaxes(x.reshape(b, t, groups, gd // groups), 1, 2).reshape(
+        b * groups, t, gd // groups
+    )
+
+
 class EncoderBlock(nn.Module):
     """Residual units (dilations 1, 3, 9) then a strided conv (kernel 2*stride) to `features`."""
 
@@ -61,6 +83,10 @@ class Encoder(nn.Module):
     `arch`: "dac" (Snake, conv(k=3) to `latent_dim`) or "snac" (see the module doc; then
     `latent_dim` must equal the last block's channels); `depthwise` and `attn_window` (0: no
     attention) are SNAC's options.
+    `split_blocks` (delayed fusion, for a C-channel input): the first conv and the first
+    `split_blocks` blocks see one channel at a time (the channels folded into the batch, the
+    same weights for each), and their outputs are concatenated on channels (channel 0 first)
+    before the next block, which then sees C times the width; 0: every layer sees all channels.
     """
 
     width: int = 32
@@ -73,19 +99,30 @@ class Encoder(nn.Module):
     arch: str = "dac"
     depthwise: bool = False
     attn_window: int = 0
+    split_blocks: int = 0
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
+        if not 0 <= self.split_blocks <= len(self.strides):
+            raise ValueError(
+                f"split_blocks={self.split_blocks} must be in [0, {len(self.strides)}] (the "
+                "encoder's blocks)"
+            )
         if self.arch not in ("dac", "snac"):
             raise ValueError(f"Encoder arch={self.arch!r}: use 'dac' or 'snac'")
         if self.arch == "dac" and (self.depthwise or self.attn_window):
             raise ValueError("depthwise convs and attention are options of arch='snac'")
         block = nn.remat(EncoderBlock) if self.remat else EncoderBlock
+        groups = x.shape[-1] if self.split_blocks else 1
+        if groups > 1:
+            x = fold_channels(x)
         x = WNConv1d(self.width, 7, causal=self.causal, dtype=self.dtype, kernel_init=SCALED_INIT)(
             x
         )
         channels = self.width
         for i, s in enumerate(self.strides):
+            if groups > 1 and i == self.split_blocks:
+                x = unfold_channels(x, groups)
             channels *= 2
             # Named as without remat (nn.remat's class is "CheckpointEncoderBlock").
             x = block(
@@ -97,6 +134,8 @@ class Encoder(nn.Module):
                 depthwise=self.depthwise,
                 name=f"EncoderBlock_{i}",
             )(x)
+        if groups > 1 and self.split_blocks == len(self.strides):
+            x = unfold_channels(x, groups)
         if self.arch == "snac":
             if self.latent_dim != channels:
                 raise ValueError(

@@ -53,6 +53,8 @@ def codec_summary(config: ml_collections.ConfigDict, seconds: float = 1.0) -> di
         "channels": codec.channels,
         # What a stereo model's convolutions see ("ms" or "lr"); None for mono.
         "stereo": codec.stereo if codec.channels == 2 else None,
+        # Delayed fusion: encoder/decoder blocks at each end coding the channels apart (0: none).
+        "stereo_split_blocks": codec.stereo_split_blocks,
         "causal": codec.causal,
         "params": {**n_params, "total": sum(n_params.values())},
         "hop_length": codec.hop_length,
