@@ -190,6 +190,26 @@ def paired(rows: list[dict], a: str, b: str) -> list[dict]:
     return result
 
 
+def pooled_rows(specs: list[str], a: str = "joint", b: str = "dual") -> list[dict]:
+    """The rows of several evaluations (e.g. one per training seed) as one: each spec is
+    `RESULTS_JSON=JOINT_LABEL,OTHER_LABEL` (an evaluation's results.json and the two codecs'
+    row labels in it); the codecs are renamed `a` and `b`, and each file is tagged with its
+    evaluation, so `paired` takes every (track, evaluation) as a unit of its own."""
+    rows = []
+    for i, spec in enumerate(specs):
+        path, _, labels = spec.rpartition("=")
+        if not path or labels.count(",") != 1:
+            raise SystemExit(f"--pool: {spec!r} is not RESULTS_JSON=JOINT_LABEL,OTHER_LABEL")
+        mapping = dict(zip(labels.split(","), (a, b)))
+        with open(path) as f:
+            found = [r for r in json.load(f) if r["codec"] in mapping]
+        missing = set(mapping) - {r["codec"] for r in found}
+        if missing:
+            raise SystemExit(f"--pool: {path} has no rows of {sorted(missing)}")
+        rows += [dict(r, codec=mapping[r["codec"]], file=f"{r['file']}#{i}") for r in found]
+    return rows
+
+
 def paired_table(pairs: list[dict], a: str, b: str) -> str:
     head = f"| {a} n_q | kbps | {b} n_q | kbps | " + " | ".join(METRICS) + " |\n"
     head += "|---|---|---|---|" + "---|" * len(METRICS) + "\n"
@@ -236,8 +256,8 @@ def table(summary: list[dict]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--train_dir", required=True)
-    p.add_argument("--heldout_dir", required=True)
+    p.add_argument("--train_dir", help="real stereo music to train on (not with --pool)")
+    p.add_argument("--heldout_dir", help="held-out tracks to evaluate on (not with --pool)")
     p.add_argument("--config", default="configs/music48.py:runlocal")
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--n_quantizers", default="1,2,3,4")
@@ -259,7 +279,27 @@ def main() -> None:
         action="store_true",
         help="keep a model's run in --workdir that has reached --steps instead of retraining it",
     )
+    p.add_argument(
+        "--pool",
+        default="",
+        help="instead of training: pool evaluations already made, as space-separated "
+        "RESULTS_JSON=JOINT_LABEL,OTHER_LABEL (e.g. one per seed), and pair them track by "
+        "track and evaluation by evaluation",
+    )
     args = p.parse_args()
+    if args.pool:
+        specs = args.pool.split()
+        pairs = paired(pooled_rows(specs), "joint", "dual")
+        print(paired_table(pairs, "joint", "dual"))
+        if args.output:
+            with open(args.output, "w") as f:
+                json.dump(
+                    {"command": " ".join(sys.argv), "pool": specs, "paired": pairs}, f, indent=1
+                )
+            print("wrote", args.output)
+        return
+    if not (args.train_dir and args.heldout_dir):
+        p.error("--train_dir and --heldout_dir are required (unless --pool)")
     names = [m for m in args.models.split(",") if m]
     unknown = sorted(set(names) - set(MODELS))
     if unknown or args.joint not in names or len(names) < 2:

@@ -48,3 +48,30 @@ def test_paired_matches_bitrates_and_averages_excerpts():
     assert "si_sdr" not in pairs[0]["metrics"]  # no values: no entry
     table = jvd.paired_table(pairs, "joint", "dual")
     assert "| 1 | 1.00 | 1 | 0.90 | -1.250 ± " in table and "(2/2)" in table
+
+
+def test_pooled_rows_pair_each_track_of_each_evaluation(tmp_path):
+    """Two evaluations (e.g. two seeds) with their own labels and the same track names: pooled,
+    each (track, evaluation) is a unit of its own, so the same track twice counts twice."""
+    first = [
+        row("joint_s2", 1, 1.0, "a", mel_distance=1.0),
+        row("dual_s2", 1, 1.0, "a", mel_distance=3.0),
+    ]
+    second = [
+        row("joint_wide", 1, 1.0, "a", mel_distance=2.0),
+        row("dual_mono", 1, 1.0, "a", mel_distance=2.5),
+        row("opus", 1, 1.0, "a", mel_distance=9.0),
+    ]
+    paths = []
+    for i, rows in enumerate((first, second)):
+        paths.append(tmp_path / f"results{i}.json")
+        paths[-1].write_text(jvd.json.dumps(rows))
+    specs = [f"{paths[0]}=joint_s2,dual_s2", f"{paths[1]}=joint_wide,dual_mono"]
+    pooled = jvd.pooled_rows(specs)
+    assert {r["codec"] for r in pooled} == {"joint", "dual"} and len(pooled) == 4
+    mel = jvd.paired(pooled, "joint", "dual")[0]["metrics"]["mel_distance"]
+    assert mel["files"] == 2 and mel["mean_diff"] == pytest.approx((-2.0 - 0.5) / 2)
+    with pytest.raises(SystemExit, match="no rows of \\['dual_s3'\\]"):
+        jvd.pooled_rows([f"{paths[0]}=joint_s2,dual_s3"])
+    with pytest.raises(SystemExit, match="is not RESULTS_JSON=JOINT_LABEL,OTHER_LABEL"):
+        jvd.pooled_rows([str(paths[0])])
