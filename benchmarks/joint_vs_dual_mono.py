@@ -80,6 +80,12 @@ MODELS = {
         "--config.model.quantizer_dropout=0.25",
         "--config.model.side_gain=4",
     ],
+    # Joint wide with dual mono's latent width for the pair (two mono latents of 64 dims).
+    "joint_wide_lat128_qd25": [
+        *_WIDE,
+        "--config.model.latent_dim=128",
+        "--config.model.quantizer_dropout=0.25",
+    ],
     # Delayed fusion: the encoder's first two and the decoder's last two blocks code mid and
     # side apart (shared weights, as dual mono's per-channel network), the middle jointly; at
     # the preset's widths on dual mono's pairs per step, about dual mono's compute.
