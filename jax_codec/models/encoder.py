@@ -21,12 +21,6 @@ from jax_codec.models.layers import SCALED_INIT, ResidualUnit, Snake, WNConv1d
 Array = jax.Array
 
 
-def fold_channels(x: Array) -> Array:
-    """`[B, T, C]` -> `[B * C, T, 1]`: each channel a row of its own (row b * C + c)."""
-    b, t, c = x.shape
-    return jnp.swapaxes(x, 1, 2).reshape(b * c, t, 1)
-
-
 def unfold_channels(x: Array, groups: int) -> Array:
     """`[B * G, T, D]` rows (row b * G + g) -> `[B, T, G * D]`, group 0's features first."""
     bg, t, d = x.shape
@@ -36,7 +30,8 @@ def unfold_channels(x: Array, groups: int) -> Array:
 
 
 def split_channels(x: Array, groups: int) -> Array:
-    """Inverse of `unfold_channels`: `[B, T, G * D]` -> `[B * G, T, D]`."""
+    """Inverse of `unfold_channels`: `[B, T, G * D]` -> `[B * G, T, D]` (with D = 1, each
+    channel of `[B, T, C]` a row of its own)."""
     b, t, gd = x.shape
     return jnp.swapaxes(x.reshape(b, t, groups, gd // groups), 1, 2).reshape(
         b * groups, t, gd // groups
@@ -115,7 +110,7 @@ class Encoder(nn.Module):
         block = nn.remat(EncoderBlock) if self.remat else EncoderBlock
         groups = x.shape[-1] if self.split_blocks else 1
         if groups > 1:
-            x = fold_channels(x)
+            x = split_channels(x, groups)
         x = WNConv1d(self.width, 7, causal=self.causal, dtype=self.dtype, kernel_init=SCALED_INIT)(
             x
         )
