@@ -26,7 +26,8 @@ commands and wall times, and the paired differences) and prints a markdown table
 metrics, then `--joint` minus each other model file by file at the nearest bitrate (`paired`):
 the mean difference with its 95% interval over files and on how many files `--joint` is better.
 `--excerpts N` measures N excerpts of `--segment_seconds` spread over each held-out file (a file
-counts once, as their mean); `--seed` sets every run's `train.seed`; `--joint` names the model
+counts once, as their mean); `--seed` sets every run's `train.seed`;
+`--reuse` keeps runs that reached `--steps`, `--resume` continues shorter ones to it; `--joint` names the model
 the others are compared with (e.g. `--joint joint_qd25 --models joint_qd25,dual_mono_qd25`).
 
 Real music: Debian's free soundtracks (`apt-get install hyperrogue-music asc-music`), never
@@ -106,12 +107,25 @@ METRICS = (
 )
 
 
+def last_checkpoint(workdir: str) -> int:
+    """The latest step saved in a run's work dir (0 when none)."""
+    ckpt = os.path.join(workdir, "checkpoints")
+    steps = [int(d) for d in os.listdir(ckpt) if d.isdigit()] if os.path.isdir(ckpt) else []
+    return max(steps, default=0)
+
+
 def train(name: str, args) -> dict:
     workdir = os.path.join(args.workdir, name)
     if args.reuse and os.path.isdir(os.path.join(workdir, "checkpoints", str(args.steps))):
         print(f"reusing {workdir} (trained to step {args.steps})", flush=True)
         return {"command": "(reused)", "wall_s": None, "workdir": workdir}
-    shutil.rmtree(workdir, ignore_errors=True)
+    done = last_checkpoint(workdir)
+    if args.resume and done and done < args.steps:
+        # The same command resumes exactly (data position, step randomness; the learning-rate
+        # schedule does not depend on the run's length), so this is the run to --steps.
+        print(f"resuming {workdir} from step {done} to {args.steps}", flush=True)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     cmd = [
         sys.executable,
         "-m",
@@ -284,6 +298,12 @@ def main() -> None:
         "--reuse",
         action="store_true",
         help="keep a model's run in --workdir that has reached --steps instead of retraining it",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a model's run in --workdir that stopped short of --steps (exact "
+        "resume) instead of retraining it from scratch",
     )
     p.add_argument(
         "--pool",

@@ -75,3 +75,37 @@ def test_pooled_rows_pair_each_track_of_each_evaluation(tmp_path):
         jvd.pooled_rows([f"{paths[0]}=joint_s2,dual_s3"])
     with pytest.raises(SystemExit, match="is not RESULTS_JSON=JOINT_LABEL,OTHER_LABEL"):
         jvd.pooled_rows([str(paths[0])])
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_resume_continues_a_shorter_run_and_retrain_starts_over(tmp_path, monkeypatch, resume):
+    """`--resume` keeps a run that stopped short of --steps (the train command resumes it);
+    without it the run is trained again from scratch; `--reuse` keeps one that got there."""
+    run = tmp_path / "joint_wide_qd25"
+    (run / "checkpoints" / "1000").mkdir(parents=True)
+    (run / "checkpoints" / "2000").mkdir()
+    (run / "metrics.jsonl").write_text("old\n")
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        return jvd.subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(jvd.subprocess, "run", fake_run)
+    args = jvd.argparse.Namespace(
+        workdir=str(tmp_path),
+        steps=4000,
+        reuse=True,
+        resume=resume,
+        config="c",
+        train_dir="t",
+        heldout_dir="h",
+        seed=2,
+    )
+    assert jvd.last_checkpoint(str(run)) == 2000
+    jvd.train("joint_wide_qd25", args)
+    assert len(calls) == 1 and "--config.train.num_steps=4000" in calls[0]
+    assert (run / "metrics.jsonl").exists() == resume
+    (run / "checkpoints" / "4000").mkdir(parents=True, exist_ok=True)
+    assert jvd.train("joint_wide_qd25", args)["command"] == "(reused)" and len(calls) == 1
+    assert jvd.last_checkpoint(str(tmp_path / "none")) == 0
