@@ -6,12 +6,13 @@
 Each `LABEL=CHECKPOINT` (a work dir, `best/` or a step dir) is run forward (`Codec.__call__`,
 `--n_quantizers` codebooks, no `.jcodec` level handling, so the model's own levels show) on
 `--seconds` (whole hops) of digital silence and on `--seconds` of each `--music` file from
-`--start`. Printed and written as JSON: the output's RMS level (dBFS) for the silence (a
-second before and after it left out), the share of that output's power at harmonics of the
-frame rate (a constant latent through a time-invariant decoder repeats every hop, so this is
-1 up to rounding, and the level is what matters), and the RMS level of each music excerpt in
-and out. A codec that has learned silence gives a very low silence level; one whose output
-is mostly this buzz gives about the same level for music as for silence.
+`--start`. Printed and written as JSON: the output's RMS level (dBFS, each channel's DC
+offset removed: what is heard) for the silence (a second before and after it left out), its
+DC offset per channel, the share of its power at harmonics of the frame rate (a constant
+latent through a time-invariant decoder repeats every hop, so this is 1 up to rounding, and
+the level is what matters), and the RMS level of each music excerpt in and out. A codec that
+has learned silence gives a very low silence level; one whose output is mostly this buzz
+gives about the same level for music as for silence.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import numpy as np
 
 
 def rms_dbfs(x: np.ndarray) -> float:
-    return float(20 * np.log10(np.sqrt(np.mean(np.square(x, dtype=np.float64))) + 1e-12))
+    """RMS level of `x` ``[T, C]`` in dBFS, each channel's mean (DC offset) removed."""
+    x = np.asarray(x, np.float64)
+    return float(20 * np.log10(np.sqrt(np.mean(np.square(x - x.mean(axis=0)))) + 1e-12))
 
 
 def harmonic_share(y: np.ndarray, sample_rate: int, fundamental: float) -> float:
@@ -61,6 +64,7 @@ def measure(loaded, music: dict[str, np.ndarray], seconds: float, n_quantizers: 
         "sample_rate": sr,
         "frame_rate_hz": sr / codec.hop_length,
         "silence_out_dbfs": rms_dbfs(silence),
+        "silence_dc": [float(v) for v in silence.mean(axis=0)],
         "silence_harmonic_share": harmonic_share(silence, sr, sr / codec.hop_length),
         "music": {},
     }

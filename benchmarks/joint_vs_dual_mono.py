@@ -250,13 +250,23 @@ def paired_table(pairs: list[dict], a: str, b: str) -> str:
     return head + "\n".join(lines)
 
 
-def run_label(workdir: str, name: str) -> str:
-    """The rows' codec label of a run: its config's name (a reused run may have another)."""
-    try:
-        with open(os.path.join(workdir, "config.json")) as f:
-            return json.load(f).get("name") or name
-    except (OSError, ValueError):
-        return name
+def run_label(workdir: str, name: str, step: int | None = None) -> str:
+    """The rows' codec label of a run: the name in the config of its checkpoint `step` (the
+    one evaluated), else in its config.json, else `name`. A reused or resumed run may have
+    another name than `name`, and a resumed one another in each."""
+    paths = [os.path.join(workdir, "config.json")]
+    if step is not None:
+        paths.insert(0, os.path.join(workdir, "checkpoints", str(step), "config", "metadata"))
+    for path in paths:
+        try:
+            with open(path) as f:
+                d = json.load(f)
+        except (OSError, ValueError):
+            continue
+        label = (d.get("config", d) if path.endswith("metadata") else d).get("name")
+        if label:
+            return label
+    return name
 
 
 def table(summary: list[dict]) -> str:
@@ -367,7 +377,7 @@ def main() -> None:
         summary = json.load(f)
     with open(os.path.join(out_dir, "results.json")) as f:
         rows = json.load(f)
-    labels = {name: run_label(runs[name]["workdir"], name) for name in names}
+    labels = {name: run_label(runs[name]["workdir"], name, args.steps) for name in names}
     pairs = {
         labels[name]: paired(rows, labels[args.joint], labels[name])
         for name in names

@@ -19,7 +19,9 @@ def test_harmonic_share_separates_a_frame_periodic_buzz_from_noise():
     assert idle_output.harmonic_share(buzz, sr, sr / hop) > 0.95
     assert idle_output.harmonic_share(noise, sr, sr / hop) < 0.05
     assert idle_output.harmonic_share(np.zeros((sr, 1)), sr, 80.0) == 0.0
-    assert idle_output.rms_dbfs(np.full((10, 2), 0.1)) == pytest.approx(-20.0)
+    square = np.tile([[0.1], [-0.1]], (5, 2))
+    assert idle_output.rms_dbfs(square) == pytest.approx(-20.0)
+    assert idle_output.rms_dbfs(square + 0.5) == pytest.approx(-20.0)  # DC is not heard
 
 
 def test_measure_a_model_on_silence_and_music(runlocal_codec):
@@ -33,6 +35,7 @@ def test_measure_a_model_on_silence_and_music(runlocal_codec):
     assert r["frame_rate_hz"] == sr / codec.hop_length
     assert r["silence_harmonic_share"] > 0.99
     assert np.isfinite(r["silence_out_dbfs"]) and r["silence_out_dbfs"] < 0
+    assert len(r["silence_dc"]) == codec.channels
     assert r["music"]["tone"]["in_dbfs"] == pytest.approx(-23.0, abs=0.1)
     assert np.isfinite(r["music"]["tone"]["out_dbfs"])
 

@@ -109,3 +109,16 @@ def test_resume_continues_a_shorter_run_and_retrain_starts_over(tmp_path, monkey
     (run / "checkpoints" / "4000").mkdir(parents=True, exist_ok=True)
     assert jvd.train("joint_wide_qd25", args)["command"] == "(reused)" and len(calls) == 1
     assert jvd.last_checkpoint(str(tmp_path / "none")) == 0
+
+
+def test_run_label_is_the_evaluated_checkpoints_name(tmp_path):
+    """A resumed run keeps its first name in config.json; its new checkpoint has the new one,
+    which is the evaluation's row label."""
+    (tmp_path / "checkpoints" / "4000" / "config").mkdir(parents=True)
+    (tmp_path / "config.json").write_text(jvd.json.dumps({"name": "old"}))
+    assert jvd.run_label(str(tmp_path), "arg", 4000) == "old"
+    meta = tmp_path / "checkpoints" / "4000" / "config" / "metadata"
+    meta.write_text(jvd.json.dumps({"config": {"name": "new"}}))
+    assert jvd.run_label(str(tmp_path), "arg", 4000) == "new"
+    assert jvd.run_label(str(tmp_path), "arg") == "old"
+    assert jvd.run_label(str(tmp_path / "missing"), "arg", 4000) == "arg"
