@@ -75,6 +75,12 @@ MODELS = {
         "--config.model.quantizer_dropout=0.25",
         "--config.loss.stereo_weights=(1.0, 1.0, 1.0, 3.0)",
     ],
+    # The same with a silenced span in a quarter of the crops (data.augment.gap_prob).
+    "joint_wide_qd25_gap": [
+        *_WIDE,
+        "--config.model.quantizer_dropout=0.25",
+        "--config.data.augment.gap_prob=0.25",
+    ],
     # The same with the side 12 dB louder at the encoder's input (model.side_gain).
     "joint_wide_qd25_sg4": [
         *_WIDE,

@@ -312,6 +312,36 @@ def test_augmentation():
     assert augment.augment(x, np.random.default_rng(0), cfg, SR) is x
 
 
+def test_gap_augmentation_silences_a_faded_span_of_both_channels():
+    """`gap_prob`: a span of the drawn length is exactly silent in every channel, with fades
+    on both sides; off (the default), the other augmentations' draws are unchanged."""
+    x = np.stack([tone(440, 1.0, SR)[:, 0], tone(660, 1.0, SR)[:, 0]], 1) + 0.5
+    cfg = augment.default_config()
+    with cfg.unlocked():
+        cfg.gain_db, cfg.polarity_prob, cfg.eq_prob = (0.0, 0.0), 0.0, 0.0
+    plain = augment.augment(x, np.random.default_rng(3), cfg, SR)
+    with cfg.unlocked():
+        cfg.gap_prob, cfg.gap_fraction, cfg.gap_fade_ms = 1.0, (0.25, 0.25), 10.0
+    y = augment.augment(x, np.random.default_rng(3), cfg, SR)
+    silent = np.flatnonzero(np.all(y == 0, axis=1))
+    assert len(silent) == SR // 4 and np.all(np.diff(silent) == 1)
+    start, end, fade = silent[0], silent[-1] + 1, SR // 100
+    np.testing.assert_array_equal(y[: start - fade], plain[: start - fade])
+    np.testing.assert_array_equal(y[end + fade :], plain[end + fade :])
+    ramp_out = y[start - fade : start, 0] / plain[start - fade : start, 0]
+    ramp_in = y[end : end + fade, 0] / plain[end : end + fade, 0]
+    assert np.all(np.diff(ramp_out) < 0) and np.all(np.diff(ramp_in) > 0)
+    assert 0 < ramp_out.min() and ramp_out.max() < 1 and 0 < ramp_in.min() and ramp_in.max() < 1
+    # A gap at the crop's edge: its fade is cut, nothing is written out of bounds.
+    z = augment.silence_span(x.copy(), 0, 100, fade)
+    assert np.all(z[:100] == 0) and np.all(z[100 + fade :] == x[100 + fade :])
+    z = augment.silence_span(x.copy(), len(x) - 100, 100, fade)
+    assert np.all(z[-100:] == 0) and np.all(z[: -100 - fade] == x[: -100 - fade])
+    with cfg.unlocked():
+        cfg.gap_prob = 0.0
+    np.testing.assert_array_equal(augment.augment(x, np.random.default_rng(3), cfg, SR), plain)
+
+
 def test_synthetic_source_is_default_and_batches(tmp_path):
     c = config_for("synthetic")
     b = next(iter(pipeline.build_train_data(c, SR, SEG).dataset))

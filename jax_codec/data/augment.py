@@ -13,6 +13,10 @@ index), so an augmented batch is reproduced exactly on resume. Settings live in
 - swap: with ``swap_prob``, exchange the left and right channels of a stereo crop (a joint-stereo
   model should not prefer a side); every other augmentation treats both channels alike, so the
   stereo image is kept;
+- gap: with ``gap_prob``, silence a span of the crop (a fraction of it drawn in
+  ``gap_fraction``, anywhere in it), with ``gap_fade_ms`` raised-cosine fades into and out of
+  it. Crops are redrawn when silent and normalized to one level, so without gaps a model
+  rarely meets silence, and decodes it to a buzz at its frame rate (benchmarks/idle_output.py);
 - finally the peak is limited to ``peak_limit`` by scaling, so augmentation never clips.
 """
 
@@ -37,7 +41,25 @@ def default_config() -> ml_collections.ConfigDict:
     c.peak_limit = 0.99
     # Probability of swapping left and right in a stereo crop (no effect on mono crops).
     c.swap_prob = 0.0
+    # Probability of silencing a span of the crop (a fraction in gap_fraction), with fades.
+    c.gap_prob = 0.0
+    c.gap_fraction = (0.1, 0.5)
+    c.gap_fade_ms = 10.0
     return c
+
+
+def silence_span(x: np.ndarray, start: int, length: int, fade: int) -> np.ndarray:
+    """`x` ``[T, C]`` with samples [start, start + length) set to 0 and `fade`-sample
+    raised-cosine fades just outside that span (cut to the crop), in place."""
+    t = x.shape[0]
+    x[start : start + length] = 0.0
+    if fade > 0:
+        ramp = (0.5 + 0.5 * np.cos(np.pi * (np.arange(1, fade + 1) / (fade + 1)))).astype(x.dtype)
+        a = max(0, start - fade)  # fade out before the gap: 1 -> 0
+        x[a:start] *= ramp[fade - (start - a) :][:, None]
+        b = min(t, start + length + fade)  # fade in after it: 0 -> 1
+        x[start + length : b] *= ramp[::-1][: b - start - length][:, None]
+    return x
 
 
 def peaking_biquad(freq: float, gain_db: float, q: float, sample_rate: int) -> tuple:
@@ -71,7 +93,10 @@ def augment(
     eq_freq = float(np.exp(rng.uniform(np.log(100.0), np.log(min(8000.0, 0.4 * sample_rate)))))
     eq_gain = rng.uniform(-cfg.eq_db, cfg.eq_db)
     eq_q = rng.uniform(0.7, 2.0)
-    swap = rng.random() < cfg.get("swap_prob", 0.0)  # drawn last: the draws above are unchanged
+    swap = rng.random() < cfg.get("swap_prob", 0.0)  # drawn after the above: they are unchanged
+    gap = rng.random() < cfg.get("gap_prob", 0.0)
+    gap_fraction = rng.uniform(*cfg.get("gap_fraction", (0.1, 0.5)))
+    gap_where = rng.random()
     if mix and other is not None:
         y = other()
         rx = np.sqrt(np.mean(np.square(x)) + 1e-12)
@@ -82,6 +107,11 @@ def augment(
         x = scipy.signal.lfilter(b, a, x, axis=0).astype(np.float32)
     if swap and x.shape[1] == 2:
         x = np.ascontiguousarray(x[:, ::-1])
+    if gap:
+        length = int(round(gap_fraction * x.shape[0]))
+        start = int(gap_where * (x.shape[0] - length))
+        fade = int(round(cfg.get("gap_fade_ms", 10.0) * 1e-3 * sample_rate))
+        silence_span(x, start, length, fade)
     x *= np.float32(10.0 ** (gain / 20.0) * (-1.0 if flip else 1.0))
     peak = float(np.abs(x).max(initial=0.0))
     if peak > cfg.peak_limit:
