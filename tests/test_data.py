@@ -1,6 +1,7 @@
 """The data pipeline on generated files: folder source, bad input, sharding, resume, mixtures."""
 
 import os
+import re
 
 import grain
 import numpy as np
@@ -340,6 +341,20 @@ def test_gap_augmentation_silences_a_faded_span_of_both_channels():
     with cfg.unlocked():
         cfg.gap_prob = 0.0
     np.testing.assert_array_equal(augment.augment(x, np.random.default_rng(3), cfg, SR), plain)
+    assert augment.check_config(cfg) is None
+
+
+@pytest.mark.parametrize(
+    "key, value, words",
+    [("gap_prob", "1.5", "a probability"), ("gap_fraction", "(0.5, 1.0)", "0 < low <= high < 1"),
+     ("gap_fraction", "(0.4, 0.2)", "0 < low <= high < 1"), ("gap_fade_ms", "-1.0", "0 or more")],
+)  # fmt: skip
+def test_bad_gap_settings_are_config_errors(tmp_path, key, value, words):
+    root = str(tmp_path / "music")
+    write_good(root, n=2)
+    c = config_for(f"folder:{root}", **{f"data.augment.{key}": value})
+    with pytest.raises(ConfigError, match=f"data.augment.{key}=.*{re.escape(words)}"):
+        pipeline.build_train_data(c, SR, SEG)
 
 
 def test_synthetic_source_is_default_and_batches(tmp_path):

@@ -48,6 +48,21 @@ def default_config() -> ml_collections.ConfigDict:
     return c
 
 
+def check_config(cfg: ml_collections.ConfigDict) -> str | None:
+    """What is wrong with the gap settings (a message after `data.augment.`), or None."""
+    prob = float(cfg.get("gap_prob", 0.0))
+    lo, hi = (float(v) for v in cfg.get("gap_fraction", (0.1, 0.5)))
+    if not 0.0 <= prob <= 1.0:
+        return f"gap_prob={prob:g}: a probability, 0 (off) to 1"
+    if not 0.0 < lo <= hi < 1.0:
+        return (
+            f"gap_fraction=({lo:g}, {hi:g}): (low, high) fractions of the crop, 0 < low <= high < 1"
+        )
+    if float(cfg.get("gap_fade_ms", 10.0)) < 0:
+        return f"gap_fade_ms={cfg.gap_fade_ms:g}: a fade length in ms, 0 or more"
+    return None
+
+
 def silence_span(x: np.ndarray, start: int, length: int, fade: int) -> np.ndarray:
     """`x` ``[T, C]`` with samples [start, start + length) set to 0 and `fade`-sample
     raised-cosine fades just outside that span (cut to the crop), in place."""

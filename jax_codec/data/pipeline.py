@@ -412,6 +412,10 @@ def build_train_data(
     slots = slot_sets[0] if len(slot_sets) == 1 else grain.MapDataset.mix(slot_sets, weights)
     stats = DataStats()
     aug = d.augment if d.augment.enabled else None
+    if aug is not None:
+        problem = augment.check_config(aug)
+        if problem:
+            raise ConfigError(f"data.augment.{problem}")
     reader = CropReader(clips, slots, segment, seed, config, stats, aug)
     if by_row:
         mine = host_elements(rows, channels, batch)
