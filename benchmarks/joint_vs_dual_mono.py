@@ -114,10 +114,10 @@ METRICS = (
 
 
 def last_checkpoint(workdir: str) -> int:
-    """The latest step saved in a run's work dir (0 when none)."""
-    ckpt = os.path.join(workdir, "checkpoints")
-    steps = [int(d) for d in os.listdir(ckpt) if d.isdigit()] if os.path.isdir(ckpt) else []
-    return max(steps, default=0)
+    """The latest step saved completely in a run's work dir (0 when none)."""
+    from jax_codec.inference.api import latest_finished_step
+
+    return latest_finished_step(os.path.join(workdir, "checkpoints")) or 0
 
 
 def train(name: str, args) -> dict:
