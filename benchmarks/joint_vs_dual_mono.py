@@ -81,6 +81,13 @@ MODELS = {
         "--config.model.quantizer_dropout=0.25",
         "--config.data.augment.gap_prob=0.25",
     ],
+    # The same with the span attenuated by 40 dB instead of silenced (data.augment.gap_depth_db).
+    "joint_wide_qd25_gap40": [
+        *_WIDE,
+        "--config.model.quantizer_dropout=0.25",
+        "--config.data.augment.gap_prob=0.25",
+        "--config.data.augment.gap_depth_db=-40",
+    ],
     # The same with the side 12 dB louder at the encoder's input (model.side_gain).
     "joint_wide_qd25_sg4": [
         *_WIDE,

@@ -338,8 +338,20 @@ def test_gap_augmentation_silences_a_faded_span_of_both_channels():
     assert np.all(z[:100] == 0) and np.all(z[100 + fade :] == x[100 + fade :])
     z = augment.silence_span(x.copy(), len(x) - 100, 100, fade)
     assert np.all(z[-100:] == 0) and np.all(z[: -100 - fade] == x[: -100 - fade])
+    # gap_depth_db: the same span attenuated by that much, the fades between 1 and that gain.
     with cfg.unlocked():
-        cfg.gap_prob = 0.0
+        cfg.gap_depth_db = -40.0
+    d = augment.augment(x, np.random.default_rng(3), cfg, SR)
+    np.testing.assert_allclose(d[start:end], plain[start:end] * 0.01, rtol=1e-5)
+    np.testing.assert_array_equal(d[: start - fade], plain[: start - fade])
+    np.testing.assert_array_equal(d[end + fade :], plain[end + fade :])
+    ramp_out = d[start - fade : start, 0] / plain[start - fade : start, 0]
+    ramp_in = d[end : end + fade, 0] / plain[end : end + fade, 0]
+    assert np.all(np.diff(ramp_out) < 0) and np.all(np.diff(ramp_in) > 0)
+    assert 0.01 < ramp_out.min() and ramp_out.max() < 1 and 0.01 < ramp_in.min()
+    assert augment.check_config(cfg) is None
+    with cfg.unlocked():
+        cfg.gap_prob, cfg.gap_depth_db = 0.0, None
     np.testing.assert_array_equal(augment.augment(x, np.random.default_rng(3), cfg, SR), plain)
     assert augment.check_config(cfg) is None
 
@@ -347,7 +359,8 @@ def test_gap_augmentation_silences_a_faded_span_of_both_channels():
 @pytest.mark.parametrize(
     "key, value, words",
     [("gap_prob", "1.5", "a probability"), ("gap_fraction", "(0.5, 1.0)", "0 < low <= high < 1"),
-     ("gap_fraction", "(0.4, 0.2)", "0 < low <= high < 1"), ("gap_fade_ms", "-1.0", "0 or more")],
+     ("gap_fraction", "(0.4, 0.2)", "0 < low <= high < 1"), ("gap_fade_ms", "-1.0", "0 or more"),
+     ("gap_depth_db", "6.0", "a level in dB below 0")],
 )  # fmt: skip
 def test_bad_gap_settings_are_config_errors(tmp_path, key, value, words):
     root = str(tmp_path / "music")

@@ -16,7 +16,9 @@ index), so an augmented batch is reproduced exactly on resume. Settings live in
 - gap: with ``gap_prob``, silence a span of the crop (a fraction of it drawn in
   ``gap_fraction``, anywhere in it), with ``gap_fade_ms`` raised-cosine fades into and out of
   it. Crops are redrawn when silent and normalized to one level, so without gaps a model
-  rarely meets silence, and decodes it to a buzz at its frame rate (benchmarks/idle_output.py);
+  rarely meets silence, and decodes it to a buzz at its frame rate (benchmarks/idle_output.py).
+  ``gap_depth_db`` (None: digital silence) attenuates the span by that many dB instead, so its
+  target stays above the log-spectral losses' floor (near which any output costs a lot);
 - finally the peak is limited to ``peak_limit`` by scaling, so augmentation never clips.
 """
 
@@ -45,6 +47,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.gap_prob = 0.0
     c.gap_fraction = (0.1, 0.5)
     c.gap_fade_ms = 10.0
+    # None: the span is digital silence; a number (dB, below 0): the span is attenuated by it.
+    c.gap_depth_db = ml_collections.config_dict.placeholder(float)
     return c
 
 
@@ -60,19 +64,28 @@ def check_config(cfg: ml_collections.ConfigDict) -> str | None:
         )
     if float(cfg.get("gap_fade_ms", 10.0)) < 0:
         return f"gap_fade_ms={cfg.gap_fade_ms:g}: a fade length in ms, 0 or more"
+    depth = cfg.get("gap_depth_db", None)
+    if depth is not None:
+        depth = float(depth)
+        if not (np.isfinite(depth) and depth < 0):
+            return f"gap_depth_db={depth:g}: None (digital silence) or a level in dB below 0"
     return None
 
 
-def silence_span(x: np.ndarray, start: int, length: int, fade: int) -> np.ndarray:
-    """`x` ``[T, C]`` with samples [start, start + length) set to 0 and `fade`-sample
-    raised-cosine fades just outside that span (cut to the crop), in place."""
+def silence_span(
+    x: np.ndarray, start: int, length: int, fade: int, gain: float = 0.0
+) -> np.ndarray:
+    """`x` ``[T, C]`` with samples [start, start + length) scaled by `gain` (0: silenced) and
+    `fade`-sample raised-cosine fades between 1 and `gain` just outside that span (cut to the
+    crop), in place."""
     t = x.shape[0]
-    x[start : start + length] = 0.0
+    x[start : start + length] *= x.dtype.type(gain)
     if fade > 0:
-        ramp = (0.5 + 0.5 * np.cos(np.pi * (np.arange(1, fade + 1) / (fade + 1)))).astype(x.dtype)
-        a = max(0, start - fade)  # fade out before the gap: 1 -> 0
+        ramp = 0.5 + 0.5 * np.cos(np.pi * (np.arange(1, fade + 1) / (fade + 1)))
+        ramp = (gain + (1.0 - gain) * ramp).astype(x.dtype)  # 1 -> gain
+        a = max(0, start - fade)  # fade out before the gap
         x[a:start] *= ramp[fade - (start - a) :][:, None]
-        b = min(t, start + length + fade)  # fade in after it: 0 -> 1
+        b = min(t, start + length + fade)  # fade in after it
         x[start + length : b] *= ramp[::-1][: b - start - length][:, None]
     return x
 
@@ -126,7 +139,9 @@ def augment(
         length = int(round(gap_fraction * x.shape[0]))
         start = int(gap_where * (x.shape[0] - length))
         fade = int(round(cfg.get("gap_fade_ms", 10.0) * 1e-3 * sample_rate))
-        silence_span(x, start, length, fade)
+        depth = cfg.get("gap_depth_db", None)
+        floor = 0.0 if depth is None else 10.0 ** (float(depth) / 20.0)
+        silence_span(x, start, length, fade, floor)
     x *= np.float32(10.0 ** (gain / 20.0) * (-1.0 if flip else 1.0))
     peak = float(np.abs(x).max(initial=0.0))
     if peak > cfg.peak_limit:
