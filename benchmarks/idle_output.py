@@ -10,9 +10,10 @@ Each `LABEL=CHECKPOINT` (a work dir, `best/` or a step dir) is run forward (`Cod
 offset removed: what is heard) for the silence (a second before and after it left out), its
 DC offset per channel, the share of its power at harmonics of the frame rate (a constant
 latent through a time-invariant decoder repeats every hop, so this is 1 up to rounding, and
-the level is what matters), and the RMS level of each music excerpt in and out. A codec that
-has learned silence gives a very low silence level; one whose output is mostly this buzz
-gives about the same level for music as for silence.
+the level is what matters), and the RMS level of each music excerpt in and out, as it is and
+`--quiet_db` quieter (a quiet passage or a fade: does the output follow it down, or stop at
+the buzz?). A codec that has learned silence gives a very low silence level; one whose output
+is mostly this buzz gives about the same level for music as for silence.
 """
 
 from __future__ import annotations
@@ -42,9 +43,15 @@ def harmonic_share(y: np.ndarray, sample_rate: int, fundamental: float) -> float
     return float(power[near].sum() / total) if total > 0 else 0.0
 
 
-def measure(loaded, music: dict[str, np.ndarray], seconds: float, n_quantizers: int) -> dict:
+def measure(
+    loaded,
+    music: dict[str, np.ndarray],
+    seconds: float,
+    n_quantizers: int,
+    quiet_db: float = 40.0,
+) -> dict:
     """The levels for one loaded codec (`jax_codec.inference.api.LoadedCodec`); `music` maps a
-    name to ``[T, 2]`` audio at the codec's rate."""
+    name to ``[T, 2]`` audio at the codec's rate, also decoded `quiet_db` quieter."""
     import jax
     import jax.numpy as jnp
 
@@ -70,7 +77,14 @@ def measure(loaded, music: dict[str, np.ndarray], seconds: float, n_quantizers: 
     }
     for name, x in music.items():
         xin = x if codec.channels == 2 else x[:, :1]
-        out["music"][name] = {"in_dbfs": rms_dbfs(xin), "out_dbfs": rms_dbfs(decode(x))}
+        quiet = (x * np.float32(10.0 ** (-quiet_db / 20.0))).astype(np.float32)
+        out["music"][name] = {
+            "in_dbfs": rms_dbfs(xin),
+            "out_dbfs": rms_dbfs(decode(x)),
+            "quiet_db": quiet_db,
+            "quiet_in_dbfs": rms_dbfs(xin) - quiet_db,
+            "quiet_out_dbfs": rms_dbfs(decode(quiet)),
+        }
     return out
 
 
@@ -81,6 +95,7 @@ def main(argv=None) -> None:
     p.add_argument("--start", type=float, default=30.0, help="seconds into each music file")
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--n_quantizers", type=int, default=4)
+    p.add_argument("--quiet_db", type=float, default=40.0, help="the music also this much quieter")
     p.add_argument("--output", default="")
     args = p.parse_args(argv)
     specs = [m.split("=", 1) for m in args.models]
@@ -99,10 +114,13 @@ def main(argv=None) -> None:
             for f in filter(None, args.music.split(",")):
                 x = load_segment(f, sr, args.seconds, int(args.start * sr))  # [C, T]
                 music_cache[sr][f] = np.ascontiguousarray(np.resize(x, (2, x.shape[1])).T)
-        results[label] = measure(loaded, music_cache[sr], args.seconds, args.n_quantizers)
+        results[label] = measure(
+            loaded, music_cache[sr], args.seconds, args.n_quantizers, args.quiet_db
+        )
         r = results[label]
         levels = ", ".join(
             f"{name.rsplit('/', 1)[-1]} {m['in_dbfs']:.1f} -> {m['out_dbfs']:.1f}"
+            f" ({m['quiet_in_dbfs']:.1f} -> {m['quiet_out_dbfs']:.1f})"
             for name, m in r["music"].items()
         )
         print(

@@ -31,13 +31,17 @@ def test_measure_a_model_on_silence_and_music(runlocal_codec):
     loaded = type("Loaded", (), {"codec": codec, "params": params})()
     sr = codec.sample_rate
     music = {"tone": np.stack([0.1 * np.sin(np.arange(2 * sr) * 0.05)] * 2, 1).astype(np.float32)}
-    r = idle_output.measure(loaded, music, seconds=2.0, n_quantizers=2)
+    r = idle_output.measure(loaded, music, seconds=2.0, n_quantizers=2, quiet_db=30.0)
     assert r["frame_rate_hz"] == sr / codec.hop_length
     assert r["silence_harmonic_share"] > 0.99
     assert np.isfinite(r["silence_out_dbfs"]) and r["silence_out_dbfs"] < 0
     assert len(r["silence_dc"]) == codec.channels
     assert r["music"]["tone"]["in_dbfs"] == pytest.approx(-23.0, abs=0.1)
     assert np.isfinite(r["music"]["tone"]["out_dbfs"])
+    assert r["music"]["tone"]["quiet_in_dbfs"] == pytest.approx(-53.0, abs=0.1)
+    # The quiet excerpt really is decoded: a random-init codec does not give the same level.
+    assert np.isfinite(r["music"]["tone"]["quiet_out_dbfs"])
+    assert r["music"]["tone"]["quiet_out_dbfs"] != r["music"]["tone"]["out_dbfs"]
 
 
 def test_bad_model_spec_is_an_argument_error(capsys):
