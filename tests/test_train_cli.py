@@ -117,8 +117,14 @@ def test_cli_trains_on_a_folder_stops_on_sigterm_and_resumes(tmp_path):
         "eval/level_error_db/2q",
         "eval/si_sdr/1q",
         "eval/mel_ratio_all_to_1q",
+        "eval/silence_dbfs",
+        "eval/quiet_gain_db",
     ):
         assert all(key in x for x in evals), key
+    # The level of silence decoded is a level, and the quiet batch's gain is measured (a model
+    # this young decodes both to about its own idle output: far from -40 dB).
+    assert all(-240 < x["eval/silence_dbfs"] < 20 for x in evals)
+    assert all(np.isfinite(x["eval/quiet_gain_db"]) for x in evals)
     assert os.path.exists(os.path.join(wd, "best", "params"))
 
     # The checkpoints are usable by inference code alone, from the work dir or a step dir.
@@ -263,3 +269,13 @@ def test_compilation_cache_can_be_disabled():
     assert enable_compilation_cache(fake, "") is None and not updates
     assert enable_compilation_cache(fake, "~/c") == os.path.expanduser("~/c")
     assert updates == [("jax_compilation_cache_dir", os.path.expanduser("~/c"))]
+
+
+def test_level_dbfs_removes_each_rows_dc():
+    from jax_codec.training.loop import level_dbfs
+
+    square = np.tile([0.1, -0.1], (2, 50)).astype(np.float32)  # [2, 100], RMS 0.1
+    assert abs(level_dbfs(square) + 20.0) < 1e-6
+    assert abs(level_dbfs(square + np.array([[0.5], [-0.3]])) + 20.0) < 1e-6
+    assert abs(level_dbfs(np.stack([square, square], -1)) + 20.0) < 1e-6  # [B, T, C]
+    assert level_dbfs(np.zeros((2, 100))) < -239.0

@@ -101,6 +101,18 @@ def listener_metrics(ref: np.ndarray, est: np.ndarray, sr: int, n: int) -> dict[
     }
 
 
+def level_dbfs(x: np.ndarray) -> float:
+    """RMS level (dBFS) of `x` ``[B, T]`` or ``[B, T, C]``, each row's and channel's mean (DC)
+    removed: what is heard."""
+    x = np.asarray(x, np.float64)
+    x = x - x.mean(axis=1, keepdims=True)
+    return float(20 * np.log10(np.sqrt(np.mean(np.square(x))) + 1e-12))
+
+
+# How much quieter the eval batch is fed for `eval/quiet_gain_db` (a quiet passage).
+QUIET_DB = 40.0
+
+
 def eval_bitrates(num_quantizers: int) -> list[int]:
     """Quantizer counts evaluated: 1, powers of two, and all."""
     ns = {1, num_quantizers}
@@ -346,6 +358,14 @@ def train_and_evaluate(
         k = codec.num_quantizers
         # Does each added codebook help? Below 1 when all levels beat the first alone.
         out["eval/mel_ratio_all_to_1q"] = out[f"eval/mel/{k}q"] / max(out["eval/mel/1q"], 1e-9)
+        # Does the output follow the input down? A model that decodes silence (and a quiet
+        # passage) to a frame-rate buzz shows here and nowhere else (benchmarks/idle_output.py).
+        # The same jitted function and shapes: no new compilation.
+        gain = np.float32(10.0 ** (-QUIET_DB / 20.0))
+        quiet = jax.device_get(eval_fns[k](state.gen_params, eval_audio * gain))["audio"]
+        silent = jax.device_get(eval_fns[k](state.gen_params, eval_audio * np.float32(0)))["audio"]
+        out["eval/silence_dbfs"] = level_dbfs(silent)
+        out["eval/quiet_gain_db"] = level_dbfs(quiet) - (level_dbfs(eval_audio) - QUIET_DB)
         writer.write_scalars(step, out)
         if is_main:
             sr = codec.sample_rate
