@@ -26,9 +26,11 @@ import numpy as np
 
 
 def rms_dbfs(x: np.ndarray) -> float:
-    """RMS level of `x` ``[T, C]`` in dBFS, each channel's mean (DC offset) removed."""
-    x = np.asarray(x, np.float64)
-    return float(20 * np.log10(np.sqrt(np.mean(np.square(x - x.mean(axis=0)))) + 1e-12))
+    """RMS level of `x` ``[T, C]`` in dBFS, each channel's mean (DC offset) removed (the
+    training eval's `level_dbfs`, for one example)."""
+    from jax_codec.training.loop import level_dbfs
+
+    return level_dbfs(np.asarray(x)[None])
 
 
 def harmonic_share(y: np.ndarray, sample_rate: int, fundamental: float) -> float:

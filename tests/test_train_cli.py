@@ -121,8 +121,7 @@ def test_cli_trains_on_a_folder_stops_on_sigterm_and_resumes(tmp_path):
         "eval/quiet_gain_db",
     ):
         assert all(key in x for x in evals), key
-    # The level of silence decoded is a level, and the quiet batch's gain is measured (a model
-    # this young decodes both to about its own idle output: far from -40 dB).
+    # The level of decoded silence is a level in dBFS, and the quiet batch's gain is measured.
     assert all(-240 < x["eval/silence_dbfs"] < 20 for x in evals)
     assert all(np.isfinite(x["eval/quiet_gain_db"]) for x in evals)
     assert os.path.exists(os.path.join(wd, "best", "params"))
