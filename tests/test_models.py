@@ -247,29 +247,35 @@ def test_restart_dead_codes():
 
 
 def test_restart_dead_codes_clips_outliers_to_the_live_codes():
-    """A restarted code keeps its candidate's direction but is no longer than the longest live
-    code (or the candidates' median length, if larger), so one outlier encoder output cannot
-    seed the cascade that blows up the codebooks."""
-    codebook = jnp.array([[3.0, 4.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]])  # live: |5|, |1|
-    usage = jnp.array([0.5, 0.5, 0.0, 0.0])
+    """A restarted code keeps its candidate's direction but is no longer than the level's
+    median live code, so neither one outlier encoder output nor a whole batch of long ones
+    can seed the cascade that blows up the codebooks."""
+    codebook = jnp.array([[3.0, 4.0], [0.0, 1.0], [0.0, 3.0], [0.0, 0.0], [0.0, 0.0]])
+    usage = jnp.array([0.5, 0.5, 0.5, 0.0, 0.0])  # live: |5|, |1|, |3|: median 3
     candidates = jnp.array([[300.0, 400.0], [0.6, 0.8], [1.2, 1.6]])  # an outlier, two small
-    for seed in range(4):
+    norms = set()
+    for seed in range(8):
         new, dead = restart_dead_codes(codebook, usage, candidates, jax.random.key(seed))
         new = np.asarray(new)
-        assert np.asarray(dead).tolist() == [False, False, True, True]
-        np.testing.assert_array_equal(new[:2], np.asarray(codebook[:2]))
-        for row in new[2:]:
+        assert np.asarray(dead).tolist() == [False, False, False, True, True]
+        np.testing.assert_array_equal(new[:3], np.asarray(codebook[:3]))
+        for row in new[3:]:
             norm = np.linalg.norm(row)
-            assert norm <= 5.0 + 1e-5
             np.testing.assert_allclose(row / norm, [0.6, 0.8], rtol=1e-6)  # direction kept
-            assert min(abs(norm - n) for n in (5.0, 1.0, 2.0)) < 1e-5  # small ones stay
+            norms.add(round(float(norm), 4))
+    assert norms == {1.0, 2.0, 3.0}  # the small ones as they are, the outlier cut to 3
+    # A whole batch of long candidates (the encoder's output grew for a step) is cut too: the
+    # bound does not follow the batch.
+    long = candidates * 100.0
+    new, _ = restart_dead_codes(codebook, usage, long, jax.random.key(0))
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(new)[3:], axis=-1), 3.0, rtol=1e-6)
     # Without the clip the outlier is copied as it is.
     picks = set()
     for seed in range(8):
         new, _ = restart_dead_codes(
             codebook, usage, candidates, jax.random.key(seed), clip_norm=False
         )
-        picks |= {round(float(np.linalg.norm(r)), 3) for r in np.asarray(new)[2:]}
+        picks |= {round(float(np.linalg.norm(r)), 3) for r in np.asarray(new)[3:]}
     assert 500.0 in picks
     # No live code: bounded by the candidates' median length.
     cands = jnp.array([[1.0, 0.0], [2.0, 0.0], [1000.0, 0.0]])

@@ -77,6 +77,16 @@ def test_step_runs_without_retracing(single_device):
     ):
         assert key in metrics[-1] and np.isfinite(metrics[-1][key]), key
     assert all(m["train/step_finite"] == 1.0 for m in metrics)
+    # Code lengths: the longest code of each level as it is in the new state's codebook, and
+    # the median length of what the level quantized (positive: the batch is not silent).
+    for i in range(trainer.codec.num_quantizers):
+        book = np.asarray(state.gen_params["params"]["quantizer"][f"level{i}"]["codebook"])
+        np.testing.assert_allclose(
+            metrics[-1][f"vq/level{i}/code_norm_max"],
+            np.linalg.norm(book, axis=-1).max(),
+            rtol=1e-5,
+        )
+        assert metrics[-1][f"vq/level{i}/input_norm"] > 0
 
 
 @pytest.mark.parametrize(

@@ -284,8 +284,8 @@ def default_config() -> ml_collections.ConfigDict:
     train.dead_code_threshold = 0.01
     # Decay of that EMA (0.95: a code unused for ~90 steps is restarted).
     train.dead_code_decay = 0.95
-    # Restarted codes are no longer than the level's longest live code (their direction is
-    # kept): one outlier copied in can otherwise blow up every level after it.
+    # Restarted codes are no longer than the level's median live code (their direction is
+    # kept): long encoder outputs copied in can otherwise blow up every level after them.
     train.dead_code_clip_norm = True
 
     mesh = config.mesh = ml_collections.ConfigDict()

@@ -322,12 +322,15 @@ def restart_dead_codes(
     Returns (new codebook, boolean `[N]` mask of restarted codes). Pure and jit-able, so a train
     step can call it every few hundred steps on the codebook leaf of the params.
 
-    clip_norm: a restarted code is no longer than the level's longest live code or the
-    candidates' median length, whichever is larger: only its length is cut, not its
-    direction. Without it, one outlier encoder output copied into the codebook is picked by
-    every input in its direction (a cosine nearest neighbour ignores lengths), its size reaches
-    the next level's residual, whose restarts copy larger outliers still: the cascade that blew
-    up the codebooks of diverged runs (docs/training.md, "When a run diverges").
+    clip_norm: a restarted code is no longer than the level's median live code (the
+    candidates' median length when no code is live): only its length is cut, not its
+    direction. A cosine nearest neighbour ignores lengths, so a code copied from an outlier
+    encoder output is picked by every input pointing its way, its length passes into the next
+    level's residual, the restarts there copy larger vectors still, and the commitment loss
+    then drags the encoder up to the codebooks: the cascade that blew up diverged runs
+    (docs/training.md, "When a run diverges"). Bounding by the longest live code or by the
+    batch's own candidates is not enough: once the encoder's output grows for a step, the
+    whole batch of candidates is long, and so is every code copied from it.
     """
     dead = usage < threshold
     picks = jax.random.randint(key, (codebook.shape[0],), 0, candidates.shape[0])
@@ -335,8 +338,8 @@ def restart_dead_codes(
     if clip_norm:
         code_norms = jnp.linalg.norm(codebook.astype(jnp.float32), axis=-1)
         cand_norms = jnp.linalg.norm(candidates.astype(jnp.float32), axis=-1)
-        live_max = jnp.max(jnp.where(dead, 0.0, code_norms))
-        bound = jnp.maximum(live_max, jnp.median(cand_norms))
+        live_median = jnp.nanmedian(jnp.where(dead, jnp.nan, code_norms))
+        bound = jnp.where(jnp.all(dead), jnp.median(cand_norms), live_median)
         norms = jnp.linalg.norm(chosen, axis=-1, keepdims=True)
         chosen = chosen * jnp.minimum(1.0, bound / jnp.maximum(norms, 1e-12))
     new = jnp.where(dead[:, None], chosen.astype(codebook.dtype), codebook)

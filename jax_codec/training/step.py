@@ -441,7 +441,24 @@ class Trainer:
         for k, v in out.stats.items():
             if not k.endswith("/counts"):
                 metrics[f"vq/{k}"] = v
+        metrics.update(self._code_lengths(new.gen_params, out))
         return new, metrics
+
+    def _code_lengths(self, gen_params: Any, out: Any) -> dict:
+        """Per level, the longest code and the median length of the level's input in code space
+        (`vq/level{i}/code_norm_max`, `vq/level{i}/input_norm`): a divergence shows first as
+        codes far longer than what they quantize (docs/training.md, "When a run diverges")."""
+        quantizer = gen_params["params"].get("quantizer", {})
+        metrics = {}
+        for i, z_e in enumerate(out.projected):
+            level = quantizer.get(f"level{i}")
+            if level is None or "codebook" not in level:
+                continue
+            codes = level["codebook"].astype(jnp.float32)
+            metrics[f"vq/level{i}/code_norm_max"] = jnp.max(jnp.linalg.norm(codes, axis=-1))
+            lengths = jnp.linalg.norm(z_e.astype(jnp.float32), axis=-1)
+            metrics[f"vq/level{i}/input_norm"] = jnp.median(lengths)
+        return metrics
 
     def _restart_dead_codes(self, gen_params: Any, usage: Array, out: Any, key: Array):
         """EnCodec's dead-code expiry on every level: returns (params, usage, #restarted)."""
