@@ -45,6 +45,9 @@ import subprocess
 import sys
 import time
 
+# The crops of the runs below (those of the preset's runlocal variant until 2026-12-05): four
+# rows of 0.2 s. The preset now has one row of 1.0 s (see the `_seg1` models).
+_SHORT = ["--config.train.batch_size=4", "--config.train.segment_seconds=0.2"]
 # Joint at dual mono's compute and audio per step: dual mono runs its network once per channel
 # (batch_size rows = half as many pairs); this runs a wider network once per pair, on as many
 # pairs per step as dual mono.
@@ -52,17 +55,19 @@ _WIDE = [
     "--config.model.encoder_width=12",
     "--config.model.decoder_width=128",
     "--config.train.batch_size=2",
+    "--config.train.segment_seconds=0.2",
 ]
 # name -> overrides of the preset (the run's name labels its rows in the evaluation).
 MODELS = {
-    "joint": [],
-    "joint_rows": ["--config.discriminator.stereo=rows"],
-    "joint_channels": ["--config.discriminator.stereo=channels"],
-    "joint_lr": ["--config.model.stereo=lr"],
-    "dual_mono": ["--config.model.channels=1", "--config.data.channels=2"],
+    "joint": _SHORT,
+    "joint_rows": [*_SHORT, "--config.discriminator.stereo=rows"],
+    "joint_channels": [*_SHORT, "--config.discriminator.stereo=channels"],
+    "joint_lr": [*_SHORT, "--config.model.stereo=lr"],
+    "dual_mono": [*_SHORT, "--config.model.channels=1", "--config.data.channels=2"],
     # Quantizer dropout 0.25 instead of DAC's 0.5: the upper levels train on more examples.
-    "joint_qd25": ["--config.model.quantizer_dropout=0.25"],
+    "joint_qd25": [*_SHORT, "--config.model.quantizer_dropout=0.25"],
     "dual_mono_qd25": [
+        *_SHORT,
         "--config.model.channels=1",
         "--config.data.channels=2",
         "--config.model.quantizer_dropout=0.25",
@@ -104,11 +109,27 @@ MODELS = {
     # side apart (shared weights, as dual mono's per-channel network), the middle jointly; at
     # the preset's widths on dual mono's pairs per step, about dual mono's compute.
     "joint_split2_qd25": [
+        *_SHORT,
         "--config.model.stereo_split_blocks=2",
         "--config.train.batch_size=2",
         "--config.model.quantizer_dropout=0.25",
     ],
+    # Crops longer than the codec's receptive field (32 frames): one pair of 1.0 s per step
+    # (the preset's runlocal crops), the same audio per step as the wide runs above.
+    "joint_wide_qd25_seg1": [
+        "--config.model.encoder_width=12",
+        "--config.model.decoder_width=128",
+        "--config.model.quantizer_dropout=0.25",
+    ],
+    "dual_mono_qd25_seg1": [
+        "--config.model.channels=1",
+        "--config.data.channels=2",
+        "--config.train.batch_size=2",
+        "--config.model.quantizer_dropout=0.25",
+    ],
 }
+
+
 METRICS = (
     "mel_distance",
     "mel_distance_mid",

@@ -30,6 +30,7 @@ SMALL = [
     "--config.discriminator.periods=(2, 3)",
     "--config.discriminator.channels=4",
     "--config.train.segment_seconds=0.1",
+    "--config.train.batch_size=4",
     "--config.model.vq_strides=(2, 1)",
 ]
 
