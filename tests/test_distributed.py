@@ -168,6 +168,7 @@ def test_mesh_is_host_major():
 
 def test_synthetic_global_batches_do_not_depend_on_the_host_count():
     config = load_config("configs/base.py:runlocal")
+    config.train.batch_size = 4  # rows to split over 1, 2 and 4 hosts
     sr, seg = 44100, 2048
 
     def batches(shard, rows=None, n=3):
