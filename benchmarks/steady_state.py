@@ -35,10 +35,10 @@ import numpy as np
 
 
 def code_perplexity(codes: np.ndarray, codebook_size: int) -> float:
-    """exp(entropy) of the histogram of `codes` (any shape)."""
-    counts = np.bincount(np.asarray(codes).ravel(), minlength=codebook_size).astype(np.float64)
-    p = counts[counts > 0] / counts.sum()
-    return float(np.exp(-(p * np.log(p)).sum()))
+    """The perplexity of the histogram of `codes` (any shape), as `evaluate` reports it."""
+    from jax_codec.evaluation.codebook_usage import code_usage
+
+    return code_usage([codes], codebook_size)[0]["perplexity"]
 
 
 def window_level_errors(x: np.ndarray, y: np.ndarray, window: int) -> list[float]:
