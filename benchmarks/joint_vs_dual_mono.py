@@ -121,6 +121,14 @@ MODELS = {
         "--config.model.decoder_width=128",
         "--config.model.quantizer_dropout=0.25",
     ],
+    # The same with gaps 40 dB down in a quarter of the crops (as `joint_wide_qd25_gap40`).
+    "joint_wide_qd25_gap40_seg1": [
+        "--config.model.encoder_width=12",
+        "--config.model.decoder_width=128",
+        "--config.model.quantizer_dropout=0.25",
+        "--config.data.augment.gap_prob=0.25",
+        "--config.data.augment.gap_depth_db=-40",
+    ],
     "dual_mono_qd25_seg1": [
         "--config.model.channels=1",
         "--config.data.channels=2",

@@ -122,3 +122,20 @@ def test_run_label_is_the_evaluated_checkpoints_name(tmp_path):
     assert jvd.run_label(str(tmp_path), "arg", 4000) == "new"
     assert jvd.run_label(str(tmp_path), "arg") == "old"
     assert jvd.run_label(str(tmp_path / "missing"), "arg", 4000) == "arg"
+
+
+def test_every_model_is_a_valid_override_of_the_preset():
+    """A typo in a model's overrides would otherwise surface only after the runs before it."""
+    from jax_codec.config import apply_overrides, get_config
+    from jax_codec.data.augment import check_config
+
+    root = os.path.dirname(os.path.dirname(__file__))
+    for name, flags in jvd.MODELS.items():
+        config = get_config(os.path.join(root, "configs", "music48.py") + ":runlocal")
+        overrides = {}
+        for flag in flags:
+            key, _, value = flag.removeprefix("--config.").partition("=")
+            assert flag.startswith("--config.") and value, (name, flag)
+            overrides[key] = value
+        apply_overrides(config, overrides)  # unknown keys and invalid models raise
+        assert check_config(config.data.augment) is None, name
