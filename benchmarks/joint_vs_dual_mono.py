@@ -57,6 +57,12 @@ _WIDE = [
     "--config.train.batch_size=2",
     "--config.train.segment_seconds=0.2",
 ]
+# The wide joint model at dropout 0.25 on the preset's own crops (one pair of 1.0 s per step).
+_WIDE_SEG1 = [
+    "--config.model.encoder_width=12",
+    "--config.model.decoder_width=128",
+    "--config.model.quantizer_dropout=0.25",
+]
 # name -> overrides of the preset (the run's name labels its rows in the evaluation).
 MODELS = {
     "joint": _SHORT,
@@ -116,16 +122,10 @@ MODELS = {
     ],
     # Crops longer than the codec's receptive field (32 frames): one pair of 1.0 s per step
     # (the preset's runlocal crops), the same audio per step as the wide runs above.
-    "joint_wide_qd25_seg1": [
-        "--config.model.encoder_width=12",
-        "--config.model.decoder_width=128",
-        "--config.model.quantizer_dropout=0.25",
-    ],
+    "joint_wide_qd25_seg1": _WIDE_SEG1,
     # The same with gaps 40 dB down in a quarter of the crops (as `joint_wide_qd25_gap40`).
     "joint_wide_qd25_gap40_seg1": [
-        "--config.model.encoder_width=12",
-        "--config.model.decoder_width=128",
-        "--config.model.quantizer_dropout=0.25",
+        *_WIDE_SEG1,
         "--config.data.augment.gap_prob=0.25",
         "--config.data.augment.gap_depth_db=-40",
     ],
