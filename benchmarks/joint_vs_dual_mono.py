@@ -129,6 +129,9 @@ MODELS = {
         "--config.data.augment.gap_prob=0.25",
         "--config.data.augment.gap_depth_db=-40",
     ],
+    # The same with a fifth of the crops made mono (L = R): a silent side should stay silent,
+    # as it does for free in dual mono (data.augment.mono_prob).
+    "joint_wide_qd25_mono20_seg1": [*_WIDE_SEG1, "--config.data.augment.mono_prob=0.2"],
     "dual_mono_qd25_seg1": [
         "--config.model.channels=1",
         "--config.data.channels=2",

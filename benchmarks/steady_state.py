@@ -21,6 +21,10 @@ own forward pass), on `--seconds` of each held-out file from `--start`:
   the same codes shuffled in time, relative to the output's level (0 dB or more: the output
   depends on the codes; far below 0: it is mostly the same sound whatever the codes, e.g. the
   frame-rate buzz).
+- stereo models only: `mono_side_db`, the output's side level over its mid (dB,
+  `training.loop.mono_side_db`) when both input channels are their mean (a near-mono passage:
+  dual-mono coding adds no side, -240; a joint model its own side floor), and
+  `side_level_error_db`, the output's side level minus the input's on the music itself.
 """
 
 from __future__ import annotations
@@ -97,7 +101,7 @@ def measure(loaded, music: np.ndarray, n_quantizers: int, window_s: float, seed:
     import jax
     import jax.numpy as jnp
 
-    from jax_codec.training.loop import level_dbfs
+    from jax_codec.training.loop import level_dbfs, mono_side_db
 
     codec, params = loaded.codec, loaded.params
     x = music if codec.channels == 2 else music[..., :1]
@@ -112,6 +116,17 @@ def measure(loaded, music: np.ndarray, n_quantizers: int, window_s: float, seed:
     y_shuffled = np.asarray(decode(params, shuffled))
     z = np.asarray(out.latents, np.float64)
     errors = window_level_errors(x, y, int(window_s * codec.sample_rate))
+    stereo = {}
+    if codec.channels == 2:
+        mono = np.repeat(x.mean(axis=-1, keepdims=True), 2, axis=-1)
+        y_mono = np.asarray(
+            jax.jit(lambda p, a: codec.apply(p, a, n_quantizers))(params, mono).audio
+        )
+        side = lambda a: 0.5 * (a[..., 0] - a[..., 1])  # noqa: E731
+        stereo = {
+            "mono_side_db": mono_side_db(y_mono),
+            "side_level_error_db": level_dbfs(side(y)) - level_dbfs(side(x)),
+        }
     return {
         "window_s": window_s,
         "window_level_error_db": [round(e, 3) for e in errors],
@@ -122,6 +137,7 @@ def measure(loaded, music: np.ndarray, n_quantizers: int, window_s: float, seed:
         "latent_time_var": float(z.var(axis=1).mean()),
         "latent_mean_sq": float((z.mean(axis=1) ** 2).mean()),
         "shuffled_diff_db": level_dbfs(y - y_shuffled) - level_dbfs(y),
+        **stereo,
     }
 
 
@@ -184,7 +200,13 @@ def main(argv=None) -> None:
             f" dB, after it {r['steady_level_error_db']:+.1f} dB; code perplexity "
             + " / ".join(f"{v:.1f}" for v in r["perplexity"])
             + f"; latent variance over time {r['latent_time_var']:.3g} (mean^2 "
-            f"{r['latent_mean_sq']:.3g}); codes shuffled: {r['shuffled_diff_db']:+.1f} dB",
+            f"{r['latent_mean_sq']:.3g}); codes shuffled: {r['shuffled_diff_db']:+.1f} dB"
+            + (
+                f"; mono in: side {r['mono_side_db']:+.1f} dB re mid; side level error "
+                f"{r['side_level_error_db']:+.1f} dB"
+                if "mono_side_db" in r
+                else ""
+            ),
             flush=True,
         )
     if args.output:

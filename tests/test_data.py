@@ -360,7 +360,8 @@ def test_gap_augmentation_silences_a_faded_span_of_both_channels():
     "key, value, words",
     [("gap_prob", "1.5", "a probability"), ("gap_fraction", "(0.5, 1.0)", "0 < low <= high < 1"),
      ("gap_fraction", "(0.4, 0.2)", "0 < low <= high < 1"), ("gap_fade_ms", "-1.0", "0 or more"),
-     ("gap_depth_db", "6.0", "a level in dB below 0")],
+     ("gap_depth_db", "6.0", "a level in dB below 0"), ("mono_prob", "-0.1", "a probability"),
+     ("swap_prob", "2.0", "a probability")],
 )  # fmt: skip
 def test_bad_gap_settings_are_config_errors(tmp_path, key, value, words):
     root = str(tmp_path / "music")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -540,6 +541,8 @@ def test_stereo_training_run(tmp_path, monkeypatch):
     assert metrics["step"] == 2
     for key in ("loss/mel/side", "eval/mel/2q", "eval/mel_side/1q", "eval/loudness_diff/2q"):
         assert np.isfinite(metrics[key]), key
+    # Mono fed in: an untrained joint model adds a side of its own, well above "none" (-240).
+    assert -200 < metrics["eval/mono_side_db"] < 60
     loaded = load_codec(str(tmp_path))
     assert loaded.codec.channels == 2
     assert loaded.params["params"]["decoder"]["WNConv1d_1"]["bias"].shape == (2,)
@@ -586,6 +589,67 @@ def test_synthetic_source_is_stereo_for_a_stereo_model():
     np.testing.assert_array_equal(
         clips.read(5, 0, 2048)[:, 0], SyntheticMusic(SR, 2048 / SR, seed=3)[5]
     )
+
+
+def test_augment_mono_makes_both_channels_their_mean_and_nothing_else():
+    x = np.stack([music(1, 0.05, channels=1)[0], 0.3 * music(1, 0.05, seed=5, channels=1)[0]], 1)
+    x *= 0.5 / np.abs(x).max()  # below the peak limit, which would rescale differently
+    cfg = augment.default_config()
+    with cfg.unlocked():
+        cfg.eq_prob = 1.0  # the other augmentations act on both channels alike, before or after
+    for seed in range(4):
+        plain = augment.augment(x, np.random.default_rng(seed), cfg, SR)
+        with cfg.unlocked():
+            cfg.mono_prob = 1.0
+        mono = augment.augment(x, np.random.default_rng(seed), cfg, SR)
+        with cfg.unlocked():
+            cfg.mono_prob = 0.0
+        np.testing.assert_array_equal(mono[:, 0], mono[:, 1])
+        np.testing.assert_allclose(mono[:, 0], plain.mean(axis=1), rtol=1e-5, atol=1e-7)
+        assert np.abs(plain[:, 0] - plain[:, 1]).max() > 0.05  # it was stereo
+    # A mono crop is unchanged by it; a probability of 0.3 makes about that share mono.
+    with cfg.unlocked():
+        cfg.mono_prob = 0.3
+    one = x[:, :1]
+    np.testing.assert_array_equal(
+        augment.augment(one, np.random.default_rng(1), cfg, SR),
+        augment.augment(one, np.random.default_rng(1), _without_mono(cfg), SR),
+    )
+    made_mono = [
+        np.array_equal(*augment.augment(x, np.random.default_rng(s), cfg, SR).T) for s in range(400)
+    ]
+    assert 0.22 < np.mean(made_mono) < 0.38
+
+
+def _without_mono(cfg):
+    c = cfg.copy_and_resolve_references()
+    with c.unlocked():
+        c.mono_prob = 0.0
+    return c
+
+
+def test_mono_side_db_is_the_side_over_the_mid():
+    from jax_codec.training.loop import mono_side_db
+
+    t = np.arange(4800) / SR
+    mid = np.sin(2 * np.pi * 440 * t)
+    side = 0.01 * np.sin(2 * np.pi * 1000 * t)
+    y = np.stack([mid + side, mid - side], axis=-1)[None]
+    assert mono_side_db(y) == pytest.approx(-40.0, abs=0.05)
+    assert mono_side_db(np.repeat(y[..., :1], 2, axis=-1)) == -240.0
+
+
+def test_steady_state_reports_the_side_of_a_stereo_model(stereo_model):
+    """benchmarks/steady_state.py on a stereo model: the side of mono input (a random joint
+    model adds one) and the side's level error on stereo music."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+    import steady_state
+
+    codec, params = stereo_model
+    loaded = type("Loaded", (), {"codec": codec, "params": params})()
+    x = music(2, 8 * codec.length_multiple / SR)
+    r = steady_state.measure(loaded, x[:, : 8 * codec.length_multiple], 2, window_s=0.05)
+    assert -200 < r["mono_side_db"] < 60 and np.isfinite(r["side_level_error_db"])
 
 
 def test_augment_swap_is_the_only_change():

@@ -109,6 +109,16 @@ def level_dbfs(x: np.ndarray) -> float:
     return float(20 * np.log10(np.sqrt(np.mean(np.square(x))) + 1e-12))
 
 
+def mono_side_db(y: np.ndarray) -> float:
+    """Side level `(L - R) / 2` over mid level `(L + R) / 2` (dB) of stereo `y` ``[B, T, 2]``;
+    -240 for identical channels."""
+    y = np.asarray(y, np.float64)
+    side = level_dbfs(0.5 * (y[..., 0] - y[..., 1]))
+    if side <= -239.0:
+        return -240.0
+    return max(side - level_dbfs(0.5 * (y[..., 0] + y[..., 1])), -240.0)
+
+
 # How much quieter the eval batch is fed for `eval/quiet_gain_db` (a quiet passage).
 QUIET_DB = 40.0
 
@@ -366,6 +376,13 @@ def train_and_evaluate(
         silent = jax.device_get(eval_fns[k](state.gen_params, eval_audio * np.float32(0)))["audio"]
         out["eval/silence_dbfs"] = level_dbfs(silent)
         out["eval/quiet_gain_db"] = level_dbfs(quiet) - (level_dbfs(eval_audio) - QUIET_DB)
+        if eval_audio.ndim == 3 and eval_audio.shape[-1] == 2:
+            # Does mono stay mono? The batch fed with both channels their mean (a near-mono
+            # passage); the output's side level relative to its mid, in dB. Dual-mono coding
+            # gives no side at all (-240), a joint model its own side floor.
+            mono = np.repeat(eval_audio.mean(axis=-1, keepdims=True), 2, axis=-1)
+            y = np.asarray(jax.device_get(eval_fns[k](state.gen_params, mono))["audio"])
+            out["eval/mono_side_db"] = mono_side_db(y)
         writer.write_scalars(step, out)
         if is_main:
             sr = codec.sample_rate
