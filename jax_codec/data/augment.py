@@ -13,10 +13,10 @@ index), so an augmented batch is reproduced exactly on resume. Settings live in
 - swap: with ``swap_prob``, exchange the left and right channels of a stereo crop (a joint-stereo
   model should not prefer a side); every other augmentation treats both channels alike, so the
   stereo image is kept;
-- mono: with ``mono_prob``, replace both channels of a stereo crop by their mean (L = R): a
-  joint-stereo model learns that a silent side stays silent. Without it, a model trained on
-  wide mixes decodes near-mono passages with a side 30-40 dB below the mid that a dual-mono
-  codec never adds (its two channels decode alike); see docs/stereo.md;
+- mono: with ``mono_prob``, replace both channels of a stereo crop by their mean (L = R), so
+  that a joint-stereo model meets a silent side (one trained on wide mixes decodes near-mono
+  passages with a side of its own, which a dual-mono codec never adds); off by default, see
+  docs/stereo.md for what it did;
 - gap: with ``gap_prob``, silence a span of the crop (a fraction of it drawn in
   ``gap_fraction``, anywhere in it), with ``gap_fade_ms`` raised-cosine fades into and out of
   it. Crops are redrawn when silent and normalized to one level, so without gaps a model
