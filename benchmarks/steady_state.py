@@ -101,13 +101,15 @@ def measure(loaded, music: np.ndarray, n_quantizers: int, window_s: float, seed:
     import jax
     import jax.numpy as jnp
 
+    from jax_codec.stereo import match_channels, to_mid_side
     from jax_codec.training.loop import level_dbfs, mono_side_db
 
     codec, params = loaded.codec, loaded.params
     x = music if codec.channels == 2 else music[..., :1]
     x = np.ascontiguousarray(x, np.float32)
     t = x.shape[1]
-    out = jax.jit(lambda p, a: codec.apply(p, a, n_quantizers))(params, jnp.asarray(x))
+    forward = jax.jit(lambda p, a: codec.apply(p, a, n_quantizers))
+    out = forward(params, jnp.asarray(x))
     decode = jax.jit(lambda p, c: codec.apply(p, c, t, method=codec.decode))
     codes = [np.asarray(c) for c in out.codes[:n_quantizers]]
     y = np.asarray(decode(params, tuple(jnp.asarray(c) for c in codes)))
@@ -118,14 +120,11 @@ def measure(loaded, music: np.ndarray, n_quantizers: int, window_s: float, seed:
     errors = window_level_errors(x, y, int(window_s * codec.sample_rate))
     stereo = {}
     if codec.channels == 2:
-        mono = np.repeat(x.mean(axis=-1, keepdims=True), 2, axis=-1)
-        y_mono = np.asarray(
-            jax.jit(lambda p, a: codec.apply(p, a, n_quantizers))(params, mono).audio
-        )
-        side = lambda a: 0.5 * (a[..., 0] - a[..., 1])  # noqa: E731
+        y_mono = np.asarray(forward(params, match_channels(match_channels(x, 1), 2)).audio)
         stereo = {
             "mono_side_db": mono_side_db(y_mono),
-            "side_level_error_db": level_dbfs(side(y)) - level_dbfs(side(x)),
+            "side_level_error_db": level_dbfs(to_mid_side(y)[..., 1])
+            - level_dbfs(to_mid_side(x)[..., 1]),
         }
     return {
         "window_s": window_s,

@@ -24,6 +24,7 @@ import numpy as np
 def span_metrics(ref: np.ndarray, est: np.ndarray, sr: int, start: float, end: float) -> dict:
     """The numbers for `[2, T]` `ref` and `est` over [start, end) seconds."""
     from jax_codec.evaluation.stereo_metrics import mel_distance_mid, mel_distance_side
+    from jax_codec.stereo import to_mid_side
     from jax_codec.training.loop import level_dbfs
 
     a, b = int(round(start * sr)), int(round(end * sr))
@@ -31,8 +32,9 @@ def span_metrics(ref: np.ndarray, est: np.ndarray, sr: int, start: float, end: f
     if b > min(ref.shape[1], est.shape[1]) or r.shape[1] < 2048:
         raise ValueError(f"span {start:g}-{end:g} s: too short or past the end of the audio")
 
-    def levels(x):
-        return level_dbfs(0.5 * (x[0] + x[1])[None]), level_dbfs(0.5 * (x[0] - x[1])[None])
+    def levels(x):  # [2, T] -> mid and side levels
+        ms = to_mid_side(x.T[None])
+        return level_dbfs(ms[..., 0]), level_dbfs(ms[..., 1])
 
     (rm, rs), (em, es) = levels(r), levels(e)
     return {

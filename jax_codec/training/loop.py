@@ -33,6 +33,7 @@ from etils import epath
 from jax_codec.config import ConfigError
 from jax_codec.data import pipeline
 from jax_codec.models.codec import build_codec
+from jax_codec.stereo import match_channels, to_mid_side
 from jax_codec.training import checkpoints, distributed
 from jax_codec.training import logging as tlog
 from jax_codec.training import sharding as sh
@@ -112,11 +113,9 @@ def level_dbfs(x: np.ndarray) -> float:
 def mono_side_db(y: np.ndarray) -> float:
     """Side level `(L - R) / 2` over mid level `(L + R) / 2` (dB) of stereo `y` ``[B, T, 2]``;
     -240 for identical channels."""
-    y = np.asarray(y, np.float64)
-    side = level_dbfs(0.5 * (y[..., 0] - y[..., 1]))
-    if side <= -239.0:
-        return -240.0
-    return max(side - level_dbfs(0.5 * (y[..., 0] + y[..., 1])), -240.0)
+    ms = to_mid_side(np.asarray(y, np.float64))
+    side = level_dbfs(ms[..., 1])
+    return -240.0 if side <= -239.0 else max(side - level_dbfs(ms[..., 0]), -240.0)
 
 
 # How much quieter the eval batch is fed for `eval/quiet_gain_db` (a quiet passage).
@@ -380,7 +379,7 @@ def train_and_evaluate(
             # Does mono stay mono? The batch fed with both channels their mean (a near-mono
             # passage); the output's side level relative to its mid, in dB. Dual-mono coding
             # gives no side at all (-240), a joint model its own side floor.
-            mono = np.repeat(eval_audio.mean(axis=-1, keepdims=True), 2, axis=-1)
+            mono = match_channels(match_channels(eval_audio, 1), 2)
             y = np.asarray(jax.device_get(eval_fns[k](state.gen_params, mono))["audio"])
             out["eval/mono_side_db"] = mono_side_db(y)
         writer.write_scalars(step, out)
