@@ -266,6 +266,7 @@ def test_create_train_state_timings_give_the_same_state(single_device):
     chex.assert_trees_all_equal(jax.device_get(state), initial)
 
 
+@pytest.mark.slow  # two inits compiled for a 4-device mesh
 def test_host_init_places_the_same_state_in_the_same_shardings():
     """`train.init_on=host` (the default on accelerators) computes the state on the CPU and
     places it: the values and shardings of the init compiled for the mesh (FSDP 2 x data 2)."""
