@@ -25,13 +25,9 @@ import tempfile
 
 import numpy as np
 
-METRICS = (
-    "mel_distance",
-    "mel_distance_mid",
-    "mel_distance_side",
-    "ild_difference",
-    "icc_difference",
-)
+from jax_codec.evaluation.stereo_metrics import STEREO_METRICS
+
+METRICS = ("mel_distance", *STEREO_METRICS)
 
 
 def frame_energy(x: np.ndarray, hop: int) -> np.ndarray:
