@@ -10,8 +10,9 @@ goes through the joint model (`--n_quantizers`) and the dual-mono one (`--dual_n
 as `.jcodec` files (`evaluation.run.neural_round_trip`); then the joint output's side is
 rescaled, frame by frame, so its level relative to the decoded mid equals the reference's
 side-to-mid ratio, quantized to `--step_db` and sent every `--hop_frames` code frames (below
-`--floor_db` the side is set to zero). The rows are the mel, mid mel, side mel, level (ILD) and
-correlation (ICC) differences of each variant, per excerpt, and the side level's cost in kbps
+`--floor_db` the side is set to zero). The rows are mel, SI-SDR, loudness and chroma
+differences, ViSQOL, mid and side mel, level (ILD) and correlation (ICC) differences of each
+variant, per excerpt, and the side level's cost in kbps
 (the empirical entropy of its quantized deltas, a bound an entropy coder approaches).
 """
 
@@ -27,7 +28,15 @@ import numpy as np
 
 from jax_codec.evaluation.stereo_metrics import STEREO_METRICS
 
-METRICS = ("mel_distance", *STEREO_METRICS)
+# What a listener notices overall, then the stereo image.
+METRICS = (
+    "mel_distance",
+    "si_sdr",
+    "loudness_difference",
+    "chroma_distance",
+    "visqol",
+    *STEREO_METRICS,
+)
 
 
 def frame_energy(x: np.ndarray, hop: int) -> np.ndarray:
@@ -73,9 +82,7 @@ def rescale_side(
     centres, at most `max_gain_db` up."""
     m, s = 0.5 * (est[0] + est[1]), 0.5 * (est[0] - est[1])
     em, es = frame_energy(m, hop), frame_energy(s, hop)
-    want = np.where(
-        np.isfinite(target_db), 10.0 ** (np.where(np.isfinite(target_db), target_db, 0) / 10.0), 0.0
-    )
+    want = 10.0 ** (np.asarray(target_db, np.float64) / 10.0)  # -inf: 0, a silent side
     g = np.sqrt(want * em / np.maximum(es, 1e-20))
     g = np.minimum(g, 10.0 ** (max_gain_db / 20.0))
     centres = (np.arange(g.shape[0]) + 0.5) * hop
@@ -97,7 +104,7 @@ def main(argv=None) -> int:
     p.add_argument("--joint", required=True, help="joint-stereo checkpoint (work dir or step dir)")
     p.add_argument("--dual", required=True, help="mono checkpoint coding each channel (dual mono)")
     p.add_argument("--data", required=True, help="folder of held-out stereo music")
-    p.add_argument("--output", required=True, help="folder for results.json and decoded audio")
+    p.add_argument("--output", required=True, help="folder for results.json")
     p.add_argument("--n_quantizers", type=int, default=4)
     p.add_argument("--dual_n_quantizers", type=int, default=3)
     p.add_argument("--segment_seconds", type=float, default=10.0)
