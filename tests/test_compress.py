@@ -518,7 +518,9 @@ def test_long_file_in_bounded_memory(ckpt, tmp_path, request):
             "print('RSS', [int(line.split()[1]) for line in open('/proc/self/status') "
             "if line.startswith('VmHWM')][0]); sys.exit(rc)"
         )
-        env = subprocess_env()
+        # Two malloc arenas: with one per XLA thread the peak wanders by tens of MiB from run to
+        # run (which arena a burst of window buffers lands in), whatever the file's length.
+        env = subprocess_env(MALLOC_ARENA_MAX="2")
         r = subprocess.run([sys.executable, "-c", code, *map(str, argv), "--checkpoint", workdir],
                            capture_output=True, text=True, env=env)  # fmt: skip
         assert r.returncode == 0, r.stderr
@@ -531,9 +533,10 @@ def test_long_file_in_bounded_memory(ckpt, tmp_path, request):
     print(f"peak RSS MiB: compress {short_c:.0f} (1 min) / {long_c:.0f} (12 min), decompress "
           f"{short_d:.0f} / {long_d:.0f}; audio {audio_mib:.0f}")  # fmt: skip
     assert sf.info(tmp_path / "l.wav").frames == minutes * 60 * rate
-    # Loading the file would add at least its float32 size (264 MiB); measured: +20 / +33 MiB
-    # (allocator drift: the encode/decode loops alone are flat), ~560 / 615 MiB for an hour.
-    assert long_c - short_c < audio_mib / 4 and long_d - short_d < audio_mib / 4
+    # Loading the file would add at least its float32 size (264 MiB); measured with two arenas:
+    # -4 / +20 MiB (the encode/decode loops alone are flat; with an arena per thread the peaks
+    # differed by +20..+80 MiB from run to run and machine to machine).
+    assert long_c - short_c < audio_mib / 3 and long_d - short_d < audio_mib / 3
     assert max(long_c, long_d) < 2048
 
 

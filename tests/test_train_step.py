@@ -10,7 +10,7 @@ from jax_codec.config import apply_overrides, load_config
 from jax_codec.data.synthetic import SyntheticMusic
 from jax_codec.training.sharding import make_mesh, state_shardings
 from jax_codec.training.state_init import create_train_state
-from jax_codec.training.step import Trainer, compile_train_step
+from jax_codec.training.step import Trainer, compile_train_step, dead_code_decay
 
 BATCH = 8
 
@@ -28,6 +28,8 @@ def small_config(**overrides):
         "loss.mel_window_lengths": "(64, 512)",
         "loss.mel_n_mels": "(10, 80)",
         "loss.onset_weight": "0.0",
+        # Dead-code expiry with the EMA slowed for this small batch (`dead_code_decay`).
+        "train.dead_code_min_hits": "8.0",
     }
     base.update(overrides)
     apply_overrides(config, base)
@@ -184,8 +186,26 @@ def test_dead_codes_are_restarted(single_device):
     # Restarted rows jump to encoder outputs; the others only take an Adam step (~lr).
     jumps = np.abs(new_cb - old_cb).max(axis=1)
     assert np.all(jumps[restarted1] > 10 * jumps[~restarted1].max())
-    # Elsewhere a plain EMA update of the grace count 1: 0.95 + 0.05 * count.
-    assert np.all(new_usage[2] >= 0.95 - 1e-6) and np.any(np.abs(new_usage[2] - 1.0) > 1e-3)
+    # Elsewhere a plain EMA update of the grace count 1: decay + (1 - decay) * count, with the
+    # decay slowed for this small batch (`dead_code_decay`).
+    n = np.prod(batch.shape[:2]) // trainer.codec.hop_length // trainer.codec.vq_strides[2]
+    decay = dead_code_decay(trainer.config.train, n * trainer.codec.channels, usage.shape[1])
+    assert decay > trainer.config.train.dead_code_decay
+    assert np.all(new_usage[2] >= decay - 1e-6) and np.any(np.abs(new_usage[2] - 1.0) > 1e-5)
+    assert np.isclose(new_usage[2].min(), decay, rtol=0, atol=1e-6)  # a code this batch missed
+
+
+def test_dead_code_decay_spans_enough_uses_of_each_code():
+    import ml_collections
+
+    train = ml_collections.ConfigDict({"dead_code_decay": 0.95, "dead_code_min_hits": 8.0})
+    # One 1 s crop at a stride-4 level of a 75 Hz model: 19 vectors for 256 codes -> a window
+    # of 8 * 256 / 19 steps, in which a code used at the uniform rate is expected 8 times.
+    decay = dead_code_decay(train, 19, 256)
+    assert np.isclose(1 / (1 - decay), 8 * 256 / 19) and np.isclose(1 / (1 - decay) * 19 / 256, 8)
+    assert dead_code_decay(train, 4800, 1024) == 0.95  # a large batch keeps the set decay
+    train.dead_code_min_hits = 0.0
+    assert dead_code_decay(train, 19, 256) == 0.95
 
 
 def test_flat_optimizer_matches_per_leaf_optimizer():

@@ -284,6 +284,9 @@ def default_config() -> ml_collections.ConfigDict:
     train.dead_code_threshold = 0.01
     # Decay of that EMA (0.95: a code unused for ~90 steps is restarted).
     train.dead_code_decay = 0.95
+    # ... slowed where a step holds few vectors, so that the EMA spans at least this many uses
+    # of a code used at the uniform rate (`training.step.dead_code_decay`; 0: the decay above).
+    train.dead_code_min_hits = 0.0
     # Restarted codes are no longer than the level's median live code (their direction is
     # kept): long encoder outputs copied in can otherwise blow up every level after them.
     train.dead_code_clip_norm = True
