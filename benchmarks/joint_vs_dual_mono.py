@@ -141,7 +141,7 @@ MODELS = {
 }
 # The two `_seg1` runs with the dead-code EMA slowed to span 8 uses of a uniformly used code
 # (`train.dead_code_min_hits`): joint's one pair per step otherwise restarts live codes by
-# chance (benchmarks/README.md, "Where joint loses the side").
+# chance (measured: benchmarks/README.md, "A slower dead-code EMA").
 MODELS["joint_wide_qd25_seg1_mh8"] = [*_WIDE_SEG1, "--config.train.dead_code_min_hits=8"]
 MODELS["dual_mono_qd25_seg1_mh8"] = [
     *MODELS["dual_mono_qd25_seg1"],
