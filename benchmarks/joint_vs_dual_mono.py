@@ -147,6 +147,19 @@ MODELS["dual_mono_qd25_seg1_mh8"] = [
     *MODELS["dual_mono_qd25_seg1"],
     "--config.train.dead_code_min_hits=8",
 ]
+# The preset's own widths (encoder 8, decoder 96, not 12 and 128) on its own crops: at runlocal's
+# learning rate the wide networks' latents blow up in the first 100 steps and their first
+# codebook collapses, dual mono's too (`dual_mono_wide_qd25_seg1_mh8`); the preset's do not
+# (benchmarks/README.md, "The wide networks' codes collapse"). Half dual mono's compute.
+MODELS["joint_qd25_seg1_mh8"] = [
+    "--config.model.quantizer_dropout=0.25",
+    "--config.train.dead_code_min_hits=8",
+]
+MODELS["dual_mono_wide_qd25_seg1_mh8"] = [
+    *MODELS["dual_mono_qd25_seg1_mh8"],
+    "--config.model.encoder_width=12",
+    "--config.model.decoder_width=128",
+]
 
 
 METRICS = (

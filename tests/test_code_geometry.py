@@ -1,0 +1,40 @@
+"""benchmarks/code_geometry.py: where a level's inputs point and how many codes they use."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+
+import code_geometry  # noqa: E402
+
+
+def test_geometry_tells_a_shared_offset_from_spread_inputs():
+    rng = np.random.default_rng(0)
+    spread = rng.standard_normal((4000, 8))
+    offset = spread * 0.1 + 3.0  # every input near (3, ..., 3)
+    book = rng.standard_normal((64, 8))
+    book[:5] = 1.0 + 0.01 * rng.standard_normal((5, 8))  # five codes along the offset
+    codes = np.repeat(np.arange(4), 1000)
+    a = code_geometry.geometry(spread, book, codes)
+    b = code_geometry.geometry(offset, book, codes)
+    assert a["direction_offset"] < 0.1 and b["direction_offset"] > 0.99
+    assert b["spread_over_mean"] < 0.05 < 1.0 < a["spread_over_mean"]
+    assert b["codes_in_cone"] >= 5
+    assert code_geometry.geometry(offset, -np.abs(book), codes)["codes_in_cone"] == 0
+    assert a["perplexity"] == pytest.approx(4.0) and a["codes_used"] == 4
+    assert b["input_norm_median"] == pytest.approx(np.sqrt(8) * 3.0, rel=0.05)
+
+
+def test_measure_reports_every_level_of_a_model(runlocal_codec):
+    codec, params = runlocal_codec
+    loaded = type("Loaded", (), {"codec": codec, "params": params})()
+    t = np.arange(codec.sample_rate // 2)
+    x = np.stack([0.1 * np.sin(0.05 * t), 0.1 * np.sin(0.07 * t)], 1).astype(np.float32)
+    levels = code_geometry.measure(loaded, [x])
+    assert len(levels) == codec.num_quantizers
+    for g in levels:
+        assert 0.0 <= g["direction_offset"] <= 1.0 + 1e-9
+        assert 1.0 <= g["perplexity"] <= g["codes_used"] + 1e-9
