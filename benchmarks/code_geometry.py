@@ -4,7 +4,7 @@
       --data=/tmp/music2/heldout --output=geometry.json
 
 Each `LABEL=CHECKPOINT` (a work dir, `best/` or a step dir) codes `--seconds` of every file in
-`--data` from `--start` (scaled to -18 dBFS, as training crops are; a mono model codes each
+`--data` from `--start` (normalised to -18 dB, as training crops are; a mono model codes each
 channel as its own row) with all its levels, and for each level reports, over all frames:
 
 - `direction_offset`: the length of the mean of the inputs' unit vectors (what the level's
@@ -53,13 +53,14 @@ def geometry(z_e: np.ndarray, codebook: np.ndarray, codes: np.ndarray) -> dict:
 
 
 def load_music(path: str, sample_rate: int, seconds: float, start: float) -> np.ndarray:
-    """`[T, 2]` float32 at `sample_rate`, RMS -18 dBFS (a mono file duplicated)."""
-    import librosa
+    """`[T, 2]` float32 at `sample_rate`, normalised to -18 dB as the training pipeline's crops
+    are (`levels.normalize`; a mono file duplicated)."""
+    from jax_codec import levels
+    from jax_codec.evaluation.run import load_segment
 
-    y, _ = librosa.load(path, sr=sample_rate, mono=False, offset=start, duration=seconds)
-    y = np.stack([y, y], 1) if y.ndim == 1 else y.T
-    rms = float(np.sqrt(np.mean(y**2)))
-    return (y * (10 ** (-18 / 20) / max(rms, 1e-9))).astype(np.float32)
+    x = load_segment(path, sample_rate, seconds, int(start * sample_rate))  # [C, T]
+    x = np.resize(x, (2, x.shape[1])).T
+    return levels.normalize(x, sample_rate, -18.0, channels_last=True)[0]
 
 
 def measure(loaded, music: list[np.ndarray]) -> list[dict]:

@@ -38,3 +38,17 @@ def test_measure_reports_every_level_of_a_model(runlocal_codec):
     for g in levels:
         assert 0.0 <= g["direction_offset"] <= 1.0 + 1e-9
         assert 1.0 <= g["perplexity"] <= g["codes_used"] + 1e-9
+
+
+def test_load_music_is_a_normalised_stereo_excerpt(tmp_path):
+    import soundfile as sf
+
+    from jax_codec import levels
+
+    sr = 16000
+    path = str(tmp_path / "tone.wav")
+    sf.write(path, 0.5 * np.sin(np.arange(3 * sr) * 0.05), sr)  # mono
+    x = code_geometry.load_music(path, 8000, seconds=1.0, start=1.0)
+    assert x.shape == (8000, 2) and x.dtype == np.float32
+    np.testing.assert_array_equal(x[:, 0], x[:, 1])
+    assert levels.level_db(x, 8000, channels_last=True) == pytest.approx(-18.0, abs=0.1)
