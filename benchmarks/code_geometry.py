@@ -14,7 +14,10 @@ channel as its own row) with all its levels, and for each level reports, over al
 - `spread_over_mean`: the inputs' mean distance from their mean over the mean's length (small
   when a shared offset dwarfs what varies from frame to frame);
 - `codes_in_cone`: how many codes lie within a cosine of 0.9 of the inputs' mean direction;
-- `perplexity` and `codes_used` of the chosen codes.
+- `perplexity` and `codes_used` of the chosen codes;
+- `latent_error`: the energy of what levels 0..i together leave of the encoder's output,
+  `|z - q|^2 / |z|^2` over all frames (1 - the share of the latent they code): whether a
+  level adds information at all, apart from whether the decoder then uses it.
 """
 
 from __future__ import annotations
@@ -70,22 +73,33 @@ def measure(loaded, music: list[np.ndarray]) -> list[dict]:
     import jax.numpy as jnp
 
     codec, params = loaded.codec, loaded.params
-    run = jax.jit(lambda p, x: codec.apply(p, x))
+    run = jax.jit(lambda p, x, n: codec.apply(p, x, n), static_argnums=2)
+    k = codec.num_quantizers
     z_e, codes = [], []
+    error, energy = np.zeros(k), 0.0
     for x in music:
         x = x[None] if codec.channels == 2 else x.T[:, :, None]
         t = x.shape[1] // codec.length_multiple * codec.length_multiple
-        out = run(params, jnp.asarray(x[:, :t]))
+        x = jnp.asarray(x[:, :t])
+        out = run(params, x, None)
         z_e.append([np.asarray(z).reshape(-1, z.shape[-1]) for z in out.projected])
         codes.append([np.asarray(c).ravel() for c in out.codes])
+        z = np.asarray(out.latents, np.float64)
+        energy += float(np.sum(z * z))
+        for n in range(1, k + 1):
+            q = out.quantized if n == k else run(params, x, n).quantized
+            error[n - 1] += float(np.sum(np.square(z - np.asarray(q, np.float64))))
     levels = params["params"]["quantizer"]
     return [
-        geometry(
-            np.concatenate([z[i] for z in z_e]),
-            np.asarray(levels[f"level{i}"]["codebook"]),
-            np.concatenate([c[i] for c in codes]),
+        dict(
+            geometry(
+                np.concatenate([z[i] for z in z_e]),
+                np.asarray(levels[f"level{i}"]["codebook"]),
+                np.concatenate([c[i] for c in codes]),
+            ),
+            latent_error=float(error[i] / max(energy, 1e-30)),
         )
-        for i in range(len(z_e[0]))
+        for i in range(k)
     ]
 
 
@@ -116,7 +130,8 @@ def main() -> None:
             print(
                 f"{label} level {i}: direction offset {g['direction_offset']:.2f}, spread/mean "
                 f"{g['spread_over_mean']:.2f}, codes in cone {g['codes_in_cone']}, "
-                f"perplexity {g['perplexity']:.1f} ({g['codes_used']} codes used)",
+                f"perplexity {g['perplexity']:.1f} ({g['codes_used']} codes used), latent "
+                f"error through it {g['latent_error']:.3f}",
                 flush=True,
             )
     if args.output:

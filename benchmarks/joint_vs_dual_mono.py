@@ -155,6 +155,17 @@ MODELS["joint_qd25_seg1_mh8"] = [
     "--config.model.quantizer_dropout=0.25",
     "--config.train.dead_code_min_hits=8",
 ]
+# The joint preset with each level's output fitted to its input in the latent space
+# (`loss.residual_weight`), so that a level codes what the earlier ones left (docs/training.md,
+# "Does each codebook code what the others left?").
+MODELS["joint_qd25_seg1_mh8_res1"] = [
+    *MODELS["joint_qd25_seg1_mh8"],
+    "--config.loss.residual_weight=1.0",
+]
+MODELS["joint_qd25_seg1_mh8_res10"] = [
+    *MODELS["joint_qd25_seg1_mh8"],
+    "--config.loss.residual_weight=10.0",
+]
 MODELS["dual_mono_wide_qd25_seg1_mh8"] = [
     *MODELS["dual_mono_qd25_seg1_mh8"],
     "--config.model.encoder_width=12",

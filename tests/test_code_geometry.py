@@ -38,6 +38,15 @@ def test_measure_reports_every_level_of_a_model(runlocal_codec):
     for g in levels:
         assert 0.0 <= g["direction_offset"] <= 1.0 + 1e-9
         assert 1.0 <= g["perplexity"] <= g["codes_used"] + 1e-9
+    # Level i's latent error is what levels 0..i leave of the encoder's output.
+    t = x.shape[0] // codec.length_multiple * codec.length_multiple
+    rows = x[None, :t] if codec.channels == 2 else x.T[:, :t, None]
+    for n in (1, codec.num_quantizers):
+        out = codec.apply(params, rows, n)
+        z, q = np.asarray(out.latents, np.float64), np.asarray(out.quantized, np.float64)
+        want = np.sum((z - q) ** 2) / np.sum(z**2)
+        assert levels[n - 1]["latent_error"] == pytest.approx(want, rel=1e-4)
+    assert levels[0]["latent_error"] != pytest.approx(levels[-1]["latent_error"], rel=1e-3)
 
 
 def test_load_music_is_a_normalised_stereo_excerpt(tmp_path):

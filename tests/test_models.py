@@ -208,17 +208,68 @@ def test_quantizer_losses_follow_dacs_reduction():
     np.testing.assert_array_equal(np.asarray(out.n_quantizers), [1, 3, 2, 3])
 
     # By hand: run the levels one by one on the residual.
-    residual, expected = z, 0.0
+    residual, expected, expected_residual = z, 0.0, 0.0
     for i in range(3):
         lv = {"params": params["params"][f"level{i}"]}
-        q, _, commit, _, _ = FactorizedVQ(16, 32, 4).apply(lv, residual)
+        q, codes, commit, _, _ = FactorizedVQ(16, 32, 4).apply(lv, residual)
+        back = FactorizedVQ(16, 32, 4).apply(lv, codes, method="decode_codes")
         used = (np.asarray(draw) > i).astype(np.float32)
         expected += float(np.mean(np.asarray(commit) * used))
+        left = np.mean(np.square(np.asarray(residual - back)), axis=(1, 2))
+        expected_residual += float(np.mean(left * used))
         residual = residual - q * used[:, None, None]
+        # What levels 0..i leave of z, over the examples that use level i.
+        energy = np.sum(np.square(np.asarray(z)), axis=(1, 2))
+        rest = np.sum(np.square(np.asarray(residual)), axis=(1, 2))
+        assert float(out.stats[f"level{i}/latent_error"]) == pytest.approx(
+            np.sum(rest * used) / np.sum(energy * used), rel=1e-5
+        )
     assert float(out.commitment) == pytest.approx(expected, rel=1e-5)
     assert float(out.codebook) == pytest.approx(expected, rel=1e-5)  # same value, other side
+    assert float(out.residual) == pytest.approx(expected_residual, rel=1e-5)
     with pytest.raises(ValueError, match="per example"):
         rvq.apply(params, z, n_quantizers=jnp.array([1, 2]))
+
+
+def test_residual_loss_makes_each_level_code_what_is_left():
+    """DAC's losses live in each level's small code space, so nothing makes a level's output
+    match its input: the residual after several levels can exceed the latent itself. The
+    residual loss fits each level's output to its input; it trains the codebooks and output
+    projections only (no gradient reaches the quantizer's input)."""
+    import optax
+
+    rvq = HierarchicalRVQ(16, strides=(1, 1, 1), codebook_size=32, codebook_dim=4, dropout_prob=0)
+    z = jax.random.normal(jax.random.key(0), (8, 32, 16))
+    params = rvq.init(jax.random.key(1), z)
+
+    dz = jax.grad(lambda z: rvq.apply(params, z).residual)(z)
+    assert float(jnp.max(jnp.abs(dz))) == 0.0
+    grads = jax.grad(lambda p: rvq.apply(p, z).residual)(params)["params"]["level1"]
+    assert float(jnp.max(jnp.abs(grads["codebook"]))) > 0
+    assert any(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree.leaves(grads["out_proj"]))
+
+    def train(weight):
+        opt = optax.adam(1e-2)
+
+        def loss(p):
+            out = rvq.apply(p, z)
+            return 0.25 * out.commitment + out.codebook + weight * out.residual
+
+        @jax.jit
+        def step(p, s):
+            g = jax.grad(loss)(p)
+            u, s = opt.update(g, s, p)
+            return optax.apply_updates(p, u), s
+
+        p, s = params, opt.init(params)
+        for _ in range(300):
+            p, s = step(p, s)
+        stats = rvq.apply(p, z).stats
+        return [float(stats[f"level{i}/latent_error"]) for i in range(3)]
+
+    dac, fitted = train(0.0), train(1.0)
+    assert fitted[0] < 1.0 and fitted[2] < fitted[1] < fitted[0]
+    assert fitted[2] < 0.8 * dac[2]
 
 
 def test_rvq_levels_reduce_error():

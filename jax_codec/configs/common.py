@@ -231,6 +231,10 @@ def default_config() -> ml_collections.ConfigDict:
     # VQ commitment (encoder -> codes) and codebook (codes -> encoder) loss weights.
     loss.commitment_weight = 0.25
     loss.codebook_weight = 1.0
+    # Weight of each level's latent-space residual loss (`HierarchicalRVQ`'s `residual`: the
+    # level's output fitted to its input, training only its codebook and output projection, so
+    # the next level's residual shrinks). 0 is DAC's recipe (docs/training.md).
+    loss.residual_weight = 0.0
     # Reconstruction-only warm-up: adv_g and fm count from this step on (D trains throughout).
     loss.gan_start_step = 0
     # "lsgan" or "hinge".

@@ -37,7 +37,7 @@ class CodecOutput:
     codes: one int32 `[B, F / strides[i]]` per level (levels beyond `n_quantizers` included).
     n_quantizers: `[B]` levels used per example.
     latents: `[B, F, D]` encoder output; quantized: `[B, F, D]` sum of the used levels.
-    losses: `{'commitment', 'codebook'}` scalars. stats: per-level codebook usage.
+    losses: `{'commitment', 'codebook', 'residual'}` scalars. stats: per-level codebook usage.
     projected: per level, the encoder output in code space (dead-code restart candidates).
     """
 
@@ -377,7 +377,7 @@ class Codec(nn.Module):
             n_quantizers=q.n_quantizers,
             latents=z,
             quantized=q.quantized,
-            losses={"commitment": q.commitment, "codebook": q.codebook},
+            losses={"commitment": q.commitment, "codebook": q.codebook, "residual": q.residual},
             stats=q.stats,
             projected=q.projected,
         )

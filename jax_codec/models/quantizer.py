@@ -161,7 +161,15 @@ class QuantizerOutput:
     n_quantizers: `[B]` number of levels used per example (quantizer dropout).
     commitment, codebook: scalar losses as DAC defines them: per level the mean over the batch
       (examples that do not use the level count as zero), summed over levels.
-    stats: `level{i}/perplexity`, `level{i}/dead_fraction`, `level{i}/counts` `[N]`.
+    residual: per level, the mean square of what the level's output leaves of its input in the
+      latent space, `|r_i - out_proj(codebook[c])|^2` with the input `r_i` held fixed (so it
+      trains the level's codebook and output projection, never the encoder), reduced as
+      `commitment` is. DAC's losses act in each level's 8-dim code space only, so nothing makes
+      a level's output match its input and the next level's residual need not shrink
+      (`loss.residual_weight`, docs/training.md).
+    stats: `level{i}/perplexity`, `level{i}/dead_fraction`, `level{i}/counts` `[N]`,
+      `level{i}/latent_error`: `|z - q|^2 / |z|^2` with levels 0..i, over the examples that
+      use level i: above 1 when the levels add more than they remove.
     projected: per level, the projected pooled residual `[B, F / strides[i], d]`.
     """
 
@@ -172,6 +180,7 @@ class QuantizerOutput:
     codebook: Array
     stats: dict
     projected: tuple[Array, ...] = ()
+    residual: Array | float = 0.0
 
 
 class HierarchicalRVQ(nn.Module):
@@ -253,11 +262,16 @@ class HierarchicalRVQ(nn.Module):
         residual = z.astype(jnp.float32)
         quantized = jnp.zeros_like(residual)
         codes, stats, projected = [], {}, []
-        commitment = codebook = jnp.zeros((), jnp.float32)
+        commitment = codebook = residual_loss = jnp.zeros((), jnp.float32)
+        energy = jnp.sum(jnp.square(residual), axis=(1, 2))  # [B]
         for i, (vq, s) in enumerate(zip(self.levels, self.strides, strict=True)):
             mask = (i < n_used).astype(jnp.float32)  # [B]
-            q, c, commit_i, cb_i, z_e = vq(pool(residual, s))
+            pooled = pool(residual, s)
+            q, c, commit_i, cb_i, z_e = vq(pooled)
             projected.append(z_e)
+            # The level's output as a function of its codebook and output projection only.
+            left = jax.lax.stop_gradient(pooled) - vq.decode_codes(c)
+            residual_loss = residual_loss + jnp.mean(jnp.mean(jnp.square(left), (1, 2)) * mask)
             q = upsample(q, s) * mask[:, None, None]
             residual = residual - q
             quantized = quantized + q
@@ -276,6 +290,13 @@ class HierarchicalRVQ(nn.Module):
             stats[f"level{i}/perplexity"] = jnp.exp(entropy)
             stats[f"level{i}/dead_fraction"] = jnp.mean(counts == 0)
             stats[f"level{i}/counts"] = counts
+            # Over the examples that use level i (all of them when none does: then each
+            # example's own levels, rather than a meaningless 0).
+            left = jax.lax.stop_gradient(jnp.sum(jnp.square(residual), axis=(1, 2)))
+            w = jnp.where(jnp.sum(mask) > 0, mask, 1.0)
+            stats[f"level{i}/latent_error"] = jnp.sum(left * w) / jnp.maximum(
+                jnp.sum(jax.lax.stop_gradient(energy) * w), 1e-12
+            )
         return QuantizerOutput(
             quantized=quantized,
             codes=tuple(codes),
@@ -284,6 +305,7 @@ class HierarchicalRVQ(nn.Module):
             codebook=codebook,
             stats=stats,
             projected=tuple(projected),
+            residual=residual_loss,
         )
 
     def encode(self, z: Array, n_quantizers: int | None = None) -> tuple[Array, ...]:

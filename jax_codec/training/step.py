@@ -318,6 +318,7 @@ class Trainer:
             vq = (
                 cfg.loss.commitment_weight * out.losses["commitment"]
                 + cfg.loss.codebook_weight * out.losses["codebook"]
+                + cfg.loss.get("residual_weight", 0.0) * out.losses["residual"]
             )
             return (out.audio, vq), out
 
@@ -424,6 +425,7 @@ class Trainer:
                 "loss/total_g": loss_g,
                 "vq/commitment": out.losses["commitment"],
                 "vq/codebook": out.losses["codebook"],
+                "vq/residual": out.losses["residual"],
                 "vq/n_quantizers": jnp.mean(out.n_quantizers.astype(jnp.float32)),
                 "norm/grad_g": grad_g,
                 "norm/grad_d": grad_d,
