@@ -150,7 +150,8 @@ MODELS["dual_mono_qd25_seg1_mh8"] = [
 # The preset's own widths (encoder 8, decoder 96, not 12 and 128) on its own crops: at runlocal's
 # learning rate the wide networks' latents blow up in the first 100 steps and their first
 # codebook collapses, dual mono's too (`dual_mono_wide_qd25_seg1_mh8`); the preset's do not
-# (benchmarks/README.md, "The wide networks' codes collapse"). Half dual mono's compute.
+# (benchmarks/README.md, "The wide networks' codes collapse"). Half dual mono's codec network
+# per step, about its training time (the discriminators and losses see each channel in both).
 MODELS["joint_qd25_seg1_mh8"] = [
     "--config.model.quantizer_dropout=0.25",
     "--config.train.dead_code_min_hits=8",
