@@ -318,8 +318,9 @@ class Trainer:
             vq = (
                 cfg.loss.commitment_weight * out.losses["commitment"]
                 + cfg.loss.codebook_weight * out.losses["codebook"]
-                + cfg.loss.get("residual_weight", 0.0) * out.losses["residual"]
             )
+            if cfg.loss.get("residual_weight", 0.0):  # DAC's recipe (0) leaves it out
+                vq = vq + cfg.loss.residual_weight * out.losses["residual"]
             return (out.audio, vq), out
 
         (y, vq_loss), gen_vjp, out = jax.vjp(generator, state.gen_params, has_aux=True)
