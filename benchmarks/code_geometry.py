@@ -73,22 +73,21 @@ def measure(loaded, music: list[np.ndarray]) -> list[dict]:
     import jax.numpy as jnp
 
     codec, params = loaded.codec, loaded.params
-    run = jax.jit(lambda p, x, n: codec.apply(p, x, n), static_argnums=2)
+    run = jax.jit(lambda p, x: codec.apply(p, x))
     k = codec.num_quantizers
     z_e, codes = [], []
     error, energy = np.zeros(k), 0.0
     for x in music:
         x = x[None] if codec.channels == 2 else x.T[:, :, None]
         t = x.shape[1] // codec.length_multiple * codec.length_multiple
-        x = jnp.asarray(x[:, :t])
-        out = run(params, x, None)
+        out = run(params, jnp.asarray(x[:, :t]))
         z_e.append([np.asarray(z).reshape(-1, z.shape[-1]) for z in out.projected])
         codes.append([np.asarray(c).ravel() for c in out.codes])
-        z = np.asarray(out.latents, np.float64)
-        energy += float(np.sum(z * z))
-        for n in range(1, k + 1):
-            q = out.quantized if n == k else run(params, x, n).quantized
-            error[n - 1] += float(np.sum(np.square(z - np.asarray(q, np.float64))))
+        # The quantizer's own `latent_error` (every level used) times this excerpt's energy:
+        # what is left after levels 0..i, summed over the excerpts.
+        e = float(np.sum(np.square(np.asarray(out.latents, np.float64))))
+        energy += e
+        error += e * np.array([float(out.stats[f"level{i}/latent_error"]) for i in range(k)])
     levels = params["params"]["quantizer"]
     return [
         dict(

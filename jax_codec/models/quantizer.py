@@ -292,9 +292,9 @@ class HierarchicalRVQ(nn.Module):
             stats[f"level{i}/counts"] = counts
             # Over the examples that use level i (all of them when none does: then each
             # example's own levels, rather than a meaningless 0).
-            left = jax.lax.stop_gradient(jnp.sum(jnp.square(residual), axis=(1, 2)))
+            rest = jax.lax.stop_gradient(jnp.sum(jnp.square(residual), axis=(1, 2)))
             w = jnp.where(jnp.sum(mask) > 0, mask, 1.0)
-            stats[f"level{i}/latent_error"] = jnp.sum(left * w) / jnp.maximum(
+            stats[f"level{i}/latent_error"] = jnp.sum(rest * w) / jnp.maximum(
                 jnp.sum(jax.lax.stop_gradient(energy) * w), 1e-12
             )
         return QuantizerOutput(
