@@ -167,6 +167,17 @@ MODELS["joint_qd25_seg1_mh8_res10"] = [
     *MODELS["joint_qd25_seg1_mh8"],
     "--config.loss.residual_weight=10.0",
 ]
+# EnCodec's quantizer (`PlainVQ`: Euclidean codes in the 64-dim latent, no projections),
+# whose levels do code what the earlier ones left (docs/training.md, "Does each codebook code
+# what the others left?"); its codebooks learn from the codebook loss ...
+PLAIN = ["--config.model.quantizer=plain", "--config.model.codebook_dim=64"]
+MODELS["joint_plain"] = [*MODELS["joint_qd25_seg1_mh8"], *PLAIN]
+MODELS["dual_mono_plain"] = [*MODELS["dual_mono_qd25_seg1_mh8"], *PLAIN]
+# ... or, as EnCodec's do, by moving each used code towards the mean of what it coded
+# (`train.codebook_ema_decay`), which follows the encoder's output as it shrinks.
+PLAIN_EMA = [*PLAIN, "--config.train.codebook_ema_decay=0.9", "--config.loss.codebook_weight=0"]
+MODELS["joint_plain_ema"] = [*MODELS["joint_qd25_seg1_mh8"], *PLAIN_EMA]
+MODELS["dual_mono_plain_ema"] = [*MODELS["dual_mono_qd25_seg1_mh8"], *PLAIN_EMA]
 MODELS["dual_mono_wide_qd25_seg1_mh8"] = [
     *MODELS["dual_mono_qd25_seg1_mh8"],
     "--config.model.encoder_width=12",

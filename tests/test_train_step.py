@@ -1,12 +1,14 @@
 """The compiled train step: sharding equivalence, no retracing, NaN guard, overfitting."""
 
+import types
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_codec.config import apply_overrides, load_config
+from jax_codec.config import ConfigError, apply_overrides, load_config
 from jax_codec.data.synthetic import SyntheticMusic
 from jax_codec.training.sharding import make_mesh, state_shardings
 from jax_codec.training.state_init import create_train_state
@@ -320,3 +322,106 @@ def test_init_place_choice_and_bad_value():
     assert init_place(small_config(**{"train.init_on": "host"}), mesh) == "host"
     with pytest.raises(ConfigError, match="train.init_on='gpu'; use one of auto, device, host"):
         init_place(small_config(**{"train.init_on": "gpu"}), mesh)
+
+
+def test_codebook_ema_update_by_hand():
+    """`Trainer._codebook_ema` on a made-up batch: with quantizer dropout, only the examples
+    that use a level move its codes."""
+    trainer = Trainer(
+        small_config(
+            **{
+                "model.quantizer": "plain",
+                "model.codebook_dim": "3",
+                "train.codebook_ema_decay": "0.75",
+            }
+        )
+    )
+    rng = np.random.default_rng(0)
+    books = [rng.normal(size=(5, 3)).astype(np.float32) for _ in range(2)]
+    inputs = [rng.normal(size=(2, 4, 3)).astype(np.float32) for _ in range(2)]
+    codes = [np.array([[0, 0, 2, 4], [1, 1, 1, 0]]), np.array([[3, 3, 3, 1], [2, 2, 2, 2]])]
+    n_used = np.array([2, 1])  # the second example uses level 0 only
+    stats = {}
+    for i, c in enumerate(codes):
+        w = np.broadcast_to((i < n_used)[:, None], c.shape).astype(np.float32)
+        stats[f"level{i}/counts"] = jnp.asarray(np.bincount(c.ravel(), w.ravel(), minlength=5))
+    out = types.SimpleNamespace(
+        projected=tuple(map(jnp.asarray, inputs)),
+        codes=tuple(map(jnp.asarray, codes)),
+        n_quantizers=jnp.asarray(n_used),
+        stats=stats,
+    )
+    params = {"params": {"quantizer": {f"level{i}": {"codebook": b} for i, b in enumerate(books)}}}
+    got = trainer._codebook_ema(params, out)["params"]["quantizer"]
+    x0, x1 = inputs[0].reshape(8, 3), inputs[1][0]
+    want0 = books[0].copy()
+    for k, rows in {0: [0, 1, 7], 1: [4, 5, 6], 2: [2], 4: [3]}.items():
+        want0[k] = 0.75 * books[0][k] + 0.25 * x0[rows].mean(0)
+    want1 = books[1].copy()  # level 1: the first example only (codes 3, 3, 3, 1)
+    want1[3] = 0.75 * books[1][3] + 0.25 * x1[:3].mean(0)
+    want1[1] = 0.75 * books[1][1] + 0.25 * x1[3]
+    np.testing.assert_allclose(got["level0"]["codebook"], want0, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got["level1"]["codebook"], want1, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_codebook_ema_moves_used_codes_to_what_they_coded():
+    """`train.codebook_ema_decay` in the compiled step: a code used in the batch keeps `decay`
+    of itself and takes `1 - decay` of the mean of the inputs it coded; unused codes stay."""
+    decay = 0.5
+    config = small_config(
+        **{
+            "model.quantizer": "plain",
+            "model.codebook_dim": "64",
+            "model.quantizer_dropout": "0.0",
+            "train.codebook_ema_decay": str(decay),
+            "loss.codebook_weight": "0.0",  # no gradient reaches the codebooks
+            "train.dead_code_threshold": "0.0",
+            "train.batch_size": "2",
+        }
+    )
+    trainer = Trainer(config)
+    mesh = make_mesh(config.mesh, jax.devices()[:1])
+    state, _ = create_train_state(trainer, mesh, jax.random.key(0))
+    initial = jax.device_get(state)
+    batch = music_batch(trainer, n=2)
+    key = jax.random.key(3)
+    new, _ = jax.jit(trainer.train_step)(state, batch, key)
+    new = jax.device_get(new)
+    # The step's own forward: same params, no quantizer dropout, so the same codes.
+    out = trainer.codec.apply(
+        initial.gen_params,
+        batch[..., None],
+        None,
+        train=True,
+        rngs={"dropout": jax.random.fold_in(key, 0)},
+    )
+    lr = float(trainer.gen_schedule(0))
+    for i in range(trainer.codec.num_quantizers):
+        old = np.asarray(initial.gen_params["params"]["quantizer"][f"level{i}"]["codebook"])
+        got = np.asarray(new.gen_params["params"]["quantizer"][f"level{i}"]["codebook"])
+        codes = np.asarray(out.codes[i]).reshape(-1)
+        inputs = np.asarray(out.projected[i]).reshape(len(codes), -1)
+        used = np.unique(codes)
+        means = np.stack([inputs[codes == k].mean(0) for k in used])
+        # Only AdamW's weight decay (lr * 0.01 * |p|) moves a codebook besides the update.
+        tol = 2 * lr * config.optim.weight_decay * np.abs(old).max() + 1e-5
+        np.testing.assert_allclose(got[used], decay * old[used] + (1 - decay) * means, atol=tol)
+        unused = np.setdiff1d(np.arange(len(old)), used)
+        np.testing.assert_allclose(got[unused], old[unused], atol=tol)
+        assert np.abs(means - old[used]).max() > 100 * tol  # the update is not a no-op
+
+
+def test_codebook_ema_needs_codes_in_the_latent():
+    with pytest.raises(ConfigError, match="model.quantizer='plain'"):
+        Trainer(small_config(**{"train.codebook_ema_decay": "0.99"}))
+    with pytest.raises(ConfigError, match="codebook_ema_decay=1.5"):
+        Trainer(
+            small_config(
+                **{
+                    "model.quantizer": "plain",
+                    "model.codebook_dim": "64",
+                    "train.codebook_ema_decay": "1.5",
+                }
+            )
+        )

@@ -291,6 +291,11 @@ def default_config() -> ml_collections.ConfigDict:
     # ... slowed where a step holds few vectors, so that the EMA spans at least this many uses
     # of a code used at the uniform rate (`training.step.dead_code_decay`; 0: the decay above).
     train.dead_code_min_hits = 0.0
+    # EnCodec's codebook update (`model.quantizer="plain"` only; 0: off, codebooks learn from
+    # the codebook loss): after each step, a code used in the batch keeps this fraction of
+    # itself and moves the rest of the way to the mean of the inputs it coded. With it on, set
+    # loss.codebook_weight=0, as EnCodec has no codebook loss.
+    train.codebook_ema_decay = 0.0
     # Restarted codes are no longer than the level's median live code (their direction is
     # kept): long encoder outputs copied in can otherwise blow up every level after them.
     train.dead_code_clip_norm = True

@@ -163,6 +163,19 @@ class Trainer:
             "adv_g": lc.adv_weight,
             "fm": lc.fm_weight,
         }
+        self.codebook_ema_decay = float(config.train.get("codebook_ema_decay", 0.0))
+        if not 0.0 <= self.codebook_ema_decay < 1.0:
+            raise ConfigError(
+                f"train.codebook_ema_decay={self.codebook_ema_decay}; use 0 (off) or a decay "
+                "in (0, 1), e.g. 0.99"
+            )
+        if self.codebook_ema_decay > 0 and self.codec.vq_kind not in ("plain", "euclidean"):
+            raise ConfigError(
+                "train.codebook_ema_decay updates codebooks that live in the latent space; "
+                f"model.quantizer={self.codec.vq_kind!r} has projected codes. Use "
+                "model.quantizer='plain' (with model.codebook_dim = the latent's size) or set "
+                "train.codebook_ema_decay=0"
+            )
 
     # ---- state ----
     def init_state(self, key: Array) -> TrainState:
@@ -384,6 +397,8 @@ class Trainer:
             "gen", g_grads, state.gen_opt_state, state.gen_params, finite
         )
         gen_params = optax.apply_updates(state.gen_params, g_updates)
+        if self.codebook_ema_decay > 0:
+            gen_params = self._codebook_ema(gen_params, out)
         vq_usage, restarted = state.vq_usage, jnp.zeros((), jnp.float32)
         if vq_usage is not None:
             gen_params, vq_usage, restarted = self._restart_dead_codes(
@@ -462,6 +477,30 @@ class Trainer:
             lengths = jnp.linalg.norm(z_e.astype(jnp.float32), axis=-1)
             metrics[f"vq/level{i}/input_norm"] = jnp.median(lengths)
         return metrics
+
+    def _codebook_ema(self, gen_params: Any, out: Any) -> Any:
+        """EnCodec's codebook update (`train.codebook_ema_decay`): every code used in the
+        batch moves `1 - decay` of the way to the mean of the inputs it coded; unused codes stay
+        (the dead-code restart handles those). The codebooks then follow the encoder's output
+        however far it moves, which the codebook loss's Adam steps (about the learning rate per
+        step) cannot."""
+        decay = self.codebook_ema_decay
+        qparams = dict(gen_params["params"]["quantizer"])
+        for i, (z_e, c) in enumerate(zip(out.projected, out.codes, strict=True)):
+            level = dict(qparams[f"level{i}"])
+            book = level["codebook"]
+            mask = (i < out.n_quantizers).astype(jnp.float32)[:, None]  # [B, 1]
+            w = jnp.broadcast_to(mask, c.shape)
+            x = jax.lax.stop_gradient(z_e).astype(jnp.float32) * w[..., None]
+            sums = jnp.zeros(book.shape, jnp.float32).at[c].add(x)
+            counts = out.stats[f"level{i}/counts"]
+            means = sums / jnp.maximum(counts, 1.0)[:, None]
+            new = decay * book.astype(jnp.float32) + (1.0 - decay) * means
+            level["codebook"] = jnp.where(counts[:, None] > 0, new, book).astype(book.dtype)
+            qparams[f"level{i}"] = level
+        params = dict(gen_params["params"])
+        params["quantizer"] = qparams
+        return {**gen_params, "params": params}
 
     def _restart_dead_codes(self, gen_params: Any, usage: Array, out: Any, key: Array):
         """EnCodec's dead-code expiry on every level: returns (params, usage, #restarted)."""
