@@ -425,3 +425,39 @@ def test_codebook_ema_needs_codes_in_the_latent():
                 }
             )
         )
+
+
+def test_restarted_codes_start_from_the_configured_grace():
+    """`train.dead_code_grace`: the use count a restarted code starts from."""
+    trainer = Trainer(
+        small_config(
+            **{
+                "model.quantizer": "plain",
+                "model.codebook_dim": "3",
+                "train.dead_code_grace": "0.02",
+                "train.dead_code_min_hits": "0.0",
+            }
+        )
+    )
+    rng = np.random.default_rng(1)
+    n_levels = 2
+    books = [rng.normal(size=(4, 3)).astype(np.float32) for _ in range(n_levels)]
+    inputs = [rng.normal(size=(1, 6, 3)).astype(np.float32) for _ in range(n_levels)]
+    counts = [np.array([6.0, 0, 0, 0]), np.array([3.0, 3.0, 0, 0])]
+    out = types.SimpleNamespace(
+        projected=tuple(map(jnp.asarray, inputs)),
+        stats={f"level{i}/counts": jnp.asarray(c) for i, c in enumerate(counts)},
+    )
+    usage = jnp.asarray([[0.5, 0.5, 0.005, 0.5], [0.005, 0.5, 0.5, 0.005]], jnp.float32)
+    params = {"params": {"quantizer": {f"level{i}": {"codebook": b} for i, b in enumerate(books)}}}
+    new, new_usage, restarted = trainer._restart_dead_codes(params, usage, out, jax.random.key(0))
+    decay = trainer.config.train.dead_code_decay
+    want = decay * np.asarray(usage) + (1 - decay) * np.stack(counts)
+    dead = want < trainer.config.train.dead_code_threshold
+    assert dead.sum() == 2 and int(restarted) == 2  # level 0 code 2, level 1 code 3
+    np.testing.assert_allclose(new_usage, np.where(dead, 0.02, want), rtol=1e-6)
+    for i in range(n_levels):
+        moved = np.any(
+            np.asarray(new["params"]["quantizer"][f"level{i}"]["codebook"]) != books[i], -1
+        )
+        np.testing.assert_array_equal(moved, dead[i])

@@ -296,6 +296,10 @@ def default_config() -> ml_collections.ConfigDict:
     # itself and moves the rest of the way to the mean of the inputs it coded. With it on, set
     # loss.codebook_weight=0, as EnCodec has no codebook loss.
     train.codebook_ema_decay = 0.0
+    # The use count a new or restarted code starts from: at 1 (a code used once every step) a
+    # code that never wins lasts about ln(100) / (1 - decay) steps; just above the threshold,
+    # about ln(1 + margin) / (1 - decay), so codes that never win are soon moved onto the data.
+    train.dead_code_grace = 1.0
     # Restarted codes are no longer than the level's median live code (their direction is
     # kept): long encoder outputs copied in can otherwise blow up every level after them.
     train.dead_code_clip_norm = True

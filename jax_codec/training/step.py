@@ -194,8 +194,12 @@ class Trainer:
             ema_params=gen_params if self.config.train.ema_decay > 0 else None,
             balancer_state=L.init_balancer_state(self._active_losses()) if use_balancer else None,
             nonfinite_steps=jnp.zeros((), jnp.int32),
-            # Codes start with a full "grace" count so nothing is restarted before it had a chance.
-            vq_usage=jnp.ones((self.codec.num_quantizers, self.codec.codebook_size), jnp.float32)
+            # Codes start with a "grace" count so nothing is restarted before it had a chance.
+            vq_usage=jnp.full(
+                (self.codec.num_quantizers, self.codec.codebook_size),
+                self.config.train.get("dead_code_grace", 1.0),
+                jnp.float32,
+            )
             if self.config.train.dead_code_threshold > 0
             else None,
         )
@@ -522,7 +526,8 @@ class Trainer:
                 clip_norm=self.config.train.get("dead_code_clip_norm", True),
             )
             qparams[f"level{i}"] = level
-            new_usage.append(jnp.where(dead, 1.0, u))  # restarted codes get a new grace period
+            # Restarted codes get a new grace period.
+            new_usage.append(jnp.where(dead, self.config.train.get("dead_code_grace", 1.0), u))
             total = total + jnp.sum(dead)
         params = dict(gen_params["params"])
         params["quantizer"] = qparams
