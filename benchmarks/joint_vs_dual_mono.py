@@ -247,7 +247,7 @@ def _t95(n: int) -> float:
     return float(stats.t.ppf(0.975, n - 1)) if n > 1 else float("nan")
 
 
-def paired(rows: list[dict], a: str, b: str) -> list[dict]:
+def paired(rows: list[dict], a: str, b: str, metrics: tuple[str, ...] = METRICS) -> list[dict]:
     """`a` against `b` at similar bitrates, file by file: each setting of `a` is paired with
     the setting of `b` whose mean actual kbps is closest; per metric, the mean over files of
     (a - b) (a file's value is the mean over its excerpts) with the 95% interval of that mean.
@@ -275,7 +275,7 @@ def paired(rows: list[dict], a: str, b: str) -> list[dict]:
             b: {"n_quantizers": kb, "kbps": kbps(rb)},
             "metrics": {},
         }
-        for m in METRICS:
+        for m in metrics:
             fa, fb = {}, {}
             for dst, members in ((fa, ra), (fb, rb)):
                 for r in members:
@@ -319,13 +319,13 @@ def pooled_rows(specs: list[str], a: str = "joint", b: str = "dual") -> list[dic
     return rows
 
 
-def paired_table(pairs: list[dict], a: str, b: str) -> str:
-    head = f"| {a} n_q | kbps | {b} n_q | kbps | " + " | ".join(METRICS) + " |\n"
-    head += "|---|---|---|---|" + "---|" * len(METRICS) + "\n"
+def paired_table(pairs: list[dict], a: str, b: str, metrics: tuple[str, ...] = METRICS) -> str:
+    head = f"| {a} n_q | kbps | {b} n_q | kbps | " + " | ".join(metrics) + " |\n"
+    head += "|---|---|---|---|" + "---|" * len(metrics) + "\n"
     lines = []
     for p in pairs:
         cells = []
-        for m in METRICS:
+        for m in metrics:
             e = p["metrics"].get(m)
             if e is None:
                 cells.append("")
