@@ -30,18 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import joint_vs_dual_mono as jvd  # noqa: E402
 
-METRICS = (
-    "mel_distance",
-    "mel_distance_mid",
-    "mel_distance_side",
-    "ild_difference",
-    "icc_difference",
-    "si_sdr",
-    "visqol",
-    "loudness_difference",
-    "chroma_distance",
-    "stft_distance",
-)
+# joint_vs_dual_mono's metrics and the other listener metrics of an evaluation.
+METRICS = (*jvd.METRICS, "loudness_difference", "chroma_distance", "stft_distance")
 
 
 def load(spec: str) -> tuple[str, list[dict]]:
