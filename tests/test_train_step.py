@@ -10,9 +10,10 @@ import pytest
 
 from jax_codec.config import ConfigError, apply_overrides, load_config
 from jax_codec.data.synthetic import SyntheticMusic
+from jax_codec.training.codebooks import dead_code_decay
 from jax_codec.training.sharding import make_mesh, state_shardings
 from jax_codec.training.state_init import create_train_state
-from jax_codec.training.step import Trainer, compile_train_step, dead_code_decay
+from jax_codec.training.step import Trainer, compile_train_step
 
 BATCH = 8
 

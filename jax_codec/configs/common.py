@@ -289,7 +289,7 @@ def default_config() -> ml_collections.ConfigDict:
     # Decay of that EMA (0.95: a code unused for ~90 steps is restarted).
     train.dead_code_decay = 0.95
     # ... slowed where a step holds few vectors, so that the EMA spans at least this many uses
-    # of a code used at the uniform rate (`training.step.dead_code_decay`; 0: the decay above).
+    # of a code used at the uniform rate (`training.codebooks.dead_code_decay`; 0: the decay above).
     train.dead_code_min_hits = 0.0
     # EnCodec's codebook update (`model.quantizer="plain"` only; 0: off, codebooks learn from
     # the codebook loss): after each step, a code used in the batch keeps this fraction of
