@@ -462,3 +462,8 @@ def test_restarted_codes_start_from_the_configured_grace():
             np.asarray(new["params"]["quantizer"][f"level{i}"]["codebook"]) != books[i], -1
         )
         np.testing.assert_array_equal(moved, dead[i])
+
+
+def test_a_grace_not_above_the_threshold_is_refused():
+    with pytest.raises(ConfigError, match="dead_code_grace=0.01 is not above"):
+        Trainer(small_config(**{"train.dead_code_grace": "0.01"}))

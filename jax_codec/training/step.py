@@ -169,6 +169,16 @@ class Trainer:
                 f"train.codebook_ema_decay={self.codebook_ema_decay}; use 0 (off) or a decay "
                 "in (0, 1), e.g. 0.99"
             )
+        grace, threshold = (
+            config.train.get("dead_code_grace", 1.0),
+            config.train.dead_code_threshold,
+        )
+        if threshold > 0 and not grace > threshold:
+            raise ConfigError(
+                f"train.dead_code_grace={grace} is not above train.dead_code_threshold="
+                f"{threshold}, so every unused code would restart at every step; use a grace "
+                "above the threshold (1.0 by default)"
+            )
         if self.codebook_ema_decay > 0 and self.codec.vq_kind not in ("plain", "euclidean"):
             raise ConfigError(
                 "train.codebook_ema_decay updates codebooks that live in the latent space; "
