@@ -13,7 +13,9 @@ is, so a codebook's small gain shows where two separate intervals would overlap.
 
 With two or more, the first is also compared with each other one at each `n_q` (the same
 pairing; the evaluations must have coded the same files and excerpts, e.g. the same `--data`,
-`--excerpts` and `--segment_seconds`).
+`--excerpts` and `--segment_seconds`), and, at each of its `n_q`, with the other at its most
+codebooks (`against_best`): where the first is not worse there at a fraction of the bits, it
+needs that fraction of the bits for the other's best quality.
 
 A stereo evaluation adds mid, side, level (ILD) and correlation (ICC) metrics; a mono one has
 none of them and they are left out.
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name, (_, rows) in zip(names, loaded, strict=True):
         result["gain"][name] = gains(rows)
         print(gain_table(name, result["gain"][name], present(rows)) + "\n")
-    result["against_first"] = {}
+    result["against_first"], result["against_best"] = {}, {}
     first, (_, first_rows) = names[0], loaded[0]
     for name, (_, rows) in zip(names[1:], loaded[1:], strict=True):
         a = [dict(r, codec="a") for r in first_rows]
@@ -110,6 +112,11 @@ def main(argv: list[str] | None = None) -> dict:
         result["against_first"][name] = pairs
         print(f"{first} minus {name}, file by file (95% CI; files where {first} is better):")
         print(jvd.paired_table(pairs, "a", "b", metrics) + "\n")
+        most = max(r["n_quantizers"] for r in rows)
+        best = jvd.paired(a + [r for r in b if r["n_quantizers"] == most], "a", "b", metrics)
+        result["against_best"][name] = best
+        print(f"{first} at each n_q minus {name} at its most codebooks ({most}), file by file:")
+        print(jvd.paired_table(best, "a", "b", metrics) + "\n")
     if args.output:
         with open(args.output, "w") as f:
             json.dump(result, f, indent=1)

@@ -50,6 +50,14 @@ def test_gain_against_one_codebook_and_against_the_first(tmp_path, capsys):
     assert one["metrics"]["mel_distance"]["mean_diff"] == pytest.approx(-0.5)
     assert one["metrics"]["mel_distance"]["a_better_on"] == 2
     assert two["metrics"]["mel_distance"]["mean_diff"] == pytest.approx(-0.5)
+    # ... and at each n_q against the other at its most codebooks (two, 1.0 kbps): ViSQOL at
+    # one codebook a 2.0 - 2.0, b 3.0 - 3.0; at two a 2.5 - 2.0, b 2.8 - 3.0.
+    one, two = out["against_best"]["other"]
+    assert [p["b"]["n_quantizers"] for p in (one, two)] == [2, 2]
+    assert (one["a"]["kbps"], one["b"]["kbps"]) == (0.5, 1.0)
+    assert one["metrics"]["visqol"]["mean_diff"] == pytest.approx(0.0)
+    assert two["metrics"]["visqol"]["mean_diff"] == pytest.approx(0.15)
+    assert two["metrics"]["visqol"]["a_better_on"] == 1
     assert json.loads((tmp_path / "g.json").read_text())["gain"]["ours"][0]["n_quantizers"] == 2
     assert "n_q vs 1" in capsys.readouterr().out
 
