@@ -3,6 +3,8 @@ r"""Real-time streaming encode + decode: one stream, batched streams, one core.
   python benchmarks/streaming.py                            # base config, 20 ms chunks
   python benchmarks/streaming.py --config=configs/base.py --chunk_ms=20 --seconds=20 --json
   python benchmarks/streaming.py --config=configs/music48.py --chunk_ms=53.3 --batches=
+  python benchmarks/streaming.py --config=configs/music48.py --set model.codebook_dim=8 \
+      --set model.quantizer=factorized --chunk_ms=53.3 --batches=     # a variant, back to back
 
 Each case runs `--seconds` of the built-in synthetic music through `StreamingEncoder` then
 `StreamingDecoder` chunk by chunk, exactly as `python -m jax_codec stream` does
@@ -99,15 +101,30 @@ def offline_case(codec, params, audio: np.ndarray, reps: int = 2) -> dict:
     return {"streams": audio.shape[0], "rtf": seconds / best, "wall_s": best}
 
 
+def config_of(spec: str, sets: list[str]):
+    """`--config` with each `--set KEY=VALUE` applied (e.g. `model.quantizer=factorized`)."""
+    from jax_codec.config import apply_overrides, load_config
+
+    config = load_config(spec)
+    overrides = {}
+    for item in sets:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. model.quantizer=plain")
+        overrides[key] = value
+    apply_overrides(config, overrides)
+    return config
+
+
 def run(args) -> dict:
-    from jax_codec.config import load_config
     from jax_codec.inference import streaming as st
     from jax_codec.inference.api import load_codec
 
-    codec, params, _ = load_codec(config=load_config(args.config))
+    codec, params, _ = load_codec(config=config_of(args.config, args.set))
     n = st.chunk_frames_for(codec, args.chunk_ms)
     out = {
         "config": args.config,
+        "set": args.set,
         "sample_rate": codec.sample_rate,
         "channels": codec.channels,
         "bitrate_kbps": codec.bitrate_kbps(),
@@ -132,6 +149,7 @@ def one_core(args) -> dict:
         sys.executable,
         __file__,
         f"--config={args.config}",
+        *(f"--set={item}" for item in args.set),
         f"--chunk_ms={args.chunk_ms}",
         f"--seconds={args.seconds}",
         "--batches=",
@@ -156,7 +174,7 @@ def table(r: dict) -> str:
         else ""
     )
     lines = [
-        f"config {r['config']}: {model}chunks of {r['chunk_frames']} frames; algorithmic latency "
+        f"config {r['config']}{''.join(' --set ' + x for x in r.get('set', []))}: {model}chunks of {r['chunk_frames']} frames; algorithmic latency "
         f"{r['latency_ms']:.1f} ms, with chunk buffering {r['stream_latency_ms']:.1f} ms",
         "",
         "| case | chunk ms | median ms | p99 ms | RTF per stream | streams x RTF | real time "
@@ -182,6 +200,13 @@ def table(r: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--config", default="configs/base.py")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override, repeatable (e.g. --set model.quantizer=factorized)",
+    )
     p.add_argument("--chunk_ms", type=float, default=20.0)
     p.add_argument("--seconds", type=float, default=20.0, help="audio per stream, 1-stream cases")
     p.add_argument("--batch_seconds", type=float, default=5.0, help="audio per batched stream")
