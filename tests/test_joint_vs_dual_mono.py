@@ -139,3 +139,19 @@ def test_every_model_is_a_valid_override_of_the_preset():
             overrides[key] = value
         apply_overrides(config, overrides)  # unknown keys and invalid models raise
         assert check_config(config.data.augment) is None, name
+        # Each trains what its results were measured on: the ablations of the preset's DAC
+        # quantizer keep it, whatever the preset's quantizer is now.
+        expect = "plain" if "plain" in name or name.endswith("preset") else "factorized"
+        assert config.model.quantizer == expect, name
+        if name in ("joint", "joint_qd25_seg1_mh8"):
+            assert config.loss.codebook_weight == 1.0 and config.train.codebook_ema_decay == 0
+            assert config.model.codebook_dim == 8
+        if name == "joint":
+            assert config.model.quantizer_dropout == 0.5
+            assert config.train.dead_code_min_hits == 0
+        if name == "joint_qd25_seg1_mh8":
+            assert config.model.quantizer_dropout == 0.25
+            assert config.train.dead_code_min_hits == 8
+        if name == "joint_plain":  # EnCodec's quantizer with the codebook loss, not the update
+            assert config.loss.codebook_weight == 1.0 and config.train.codebook_ema_decay == 0
+    assert jvd.MODELS["preset"] == []

@@ -37,9 +37,12 @@ def test_preset_is_48khz_joint_stereo_causal_hierarchical_and_low_latency(spec):
     assert codec.bitrate_kbps() < 0.6 * (2 * base.bitrate_kbps())
 
 
-def test_flagship_differs_from_base_only_where_stated():
-    """The recipe is base.py's: only the rate, the channels and the hop change."""
-    base, music = load_config("base").to_dict(), load_config("music48").to_dict()
+@pytest.mark.parametrize("variant", ["", ":runlocal"])
+def test_flagship_differs_from_base_only_where_stated(variant):
+    """The recipe is base.py's: the rate, the channels and the hop change, and the quantizer
+    is EnCodec's with its codebook update (codes in the latent, no codebook loss)."""
+    base = load_config("base" + variant).to_dict()
+    music = load_config("music48" + variant).to_dict()
     changed = {
         f"{section}.{k}"
         for section in base
@@ -52,8 +55,17 @@ def test_flagship_differs_from_base_only_where_stated():
         "model.channels",
         "model.encoder_strides",
         "model.decoder_strides",
+        "model.quantizer",
+        "model.codebook_dim",
+        "model.quantizer_dropout",
+        "train.codebook_ema_decay",
+        "train.dead_code_min_hits",
+        "loss.codebook_weight",
     }
-    assert music["model"]["stereo"] == "ms"
+    model, train = music["model"], music["train"]
+    assert model["stereo"] == "ms"
+    assert (model["quantizer"], model["codebook_dim"]) == ("plain", model["latent_dim"])
+    assert 0 < train["codebook_ema_decay"] < 1 and music["loss"]["codebook_weight"] == 0
 
 
 def test_info_json_reports_sample_rate_and_channels(capsys):
