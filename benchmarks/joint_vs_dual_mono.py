@@ -219,6 +219,8 @@ MODELS["dual_mono_preset"] = [
     "--config.data.channels=2",
     "--config.train.batch_size=2",
 ]
+# The preset with the side 6 dB louder at the encoder's input (`model.side_gain`).
+MODELS["preset_sg2"] = ["--config.model.side_gain=2"]
 
 
 METRICS = (
