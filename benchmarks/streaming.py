@@ -3,8 +3,8 @@ r"""Real-time streaming encode + decode: one stream, batched streams, one core.
   python benchmarks/streaming.py                            # base config, 20 ms chunks
   python benchmarks/streaming.py --config=configs/base.py --chunk_ms=20 --seconds=20 --json
   python benchmarks/streaming.py --config=configs/music48.py --chunk_ms=53.3 --batches=
-  python benchmarks/streaming.py --config=configs/music48.py --set model.codebook_dim=8 \
-      --set model.quantizer=factorized --chunk_ms=53.3 --batches=     # a variant, back to back
+  python benchmarks/streaming.py --config=configs/music48.py --config.model.codebook_dim=8 \
+      --config.model.quantizer=factorized --chunk_ms=53.3 --batches=   # a variant, back to back
 
 Each case runs `--seconds` of the built-in synthetic music through `StreamingEncoder` then
 `StreamingDecoder` chunk by chunk, exactly as `python -m jax_codec stream` does
@@ -101,30 +101,18 @@ def offline_case(codec, params, audio: np.ndarray, reps: int = 2) -> dict:
     return {"streams": audio.shape[0], "rtf": seconds / best, "wall_s": best}
 
 
-def config_of(spec: str, sets: list[str]):
-    """`--config` with each `--set KEY=VALUE` applied (e.g. `model.quantizer=factorized`)."""
-    from jax_codec.config import apply_overrides, load_config
-
-    config = load_config(spec)
-    overrides = {}
-    for item in sets:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. model.quantizer=plain")
-        overrides[key] = value
-    apply_overrides(config, overrides)
-    return config
-
-
 def run(args) -> dict:
+    from jax_codec.config import apply_overrides, load_config
     from jax_codec.inference import streaming as st
     from jax_codec.inference.api import load_codec
 
-    codec, params, _ = load_codec(config=config_of(args.config, args.set))
+    config = load_config(args.config)
+    apply_overrides(config, args.overrides)
+    codec, params, _ = load_codec(config=config)
     n = st.chunk_frames_for(codec, args.chunk_ms)
     out = {
         "config": args.config,
-        "set": args.set,
+        "overrides": args.overrides,
         "sample_rate": codec.sample_rate,
         "channels": codec.channels,
         "bitrate_kbps": codec.bitrate_kbps(),
@@ -149,7 +137,7 @@ def one_core(args) -> dict:
         sys.executable,
         __file__,
         f"--config={args.config}",
-        *(f"--set={item}" for item in args.set),
+        *(f"--config.{k}={v}" for k, v in args.overrides.items()),
         f"--chunk_ms={args.chunk_ms}",
         f"--seconds={args.seconds}",
         "--batches=",
@@ -174,7 +162,9 @@ def table(r: dict) -> str:
         else ""
     )
     lines = [
-        f"config {r['config']}{''.join(' --set ' + x for x in r.get('set', []))}: {model}chunks of {r['chunk_frames']} frames; algorithmic latency "
+        f"config {r['config']}"
+        + "".join(f" --config.{k}={v}" for k, v in r.get("overrides", {}).items())
+        + f": {model}chunks of {r['chunk_frames']} frames; algorithmic latency "
         f"{r['latency_ms']:.1f} ms, with chunk buffering {r['stream_latency_ms']:.1f} ms",
         "",
         "| case | chunk ms | median ms | p99 ms | RTF per stream | streams x RTF | real time "
@@ -199,13 +189,10 @@ def table(r: dict) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--config", default="configs/base.py")
     p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a config override, repeatable (e.g. --set model.quantizer=factorized)",
+        "--config",
+        default="configs/base.py",
+        help="configs/FILE.py[:variant]; --config.x=y overrides a field, as in train",
     )
     p.add_argument("--chunk_ms", type=float, default=20.0)
     p.add_argument("--seconds", type=float, default=20.0, help="audio per stream, 1-stream cases")
@@ -220,15 +207,22 @@ def main(argv=None) -> int:
     p.add_argument("--no_one_core", dest="one_core", action="store_false")
     p.add_argument("--json", action="store_true")
     p.add_argument("--_pin", action="store_true", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    from jax_codec.__main__ import split_config_overrides
+    from jax_codec.cli_errors import CliError
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        rest, overrides = split_config_overrides(argv)
+    except CliError as e:
+        raise SystemExit(f"error: {e}") from None
+    args = p.parse_args(rest)
+    args.overrides = overrides
     if args._pin:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     r = run(args)
     if args.one_core:
         r["cases"].insert(1, one_core(args))
-    r["command"] = "python benchmarks/streaming.py " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
-    )
+    r["command"] = "python benchmarks/streaming.py " + " ".join(shlex.quote(a) for a in argv)
     print(json.dumps(r, indent=1) if args.json else table(r))
     return 0
 
