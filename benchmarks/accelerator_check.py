@@ -208,6 +208,7 @@ def stage_streaming(args) -> dict:
         batch_seconds=0.5 if args.dry_run else 5.0,
         batches=[2] if args.dry_run else [64],
         offline=not args.dry_run,
+        overrides={},
     )
     r = streaming.run(options)
     r["dtype"] = str(jnp.dtype(resolve_dtype(load_config(spec).model.dtype)))

@@ -92,6 +92,7 @@ def test_dry_run_writes_finite_report(tmp_path):
     assert torch_dac["batch_size"] == report["train_dac_44khz"]["batch_size"]
     assert torch_dac["segment_samples"] == report["train_dac_44khz"]["segment_samples"]
     assert math.isfinite(report["dac_44khz_speedup_vs_pytorch"])
+    assert "error" not in report["streaming"], report["streaming"]
     assert all(math.isfinite(c["rtf"]) and c["rtf"] > 0 for c in report["streaming"]["cases"])
     md = (tmp_path / "accelerator_check.md").read_text()
     for text in ("(dry run)", "| base |", "| dac_44khz |", "PyTorch DAC-44k", "MFU", "RTF"):
@@ -118,6 +119,25 @@ def test_stages_subset_runs_only_those(tmp_path):
     assert devices["platform"] == "cpu" and devices["first_op_s"] > 0
     assert set(devices["conv_compile_s"]) == {"default", "autotune_off"}
     assert "== train step" not in r.stdout and "== tests" not in r.stdout
+
+
+def test_streaming_stage_runs_alone(tmp_path):
+    """The streaming stage's dry run needs no torch: it times the base codec, every case finite."""
+    r = subprocess.run(
+        ["bash", "benchmarks/accelerator_check.sh", "--dry-run", "--stages", "streaming"]
+        + ["--out", str(tmp_path)],
+        cwd=ROOT,
+        env=subprocess_env(devices=1, PYTHON=sys.executable),
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((tmp_path / "accelerator_check.json").read_text())["streaming"]
+    assert "error" not in s, s
+    assert s["overrides"] == {} and s["config"] == "configs/base.py:runlocal"
+    assert [c["case"] for c in s["cases"]] == ["1 stream", "2 streams"]
+    assert all(math.isfinite(c["rtf"]) and c["rtf"] > 0 for c in s["cases"])
+    assert "RTF" in (tmp_path / "accelerator_check.md").read_text()
 
 
 def test_unknown_option_or_stage_is_refused():
