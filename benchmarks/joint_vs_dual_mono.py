@@ -221,6 +221,11 @@ MODELS["dual_mono_preset"] = [
 ]
 # The preset with the side 6 dB louder at the encoder's input (`model.side_gain`).
 MODELS["preset_sg2"] = ["--config.model.side_gain=2"]
+# The preset at dual mono's compute per step: a wider network once per pair (encoder 12,
+# decoder 128; about twice the preset's codec FLOPs), against `dual_mono_preset`'s network run
+# once per channel. With DAC's quantizer these widths lost their first codebook
+# (`joint_wide_qd25_seg1_mh8`); the preset's quantizer is EnCodec's.
+MODELS["preset_wide"] = ["--config.model.encoder_width=12", "--config.model.decoder_width=128"]
 
 
 METRICS = (

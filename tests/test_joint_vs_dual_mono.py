@@ -155,3 +155,9 @@ def test_every_model_is_a_valid_override_of_the_preset():
         if name == "joint_plain":  # EnCodec's quantizer with the codebook loss, not the update
             assert config.loss.codebook_weight == 1.0 and config.train.codebook_ema_decay == 0
     assert jvd.MODELS["preset"] == []
+    wide = get_config(os.path.join(root, "configs", "music48.py") + ":runlocal")
+    apply_overrides(
+        wide, dict(f.removeprefix("--config.").split("=") for f in jvd.MODELS["preset_wide"])
+    )
+    assert (wide.model.encoder_width, wide.model.decoder_width) == (12, 128)
+    assert wide.model.quantizer == "plain" and wide.train.codebook_ema_decay == 0.9
