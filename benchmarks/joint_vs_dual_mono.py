@@ -226,6 +226,8 @@ MODELS["preset_sg2"] = ["--config.model.side_gain=2"]
 # once per channel. With DAC's quantizer these widths lost their first codebook
 # (`joint_wide_qd25_seg1_mh8`); the preset's quantizer is EnCodec's.
 MODELS["preset_wide"] = ["--config.model.encoder_width=12", "--config.model.decoder_width=128"]
+# The preset with the side's reconstruction losses weighted 3x (half the per-signal weight).
+MODELS["preset_side3"] = ["--config.loss.stereo_weights=(1.0, 1.0, 1.0, 3.0)"]
 
 
 METRICS = (
