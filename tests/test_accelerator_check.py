@@ -99,10 +99,10 @@ def test_dry_run_writes_finite_report(tmp_path):
         assert text in md, text
 
 
-def test_stages_subset_runs_only_those(tmp_path):
-    """`--stages devices`: the devices stage alone (with its start-up timings), then the report."""
+def _dry_run_stages(tmp_path, stages: str) -> subprocess.CompletedProcess:
+    """`accelerator_check.sh --dry-run --stages STAGES` into tmp_path; it must succeed."""
     r = subprocess.run(
-        ["bash", "benchmarks/accelerator_check.sh", "--dry-run", "--stages", "devices"]
+        ["bash", "benchmarks/accelerator_check.sh", "--dry-run", "--stages", stages]
         + ["--out", str(tmp_path)],
         cwd=ROOT,
         env=subprocess_env(devices=1, PYTHON=sys.executable),
@@ -110,6 +110,12 @@ def test_stages_subset_runs_only_those(tmp_path):
         text=True,
     )
     assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def test_stages_subset_runs_only_those(tmp_path):
+    """`--stages devices`: the devices stage alone (with its start-up timings), then the report."""
+    r = _dry_run_stages(tmp_path, "devices")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "accelerator_check.json",
         "accelerator_check.md",
@@ -123,15 +129,7 @@ def test_stages_subset_runs_only_those(tmp_path):
 
 def test_streaming_stage_runs_alone(tmp_path):
     """The streaming stage's dry run needs no torch: it times the base codec, every case finite."""
-    r = subprocess.run(
-        ["bash", "benchmarks/accelerator_check.sh", "--dry-run", "--stages", "streaming"]
-        + ["--out", str(tmp_path)],
-        cwd=ROOT,
-        env=subprocess_env(devices=1, PYTHON=sys.executable),
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
+    _dry_run_stages(tmp_path, "streaming")
     s = json.loads((tmp_path / "accelerator_check.json").read_text())["streaming"]
     assert "error" not in s, s
     assert s["overrides"] == {} and s["config"] == "configs/base.py:runlocal"
