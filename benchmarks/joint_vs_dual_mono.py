@@ -228,6 +228,9 @@ MODELS["preset_sg2"] = ["--config.model.side_gain=2"]
 MODELS["preset_wide"] = ["--config.model.encoder_width=12", "--config.model.decoder_width=128"]
 # The preset with the side's reconstruction losses weighted 3x (half the per-signal weight).
 MODELS["preset_side3"] = ["--config.loss.stereo_weights=(1.0, 1.0, 1.0, 3.0)"]
+# The preset with its decoder's last, full-rate block as wide as the one before it (12
+# channels, not 6), so that mid and side are not made from the 6 channels a mono channel gets.
+MODELS["preset_minw12"] = ["--config.model.decoder_min_width=12"]
 
 
 METRICS = (

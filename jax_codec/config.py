@@ -165,6 +165,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f"model.stereo_split_blocks={split} must be in [0, {blocks}] (the encoder's and the "
         "decoder's blocks)",
     )
+    min_width = int(m.get("decoder_min_width", 0))
+    need(
+        min_width >= 0,
+        f"model.decoder_min_width={min_width}: use 0 (none) or a positive channel count",
+    )
+    need(
+        min_width == 0 or m.get("arch", "dac") in ("dac", "snac"),
+        f"model.decoder_min_width={min_width} applies to arch 'dac' or 'snac' only; set it to 0",
+    )
     weights = tuple((config.get("loss") or {}).get("stereo_weights", (1.0, 1.0, 1.0, 1.0)))
     need(
         len(weights) == 4 and min(weights) >= 0 and sum(weights) > 0,

@@ -232,6 +232,26 @@ def test_split_layers_code_each_channel_apart(stereo_models):
         Codec(stereo_split_blocks=1).init(jax.random.key(0), jnp.zeros((1, 4096, 1)))
 
 
+def test_decoder_min_width_widens_only_the_narrow_blocks(stereo_model, runlocal_codec):
+    """`model.decoder_min_width`: blocks narrower than it get it (runlocal's decoder, width
+    96 over four blocks, has 48, 24, 12, 6 channels; with 12: 48, 24, 12, 12), the rest and
+    the code stream are unchanged, and streaming still equals offline decoding."""
+    codec = build_codec(runlocal(**{"model.channels": 2, "model.decoder_min_width": 12}).model)
+    params = louder(grow_params(runlocal_codec[1], codec))
+    dec, ref = params["params"]["decoder"], stereo_model[1]["params"]["decoder"]
+    out = {i: dec[f"DecoderBlock_{i}"]["WNConvTranspose1d_0"]["bias"].shape[0] for i in range(4)}
+    was = {i: ref[f"DecoderBlock_{i}"]["WNConvTranspose1d_0"]["bias"].shape[0] for i in range(4)}
+    assert was == {0: 48, 1: 24, 2: 12, 3: 6} and out == {0: 48, 1: 24, 2: 12, 3: 12}
+    x = music(1, 0.41, seed=2)
+    codes = codec.apply(params, jnp.asarray(x), 2, method=codec.encode)
+    offline = np.asarray(codec.apply(params, codes, x.shape[1], method=codec.decode))
+    y, _ = st.stream_roundtrip(codec, params, x, 4, 2)
+    assert y.shape == offline.shape == x.shape and np.abs(offline).max() > 1e-3
+    assert np.abs(y - offline).max() <= 1e-5
+    with pytest.raises(ConfigError, match=r"decoder_min_width=-1: use 0"):
+        runlocal(**{"model.decoder_min_width": -1})
+
+
 def test_causality_per_channel(stereo_models):
     codec, params = stereo_models
     lat = codec.latency_samples

@@ -153,6 +153,10 @@ def default_config() -> ml_collections.ConfigDict:
     # apart with the same weights (channels folded into the batch); the blocks between code
     # them jointly. 0: joint throughout (docs/stereo.md).
     model.stereo_split_blocks = 0
+    # arch "dac" / "snac": the fewest channels a decoder block may have (0: each block halves
+    # the channels). A narrow decoder's last block (runlocal's: 96 / 16 = 6 channels at full
+    # rate) must carry both mid and side in a joint-stereo model (docs/stereo.md).
+    model.decoder_min_width = 0
 
     seanet = model.seanet = ml_collections.ConfigDict()
     # Options of arch="seanet" only (configs/encodec_24khz.py).

@@ -115,6 +115,10 @@ class Codec(nn.Module):
     # each channel (mid and side, or left and right) apart with the same weights; the blocks
     # between code them jointly. 0: joint from the first conv to the last.
     stereo_split_blocks: int = 0
+    # arch "dac" / "snac": the fewest channels a decoder block may have (0: halve all the way).
+    # A narrow decoder's last, full-rate block otherwise has width / 2^len(strides) channels,
+    # which a joint-stereo model must split between mid and side (docs/stereo.md).
+    decoder_min_width: int = 0
     # arch="spectrostream" only (`spectrostream.py`): the STFT's frame, hop and FFT lengths; per
     # 2-D block its (time, frequency) strides and channel multiplier (encoder order); the
     # first/last conv's kernel; delayed stereo fusion (channels coded apart by the blocks before
@@ -211,6 +215,7 @@ class Codec(nn.Module):
                 attn_window=self.attn_window,
                 noise=self.noise,
                 split_blocks=self.stereo_split_blocks,
+                min_width=self.decoder_min_width,
             )
         else:
             raise ValueError(
@@ -485,5 +490,6 @@ def build_codec(model_config: ml_collections.ConfigDict, dtype: Any = None) -> C
         stereo=str(c.get("stereo", "ms")),
         side_gain=float(c.get("side_gain", 1.0)),
         stereo_split_blocks=int(c.get("stereo_split_blocks", 0)),
+        decoder_min_width=int(c.get("decoder_min_width", 0)),
         **arch_options(c),
     )

@@ -84,6 +84,9 @@ class Decoder(nn.Module):
     attn_window: int = 0
     noise: bool = False
     split_blocks: int = 0
+    # The fewest channels a block may have (0: none): each block has max(width / 2^(i+1),
+    # min_width), so the last, full-rate blocks of a narrow decoder are not narrower than this.
+    min_width: int = 0
 
     @nn.compact
     def __call__(self, z: Array, noise_key: Array | None = None) -> Array:
@@ -109,7 +112,7 @@ class Decoder(nn.Module):
         for i, s in enumerate(self.strides):
             if groups > 1 and i == n_blocks - self.split_blocks:
                 x = split_channels(x, groups)
-            features //= 2
+            features = max(self.width // 2 ** (i + 1), self.min_width)
             # Named as without remat (nn.remat's class is "CheckpointDecoderBlock").
             x = block(
                 features,
