@@ -234,8 +234,8 @@ def test_split_layers_code_each_channel_apart(stereo_models):
 
 def test_decoder_min_width_widens_only_the_narrow_blocks(stereo_model, runlocal_codec):
     """`model.decoder_min_width`: blocks narrower than it get it (runlocal's decoder, width
-    96 over four blocks, has 48, 24, 12, 6 channels; with 12: 48, 24, 12, 12), the rest and
-    the code stream are unchanged, and streaming still equals offline decoding."""
+    96 over four blocks, has 48, 24, 12, 6 channels; with 12: 48, 24, 12, 12), the wider
+    blocks keep theirs, and streaming still equals offline decoding."""
     codec = build_codec(runlocal(**{"model.channels": 2, "model.decoder_min_width": 12}).model)
     params = louder(grow_params(runlocal_codec[1], codec))
     dec, ref = params["params"]["decoder"], stereo_model[1]["params"]["decoder"]

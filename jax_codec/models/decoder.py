@@ -108,7 +108,6 @@ class Decoder(nn.Module):
             x = WNConv1d(self.width, 7, causal=self.causal, dtype=self.dtype)(z)
         if self.attn_window:
             x = LocalMHA(self.attn_window, dtype=self.dtype)(x)
-        features = self.width
         for i, s in enumerate(self.strides):
             if groups > 1 and i == n_blocks - self.split_blocks:
                 x = split_channels(x, groups)
