@@ -157,6 +157,10 @@ def default_config() -> ml_collections.ConfigDict:
     # the channels). A narrow decoder's last block (runlocal's: 96 / 16 = 6 channels at full
     # rate) must carry both mid and side in a joint-stereo model (docs/stereo.md).
     model.decoder_min_width = 0
+    # Joint mid/side models (arch "dac" / "snac"): the decoder adds to its side a prediction
+    # from its own decoded mid, over this many learned bands with per-sample gains (0: none;
+    # docs/stereo.md).
+    model.side_from_mid = 0
 
     seanet = model.seanet = ml_collections.ConfigDict()
     # Options of arch="seanet" only (configs/encodec_24khz.py).

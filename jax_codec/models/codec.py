@@ -119,6 +119,9 @@ class Codec(nn.Module):
     # A narrow decoder's last, full-rate block otherwise has width / 2^len(strides) channels,
     # which a joint-stereo model must split between mid and side (docs/stereo.md).
     decoder_min_width: int = 0
+    # arch "dac" / "snac", channels=2, stereo="ms": the decoder adds to its side a prediction
+    # from its decoded mid over this many learned bands (Decoder.side_bands; 0: none).
+    side_from_mid: int = 0
     # arch="spectrostream" only (`spectrostream.py`): the STFT's frame, hop and FFT lengths; per
     # 2-D block its (time, frequency) strides and channel multiplier (encoder order); the
     # first/last conv's kernel; delayed stereo fusion (channels coded apart by the blocks before
@@ -145,6 +148,16 @@ class Codec(nn.Module):
             raise ValueError(
                 f"side_gain={self.side_gain} needs a mid/side model (channels=2, stereo='ms'); "
                 "set model.side_gain=1"
+            )
+        if self.side_from_mid and (
+            self.channels != 2
+            or self.stereo != "ms"
+            or self.arch not in ("dac", "snac")
+            or self.stereo_split_blocks
+        ):
+            raise ValueError(
+                f"side_from_mid={self.side_from_mid} needs a joint mid/side model (channels=2, "
+                "stereo='ms', arch 'dac' or 'snac', stereo_split_blocks=0); set side_from_mid=0"
             )
         if self.stereo_split_blocks and (self.channels != 2 or self.arch not in ("dac", "snac")):
             raise ValueError(
@@ -216,6 +229,7 @@ class Codec(nn.Module):
                 noise=self.noise,
                 split_blocks=self.stereo_split_blocks,
                 min_width=self.decoder_min_width,
+                side_bands=self.side_from_mid,
             )
         else:
             raise ValueError(
@@ -491,5 +505,6 @@ def build_codec(model_config: ml_collections.ConfigDict, dtype: Any = None) -> C
         side_gain=float(c.get("side_gain", 1.0)),
         stereo_split_blocks=int(c.get("stereo_split_blocks", 0)),
         decoder_min_width=int(c.get("decoder_min_width", 0)),
+        side_from_mid=int(c.get("side_from_mid", 0)),
         **arch_options(c),
     )

@@ -87,6 +87,13 @@ class Decoder(nn.Module):
     # The fewest channels a block may have (0: none): each block has max(width / 2^(i+1),
     # min_width), so the last, full-rate blocks of a narrow decoder are not narrower than this.
     min_width: int = 0
+    # Side from mid (channels=2, mid/side output; 0: off): the side adds
+    # sum_k gain_k(t) * (h_k * mid)(t) over `side_bands` learned causal FIR filters h_k of
+    # `side_taps` taps run on the decoded mid (its gradient stopped), with per-sample gains
+    # from the last block's features. The decoder then makes the side's waveform from the mid
+    # (as parametric stereo does, per band) instead of on its own (docs/stereo.md).
+    side_bands: int = 0
+    side_taps: int = 63
 
     @nn.compact
     def __call__(self, z: Array, noise_key: Array | None = None) -> Array:
@@ -126,12 +133,35 @@ class Decoder(nn.Module):
                 name=f"DecoderBlock_{i}",
             )(x, None if noise_key is None else jax.random.fold_in(noise_key, i))
         x = Snake(self.dtype)(x)
+        last = x
         x = WNConv1d(self.channels // groups, 7, causal=self.causal, dtype=self.dtype)(x)
         if groups > 1:
             x = unfold_channels(x, groups)
         x = x.astype(jnp.float32)
-        if self.final_activation == "tanh":
-            x = jnp.tanh(x)
+        act = jnp.tanh if self.final_activation == "tanh" else (lambda v: v)
+        if self.side_bands:
+            if self.channels != 2 or groups > 1:
+                raise ValueError(
+                    f"side_bands={self.side_bands} needs a joint mid/side decoder (channels=2, "
+                    "split_blocks=0); set side_bands=0"
+                )
+            mid = act(x[..., :1])
+            bank = WNConv1d(
+                self.side_bands,
+                self.side_taps,
+                causal=self.causal,
+                use_bias=False,
+                dtype=self.dtype,
+                kernel_init=nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal"),
+                name="side_bank",
+            )(jax.lax.stop_gradient(mid))
+            gains = WNConv1d(
+                self.side_bands, 7, causal=self.causal, dtype=self.dtype, name="side_gains"
+            )(last)
+            side = jnp.sum(bank.astype(jnp.float32) * gains.astype(jnp.float32), -1, keepdims=True)
+            x = jnp.concatenate([mid, act(x[..., 1:] + side)], axis=-1)
+        else:
+            x = act(x)
         n = z.shape[1] * math.prod(self.strides)
         if x.shape[1] < n:
             x = jnp.pad(x, ((0, 0), (0, n - x.shape[1]), (0, 0)))
