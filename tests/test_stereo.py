@@ -261,7 +261,7 @@ def test_side_from_mid_adds_a_side_made_from_the_decoded_mid(stereo_model):
     x = jax.ShapeDtypeStruct((1, codec.length_multiple, 2), jnp.float32)
     shapes = jax.eval_shape(codec.init, jax.random.key(0), x)["params"]["decoder"]
     assert shapes["side_bank"]["weight_v"].shape == (63, 1, 4)
-    assert shapes["side_gains"]["weight_v"].shape[-1] == 4
+    assert shapes["side_gains"]["weight_v"].shape == (3, 64, 4)
     rng = np.random.default_rng(0)
     decoder = dict(plain_params["params"]["decoder"])
     for name in ("side_bank", "side_gains"):

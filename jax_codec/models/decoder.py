@@ -18,7 +18,14 @@ import jax.numpy as jnp
 
 from jax_codec.models.attention import LocalMHA
 from jax_codec.models.encoder import split_channels, unfold_channels
-from jax_codec.models.layers import NoiseBlock, ResidualUnit, Snake, WNConv1d, WNConvTranspose1d
+from jax_codec.models.layers import (
+    NoiseBlock,
+    ResidualUnit,
+    Snake,
+    WNConv1d,
+    WNConvTranspose1d,
+    streaming,
+)
 
 Array = jax.Array
 
@@ -89,9 +96,11 @@ class Decoder(nn.Module):
     min_width: int = 0
     # Side from mid (channels=2, mid/side output; 0: off): the side adds
     # sum_k gain_k(t) * (h_k * mid)(t) over `side_bands` learned causal FIR filters h_k of
-    # `side_taps` taps run on the decoded mid (its gradient stopped), with per-sample gains
-    # from the last block's features. The decoder then makes the side's waveform from the mid
-    # (as parametric stereo does, per band) instead of on its own (docs/stereo.md).
+    # `side_taps` taps run on the decoded mid (its gradient stopped). The gains come from the
+    # latent, one per frame and band (a causal conv over the frames), ramped linearly from the
+    # previous frame's to this frame's over the frame's samples: a slowly varying gain per
+    # band, as parametric stereo sends, so the side's waveform comes from the mid instead of
+    # being made on its own (docs/stereo.md).
     side_bands: int = 0
     side_taps: int = 63
 
@@ -133,7 +142,6 @@ class Decoder(nn.Module):
                 name=f"DecoderBlock_{i}",
             )(x, None if noise_key is None else jax.random.fold_in(noise_key, i))
         x = Snake(self.dtype)(x)
-        last = x
         x = WNConv1d(self.channels // groups, 7, causal=self.causal, dtype=self.dtype)(x)
         if groups > 1:
             x = unfold_channels(x, groups)
@@ -155,9 +163,7 @@ class Decoder(nn.Module):
                 kernel_init=nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal"),
                 name="side_bank",
             )(jax.lax.stop_gradient(mid))
-            gains = WNConv1d(
-                self.side_bands, 7, causal=self.causal, dtype=self.dtype, name="side_gains"
-            )(last)
+            gains = self._frame_gains(z)[:, : x.shape[1]]
             side = jnp.sum(bank.astype(jnp.float32) * gains.astype(jnp.float32), -1, keepdims=True)
             x = jnp.concatenate([mid, act(x[..., 1:] + side)], axis=-1)
         else:
@@ -166,3 +172,24 @@ class Decoder(nn.Module):
         if x.shape[1] < n:
             x = jnp.pad(x, ((0, 0), (0, n - x.shape[1]), (0, 0)))
         return x
+
+    def _frame_gains(self, z: Array) -> Array:
+        """`side_bands` gains per output sample `[B, F * hop, K]` from the latent `[B, F, D]`:
+        a causal conv(k=3) over the frames gives one gain per frame and band, and each frame's
+        samples ramp linearly from the previous frame's gain (zero before the first frame;
+        carried in the cache when streaming) to its own."""
+        hop = math.prod(self.strides)
+        g = WNConv1d(self.side_bands, 3, causal=self.causal, dtype=self.dtype, name="side_gains")(
+            z
+        ).astype(jnp.float32)
+        if streaming(self):
+            last = self.variable(
+                "cache", "side_gain_last", jnp.zeros, (g.shape[0], 1, g.shape[-1]), jnp.float32
+            )
+            prev = jnp.concatenate([last.value, g[:, :-1]], axis=1)
+            last.value = g[:, -1:]
+        else:
+            prev = jnp.pad(g, ((0, 0), (1, 0), (0, 0)))[:, :-1]
+        ramp = jnp.arange(1, hop + 1, dtype=jnp.float32) / hop
+        ramped = prev[:, :, None] + (g - prev)[:, :, None] * ramp[None, None, :, None]
+        return ramped.reshape(g.shape[0], g.shape[1] * hop, g.shape[-1])
