@@ -232,7 +232,7 @@ MODELS["preset_side3"] = ["--config.loss.stereo_weights=(1.0, 1.0, 1.0, 3.0)"]
 # channels, not 6), so that mid and side are not made from the 6 channels a mono channel gets.
 MODELS["preset_minw12"] = ["--config.model.decoder_min_width=12"]
 # The preset whose decoder makes its side from its decoded mid: 8 learned bands of the mid,
-# each with a gain per sample from the last block's features, plus its own side output.
+# each times a gain per frame from the latent (ramped over the frame), plus its own side output.
 MODELS["preset_sfm8"] = ["--config.model.side_from_mid=8"]
 
 

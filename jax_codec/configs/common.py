@@ -158,8 +158,8 @@ def default_config() -> ml_collections.ConfigDict:
     # rate) must carry both mid and side in a joint-stereo model (docs/stereo.md).
     model.decoder_min_width = 0
     # Joint mid/side models (arch "dac" / "snac"): the decoder adds to its side a prediction
-    # from its own decoded mid, over this many learned bands with per-sample gains (0: none;
-    # docs/stereo.md).
+    # from its own decoded mid, over this many learned bands with a gain per frame each (0:
+    # none; docs/stereo.md).
     model.side_from_mid = 0
 
     seanet = model.seanet = ml_collections.ConfigDict()

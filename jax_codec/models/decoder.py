@@ -164,7 +164,7 @@ class Decoder(nn.Module):
                 name="side_bank",
             )(jax.lax.stop_gradient(mid))
             gains = self._frame_gains(z)[:, : x.shape[1]]
-            side = jnp.sum(bank.astype(jnp.float32) * gains.astype(jnp.float32), -1, keepdims=True)
+            side = jnp.sum(bank.astype(jnp.float32) * gains, -1, keepdims=True)
             x = jnp.concatenate([mid, act(x[..., 1:] + side)], axis=-1)
         else:
             x = act(x)
