@@ -190,6 +190,24 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f"model.side_from_mid={side_bands} needs a joint mid/side model (model.channels=2, "
         "model.stereo='ms', arch 'dac' or 'snac', model.stereo_split_blocks=0); set it to 0",
     )
+    side_width = int(m.get("side_decoder_width", 0))
+    need(
+        side_width >= 0,
+        f"model.side_decoder_width={side_width}: use 0 (none) or a positive channel count",
+    )
+    need(
+        side_width == 0
+        or (
+            channels == 2
+            and m.get("stereo", "ms") == "ms"
+            and m.get("arch", "dac") in ("dac", "snac")
+            and split == 0
+            and side_bands == 0
+        ),
+        f"model.side_decoder_width={side_width} needs a joint mid/side model (model.channels=2, "
+        "model.stereo='ms', arch 'dac' or 'snac', model.stereo_split_blocks=0, "
+        "model.side_from_mid=0); set it to 0",
+    )
     weights = tuple((config.get("loss") or {}).get("stereo_weights", (1.0, 1.0, 1.0, 1.0)))
     need(
         len(weights) == 4 and min(weights) >= 0 and sum(weights) > 0,

@@ -292,6 +292,53 @@ def test_side_from_mid_adds_a_side_made_from_the_decoded_mid(stereo_model):
             runlocal(**bad)
 
 
+def test_side_decoder_decodes_the_side_apart():
+    """`model.side_decoder_width`: mid and side come from two decoders over the same latent,
+    so each one's weights move only its own channel; the code stream is the plain model's
+    shape and streaming still equals offline."""
+    config = runlocal(**{"model.channels": 2, "model.side_decoder_width": 16})
+    codec = build_codec(config.model)
+    audio = jnp.asarray(music(1, 0.41, seed=2))
+    params = jax.jit(codec.init)({"params": jax.random.key(0)}, audio)
+    decoder = params["params"]["decoder"]
+    assert set(decoder) == {"mid", "side"}
+    assert decoder["side"]["WNConv1d_0"]["weight_v"].shape[-1] == 16
+    assert decoder["mid"]["WNConv1d_0"]["weight_v"].shape[-1] == config.model.decoder_width
+    codes = jax.jit(lambda p, a: codec.apply(p, a, 2, method=codec.encode))(params, audio)
+    n = audio.shape[1]
+    decode = jax.jit(lambda p, c: codec.apply(p, c, n, method=codec.decode))
+    frames = -(-n // codec.length_multiple) * codec.length_multiple // codec.hop_length
+    assert [c.shape for c in codes] == [(1, frames // s) for s in codec.vq_strides[:2]]
+
+    def decoded(which, seed):
+        rng = np.random.default_rng(seed)
+        moved = {
+            **decoder,
+            which: jax.tree.map(lambda a: a + 0.1 * rng.normal(size=a.shape), decoder[which]),
+        }
+        p = {**params, "params": {**params["params"], "decoder": moved}}
+        return stereo.to_mid_side(np.asarray(decode(p, codes)))
+
+    ref = stereo.to_mid_side(np.asarray(decode(params, codes)))
+    for which, kept in (("side", 0), ("mid", 1)):
+        out = decoded(which, 3)
+        np.testing.assert_allclose(out[..., kept], ref[..., kept], atol=1e-6)
+        assert np.abs(out[..., 1 - kept] - ref[..., 1 - kept]).max() > 1e-3
+    y, _ = st.stream_roundtrip(codec, params, np.asarray(audio), 4, 2)
+    assert np.abs(y - stereo.from_mid_side(ref)).max() <= 1e-5
+    for bad, match in (
+        ({"model.side_decoder_width": -1}, r"side_decoder_width=-1: use 0"),
+        ({"model.side_decoder_width": 16}, r"side_decoder_width=16 needs a joint mid/side"),
+        ({"model.channels": 2, "model.stereo": "lr", "model.side_decoder_width": 16}, "mid/side"),
+        (
+            {"model.channels": 2, "model.side_from_mid": 4, "model.side_decoder_width": 16},
+            "side_from_mid=0",
+        ),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            runlocal(**bad)
+
+
 def test_causality_per_channel(stereo_models):
     codec, params = stereo_models
     lat = codec.latency_samples

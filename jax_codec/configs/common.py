@@ -161,6 +161,9 @@ def default_config() -> ml_collections.ConfigDict:
     # from its own decoded mid, over this many learned bands with a gain per frame each (0:
     # none; docs/stereo.md).
     model.side_from_mid = 0
+    # Joint mid/side models (arch "dac" / "snac"): decode the side with a second decoder this
+    # wide, over the same latent (0: one decoder makes mid and side; docs/stereo.md).
+    model.side_decoder_width = 0
 
     seanet = model.seanet = ml_collections.ConfigDict()
     # Options of arch="seanet" only (configs/encodec_24khz.py).

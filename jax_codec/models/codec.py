@@ -9,6 +9,7 @@ from ONE code stream, shaped as a mono model's codes (`jax_codec.stereo`, docs/s
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -49,6 +50,20 @@ class CodecOutput:
     losses: dict
     stats: dict
     projected: tuple[Array, ...] = ()
+
+
+class MidSideDecoders(nn.Module):
+    """Two decoders over one latent (`Codec.side_decoder_width`): `mid` makes the mid, `side`
+    the side; `[B, F, D] -> [B, T, 2]` (mid, side), as a joint mid/side `Decoder` outputs.
+
+    The side shares the code stream and the encoder with the mid, but none of the decoder's
+    layers, so its decoder capacity is its own, as in dual mono (docs/stereo.md)."""
+
+    mid: nn.Module
+    side: nn.Module
+
+    def __call__(self, z: Array, **kwargs) -> Array:
+        return jnp.concatenate([self.mid(z, **kwargs), self.side(z, **kwargs)], axis=-1)
 
 
 class Codec(nn.Module):
@@ -122,6 +137,11 @@ class Codec(nn.Module):
     # arch "dac" / "snac", channels=2, stereo="ms": the decoder adds to its side a prediction
     # from its decoded mid over this many learned bands (Decoder.side_bands; 0: none).
     side_from_mid: int = 0
+    # arch "dac" / "snac", channels=2, stereo="ms": decode the side with a decoder of its own,
+    # this wide (0: one decoder outputs mid and side). Both read the same latent, so the code
+    # stream, its bitrate and the encoder are unchanged; the side no longer shares the mid's
+    # decoder layers (`MidSideDecoders`).
+    side_decoder_width: int = 0
     # arch="spectrostream" only (`spectrostream.py`): the STFT's frame, hop and FFT lengths; per
     # 2-D block its (time, frequency) strides and channel multiplier (encoder order); the
     # first/last conv's kernel; delayed stereo fusion (channels coded apart by the blocks before
@@ -158,6 +178,18 @@ class Codec(nn.Module):
             raise ValueError(
                 f"side_from_mid={self.side_from_mid} needs a joint mid/side model (channels=2, "
                 "stereo='ms', arch 'dac' or 'snac', stereo_split_blocks=0); set side_from_mid=0"
+            )
+        if self.side_decoder_width and (
+            self.channels != 2
+            or self.stereo != "ms"
+            or self.arch not in ("dac", "snac")
+            or self.stereo_split_blocks
+            or self.side_from_mid
+        ):
+            raise ValueError(
+                f"side_decoder_width={self.side_decoder_width} needs a joint mid/side model "
+                "(channels=2, stereo='ms', arch 'dac' or 'snac', stereo_split_blocks=0, "
+                "side_from_mid=0); set side_decoder_width=0"
             )
         if self.stereo_split_blocks and (self.channels != 2 or self.arch not in ("dac", "snac")):
             raise ValueError(
@@ -213,13 +245,11 @@ class Codec(nn.Module):
                 attn_window=self.attn_window,
                 split_blocks=self.stereo_split_blocks,
             )
-            self.decoder = Decoder(
-                self.decoder_width,
-                tuple(self.decoder_strides),
-                self.channels,
-                tuple(self.dilations),
-                self.causal,
-                self.dtype,
+            decoder = functools.partial(
+                Decoder,
+                dilations=tuple(self.dilations),
+                causal=self.causal,
+                dtype=self.dtype,
                 remat=self.remat,
                 transpose_trim=self.transpose_trim,
                 transpose_norm=self.transpose_norm,
@@ -227,10 +257,22 @@ class Codec(nn.Module):
                 depthwise=self.depthwise,
                 attn_window=self.attn_window,
                 noise=self.noise,
-                split_blocks=self.stereo_split_blocks,
                 min_width=self.decoder_min_width,
-                side_bands=self.side_from_mid,
             )
+            strides = tuple(self.decoder_strides)
+            if self.side_decoder_width:
+                self.decoder = MidSideDecoders(
+                    decoder(self.decoder_width, strides, 1),
+                    decoder(self.side_decoder_width, strides, 1),
+                )
+            else:
+                self.decoder = decoder(
+                    self.decoder_width,
+                    strides,
+                    self.channels,
+                    split_blocks=self.stereo_split_blocks,
+                    side_bands=self.side_from_mid,
+                )
         else:
             raise ValueError(
                 f"model.arch={self.arch!r}: use 'dac', 'seanet', 'snac' or 'spectrostream'"
@@ -506,5 +548,6 @@ def build_codec(model_config: ml_collections.ConfigDict, dtype: Any = None) -> C
         stereo_split_blocks=int(c.get("stereo_split_blocks", 0)),
         decoder_min_width=int(c.get("decoder_min_width", 0)),
         side_from_mid=int(c.get("side_from_mid", 0)),
+        side_decoder_width=int(c.get("side_decoder_width", 0)),
         **arch_options(c),
     )
