@@ -234,6 +234,10 @@ MODELS["preset_minw12"] = ["--config.model.decoder_min_width=12"]
 # The preset whose decoder makes its side from its decoded mid: 8 learned bands of the mid,
 # each times a gain per frame from the latent (ramped over the frame), plus its own side output.
 MODELS["preset_sfm8"] = ["--config.model.side_from_mid=8"]
+# The preset with a second decoder, as wide as its own, that makes the side from the same latent
+# (the mid's decoder makes the mid only): the side gets decoder layers of its own, as each
+# channel has in dual mono; the encoder and the code stream stay joint.
+MODELS["preset_sd96"] = ["--config.model.side_decoder_width=96"]
 
 
 METRICS = (
