@@ -62,8 +62,10 @@ class MidSideDecoders(nn.Module):
     mid: nn.Module
     side: nn.Module
 
-    def __call__(self, z: Array, **kwargs) -> Array:
-        return jnp.concatenate([self.mid(z, **kwargs), self.side(z, **kwargs)], axis=-1)
+    def __call__(self, z: Array, noise_key: Array | None = None) -> Array:
+        # Noise blocks (arch "snac", noise=True): each decoder draws its own noise.
+        keys = (None, None) if noise_key is None else tuple(jax.random.split(noise_key))
+        return jnp.concatenate([self.mid(z, keys[0]), self.side(z, keys[1])], axis=-1)
 
 
 class Codec(nn.Module):
