@@ -174,19 +174,20 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         min_width == 0 or m.get("arch", "dac") in ("dac", "snac"),
         f"model.decoder_min_width={min_width} applies to arch 'dac' or 'snac' only; set it to 0",
     )
+    # What side_from_mid and side_decoder_width need: a joint mid/side dac/snac model.
+    joint_ms = (
+        channels == 2
+        and m.get("stereo", "ms") == "ms"
+        and m.get("arch", "dac") in ("dac", "snac")
+        and split == 0
+    )
     side_bands = int(m.get("side_from_mid", 0))
     need(
         side_bands >= 0,
         f"model.side_from_mid={side_bands}: use 0 (none) or a positive number of bands",
     )
     need(
-        side_bands == 0
-        or (
-            channels == 2
-            and m.get("stereo", "ms") == "ms"
-            and m.get("arch", "dac") in ("dac", "snac")
-            and split == 0
-        ),
+        side_bands == 0 or joint_ms,
         f"model.side_from_mid={side_bands} needs a joint mid/side model (model.channels=2, "
         "model.stereo='ms', arch 'dac' or 'snac', model.stereo_split_blocks=0); set it to 0",
     )
@@ -196,14 +197,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f"model.side_decoder_width={side_width}: use 0 (none) or a positive channel count",
     )
     need(
-        side_width == 0
-        or (
-            channels == 2
-            and m.get("stereo", "ms") == "ms"
-            and m.get("arch", "dac") in ("dac", "snac")
-            and split == 0
-            and side_bands == 0
-        ),
+        side_width == 0 or (joint_ms and side_bands == 0),
         f"model.side_decoder_width={side_width} needs a joint mid/side model (model.channels=2, "
         "model.stereo='ms', arch 'dac' or 'snac', model.stereo_split_blocks=0, "
         "model.side_from_mid=0); set it to 0",

@@ -171,23 +171,18 @@ class Codec(nn.Module):
                 f"side_gain={self.side_gain} needs a mid/side model (channels=2, stereo='ms'); "
                 "set model.side_gain=1"
             )
-        if self.side_from_mid and (
-            self.channels != 2
-            or self.stereo != "ms"
-            or self.arch not in ("dac", "snac")
-            or self.stereo_split_blocks
-        ):
+        joint_ms = (
+            self.channels == 2
+            and self.stereo == "ms"
+            and self.arch in ("dac", "snac")
+            and not self.stereo_split_blocks
+        )
+        if self.side_from_mid and not joint_ms:
             raise ValueError(
                 f"side_from_mid={self.side_from_mid} needs a joint mid/side model (channels=2, "
                 "stereo='ms', arch 'dac' or 'snac', stereo_split_blocks=0); set side_from_mid=0"
             )
-        if self.side_decoder_width and (
-            self.channels != 2
-            or self.stereo != "ms"
-            or self.arch not in ("dac", "snac")
-            or self.stereo_split_blocks
-            or self.side_from_mid
-        ):
+        if self.side_decoder_width and (not joint_ms or self.side_from_mid):
             raise ValueError(
                 f"side_decoder_width={self.side_decoder_width} needs a joint mid/side model "
                 "(channels=2, stereo='ms', arch 'dac' or 'snac', stereo_split_blocks=0, "
