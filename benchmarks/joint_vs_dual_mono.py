@@ -238,6 +238,17 @@ MODELS["preset_sfm8"] = ["--config.model.side_from_mid=8"]
 # (the mid's decoder makes the mid only): the side gets decoder layers of its own, as each
 # channel has in dual mono; the encoder and the code stream stay joint.
 MODELS["preset_sd96"] = ["--config.model.side_decoder_width=96"]
+# SpectroStream's delayed fusion on the preset's recipe: left and right each through the
+# encoder's first conv and first two blocks and the decoder's last two blocks and last conv
+# (the same weights for both, as dual mono's network), joint in between. About dual mono's
+# codec compute per pair at the preset's widths (the wider networks lose their codes).
+MODELS["preset_lr_split2"] = ["--config.model.stereo=lr", "--config.model.stereo_split_blocks=2"]
+# The preset with a fifth of its training crops made mono (L = R), so that it meets a silent
+# side: the held-out MP3 tracks' near-mono passages are where it loses the side to dual mono.
+MODELS["preset_mono20"] = ["--config.data.augment.mono_prob=0.2"]
+# The same with a gate per frame on the decoded side (`model.side_gate`), so that a near-mono
+# passage can decode with its side far below the mid.
+MODELS["preset_gate_mono20"] = [*MODELS["preset_mono20"], "--config.model.side_gate=True"]
 
 
 METRICS = (

@@ -202,6 +202,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "model.stereo='ms', arch 'dac' or 'snac', model.stereo_split_blocks=0, "
         "model.side_from_mid=0); set it to 0",
     )
+    side_gate = bool(m.get("side_gate", False))
+    need(
+        not side_gate or (joint_ms and side_bands == 0 and side_width == 0),
+        "model.side_gate=True needs a joint mid/side model (model.channels=2, "
+        "model.stereo='ms', arch 'dac' or 'snac', model.stereo_split_blocks=0, "
+        "model.side_from_mid=0, model.side_decoder_width=0); set it to False",
+    )
     weights = tuple((config.get("loss") or {}).get("stereo_weights", (1.0, 1.0, 1.0, 1.0)))
     need(
         len(weights) == 4 and min(weights) >= 0 and sum(weights) > 0,

@@ -339,6 +339,67 @@ def test_side_decoder_decodes_the_side_apart():
             runlocal(**bad)
 
 
+def test_side_gate_scales_only_the_side(stereo_model):
+    """`model.side_gate`: the decoded side times sigmoid(a(t) + 4), a(t) per frame from the
+    latent. The mid is the plain model's; a constant a gives the plain side times its gate,
+    a very negative one a side ~0 (left = right) after the first frame's ramp; streaming
+    still equals offline."""
+    from jax_codec.models.decoder import SIDE_GATE_OFFSET
+
+    plain, plain_params = stereo_model
+    codec = build_codec(runlocal(**{"model.channels": 2, "model.side_gate": True}).model)
+    x = jax.ShapeDtypeStruct((1, codec.length_multiple, 2), jnp.float32)
+    shape = jax.eval_shape(codec.init, jax.random.key(0), x)["params"]["decoder"]["side_gate"]
+    assert shape["weight_v"].shape == (3, 64, 1)
+    audio = jnp.asarray(music(1, 0.41, seed=2))
+    codes = plain.apply(plain_params, audio, 2, method=plain.encode)
+    n = audio.shape[1]
+    hop = codec.hop_length
+    ref = stereo.to_mid_side(np.asarray(plain.apply(plain_params, codes, n, method=plain.decode)))
+
+    def with_gate(weight_g, bias):
+        gate = {
+            "weight_v": jnp.ones(shape["weight_v"].shape, jnp.float32),
+            "weight_g": jnp.full(shape["weight_g"].shape, weight_g, jnp.float32),
+            "bias": jnp.full(shape["bias"].shape, bias, jnp.float32),
+        }
+        decoder = {**plain_params["params"]["decoder"], "side_gate": gate}
+        return {**plain_params, "params": {**plain_params["params"], "decoder": decoder}}
+
+    def decode(params):
+        return np.asarray(codec.apply(params, codes, n, method=codec.decode))
+
+    # A constant a = b (no weights): past the first frame's ramp (from a = 0), the side is the
+    # plain model's times sigmoid(b + 4); the mid is untouched.
+    for b in (0.0, -3.0):
+        out = stereo.to_mid_side(decode(with_gate(0.0, b)))
+        np.testing.assert_allclose(out[..., 0], ref[..., 0], atol=1e-6)
+        gain = 1.0 / (1.0 + np.exp(-(b + SIDE_GATE_OFFSET)))
+        np.testing.assert_allclose(out[:, hop:, 1], ref[:, hop:, 1] * gain, atol=1e-6)
+    assert np.abs(ref[:, hop:, 1]).max() > 1e-2  # the plain side is not already silent
+    shut = decode(with_gate(0.0, -60.0))
+    assert np.abs(shut[:, hop:, 0] - shut[:, hop:, 1]).max() < 1e-9  # left = right
+    # A gate that reads the latent (random weights) streams as it decodes offline.
+    params = with_gate(1.0, -1.0)
+    rng = np.random.default_rng(0)
+    gate = params["params"]["decoder"]["side_gate"]
+    gate["weight_v"] = jnp.asarray(rng.normal(size=shape["weight_v"].shape), jnp.float32)
+    decoded = decode(params)
+    assert np.abs(stereo.to_mid_side(decoded)[..., 1] - ref[..., 1]).max() > 1e-3
+    y, _ = st.stream_roundtrip(codec, params, np.asarray(audio), 4, 2)
+    assert np.abs(y - decoded).max() <= 1e-5
+    for bad, match in (
+        ({"model.side_gate": True}, r"side_gate=True needs a joint mid/side model"),
+        ({"model.channels": 2, "model.stereo": "lr", "model.side_gate": True}, "mid/side"),
+        (
+            {"model.channels": 2, "model.side_from_mid": 4, "model.side_gate": True},
+            "side_from_mid=0, model.side_decoder_width=0",
+        ),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            runlocal(**bad)
+
+
 def test_causality_per_channel(stereo_models):
     codec, params = stereo_models
     lat = codec.latency_samples

@@ -164,6 +164,10 @@ def default_config() -> ml_collections.ConfigDict:
     # Joint mid/side models (arch "dac" / "snac"): decode the side with a second decoder this
     # wide, over the same latent (0: one decoder makes mid and side; docs/stereo.md).
     model.side_decoder_width = 0
+    # Joint mid/side models (arch "dac" / "snac"): the decoded side is scaled by a gate per
+    # frame, sigmoid of a value the decoder reads from the latent, so a (near-)mono passage
+    # can decode with a side far below the mid, as dual mono does (docs/stereo.md).
+    model.side_gate = False
 
     seanet = model.seanet = ml_collections.ConfigDict()
     # Options of arch="seanet" only (configs/encodec_24khz.py).

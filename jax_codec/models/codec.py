@@ -144,6 +144,9 @@ class Codec(nn.Module):
     # stream, its bitrate and the encoder are unchanged; the side no longer shares the mid's
     # decoder layers (`MidSideDecoders`).
     side_decoder_width: int = 0
+    # arch "dac" / "snac", channels=2, stereo="ms": scale the decoded side by a gate per frame
+    # read from the latent (Decoder.side_gate), so a near-mono passage can decode near-mono.
+    side_gate: bool = False
     # arch="spectrostream" only (`spectrostream.py`): the STFT's frame, hop and FFT lengths; per
     # 2-D block its (time, frequency) strides and channel multiplier (encoder order); the
     # first/last conv's kernel; delayed stereo fusion (channels coded apart by the blocks before
@@ -187,6 +190,12 @@ class Codec(nn.Module):
                 f"side_decoder_width={self.side_decoder_width} needs a joint mid/side model "
                 "(channels=2, stereo='ms', arch 'dac' or 'snac', stereo_split_blocks=0, "
                 "side_from_mid=0); set side_decoder_width=0"
+            )
+        if self.side_gate and (not joint_ms or self.side_from_mid or self.side_decoder_width):
+            raise ValueError(
+                "side_gate=True needs a joint mid/side model (channels=2, stereo='ms', arch "
+                "'dac' or 'snac', stereo_split_blocks=0, side_from_mid=0, "
+                "side_decoder_width=0); set side_gate=False"
             )
         if self.stereo_split_blocks and (self.channels != 2 or self.arch not in ("dac", "snac")):
             raise ValueError(
@@ -269,6 +278,7 @@ class Codec(nn.Module):
                     self.channels,
                     split_blocks=self.stereo_split_blocks,
                     side_bands=self.side_from_mid,
+                    side_gate=self.side_gate,
                 )
         else:
             raise ValueError(
@@ -546,5 +556,6 @@ def build_codec(model_config: ml_collections.ConfigDict, dtype: Any = None) -> C
         decoder_min_width=int(c.get("decoder_min_width", 0)),
         side_from_mid=int(c.get("side_from_mid", 0)),
         side_decoder_width=int(c.get("side_decoder_width", 0)),
+        side_gate=bool(c.get("side_gate", False)),
         **arch_options(c),
     )

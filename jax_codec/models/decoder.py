@@ -29,6 +29,9 @@ from jax_codec.models.layers import (
 
 Array = jax.Array
 
+# The side gate's bias: sigmoid(4) = 0.98, so an untrained gate passes the side almost whole.
+SIDE_GATE_OFFSET = 4.0
+
 
 class DecoderBlock(nn.Module):
     """Snake, transposed conv (kernel 2*stride) up to `features`, residual units (1, 3, 9)."""
@@ -103,6 +106,12 @@ class Decoder(nn.Module):
     # being made on its own (docs/stereo.md).
     side_bands: int = 0
     side_taps: int = 63
+    # Side gate (channels=2, mid/side output; False: off): the side output is multiplied by
+    # sigmoid(a(t) + SIDE_GATE_OFFSET), a(t) one value per frame from a causal conv over the
+    # latent, ramped over each frame's samples from the previous frame's. The log of the gain
+    # is linear in a(t) below 0 dB, so a few units of a(t) take the side 40-80 dB down: a
+    # (near-)mono passage decodes with no audible side, as identical channels do in dual mono.
+    side_gate: bool = False
 
     @nn.compact
     def __call__(self, z: Array, noise_key: Array | None = None) -> Array:
@@ -147,6 +156,11 @@ class Decoder(nn.Module):
             x = unfold_channels(x, groups)
         x = x.astype(jnp.float32)
         act = jnp.tanh if self.final_activation == "tanh" else (lambda v: v)
+        if self.side_gate and (self.channels != 2 or groups > 1 or self.side_bands):
+            raise ValueError(
+                "side_gate needs a joint mid/side decoder (channels=2, split_blocks=0, "
+                "side_bands=0); set side_gate=False"
+            )
         if self.side_bands:
             if self.channels != 2 or groups > 1:
                 raise ValueError(
@@ -166,6 +180,10 @@ class Decoder(nn.Module):
             gains = self._frame_gains(z)[:, : x.shape[1]]
             side = jnp.sum(bank.astype(jnp.float32) * gains, -1, keepdims=True)
             x = jnp.concatenate([mid, act(x[..., 1:] + side)], axis=-1)
+        elif self.side_gate:
+            a = self._frame_gains(z, 1, "side_gate", "side_gate_last")[:, : x.shape[1]]
+            gate = jax.nn.sigmoid(a + SIDE_GATE_OFFSET)
+            x = jnp.concatenate([act(x[..., :1]), act(x[..., 1:]) * gate], axis=-1)
         else:
             x = act(x)
         n = z.shape[1] * math.prod(self.strides)
@@ -173,18 +191,23 @@ class Decoder(nn.Module):
             x = jnp.pad(x, ((0, 0), (0, n - x.shape[1]), (0, 0)))
         return x
 
-    def _frame_gains(self, z: Array) -> Array:
+    def _frame_gains(
+        self,
+        z: Array,
+        n: int | None = None,
+        name: str = "side_gains",
+        cache: str = "side_gain_last",
+    ) -> Array:
         """`side_bands` gains per output sample `[B, F * hop, K]` from the latent `[B, F, D]`:
         a causal conv(k=3) over the frames gives one gain per frame and band, and each frame's
         samples ramp linearly from the previous frame's gain (zero before the first frame;
         carried in the cache when streaming) to its own."""
         hop = math.prod(self.strides)
-        g = WNConv1d(self.side_bands, 3, causal=self.causal, dtype=self.dtype, name="side_gains")(
-            z
-        ).astype(jnp.float32)
+        n = self.side_bands if n is None else n
+        g = WNConv1d(n, 3, causal=self.causal, dtype=self.dtype, name=name)(z).astype(jnp.float32)
         if streaming(self):
             last = self.variable(
-                "cache", "side_gain_last", jnp.zeros, (g.shape[0], 1, g.shape[-1]), jnp.float32
+                "cache", cache, jnp.zeros, (g.shape[0], 1, g.shape[-1]), jnp.float32
             )
             prev = jnp.concatenate([last.value, g[:, :-1]], axis=1)
             last.value = g[:, -1:]
