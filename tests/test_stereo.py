@@ -340,11 +340,11 @@ def test_side_decoder_decodes_the_side_apart():
 
 
 def test_side_gate_scales_only_the_side(stereo_model):
-    """`model.side_gate`: the decoded side times sigmoid(a(t) + 4), a(t) per frame from the
-    latent. The mid is the plain model's; a constant a gives the plain side times its gate,
+    """`model.side_gate`: the decoded side times sigmoid(10 a(t) + 4), a(t) per frame from
+    the latent. The mid is the plain model's; a constant a gives the plain side times its gate,
     a very negative one a side ~0 (left = right) after the first frame's ramp; streaming
     still equals offline."""
-    from jax_codec.models.decoder import SIDE_GATE_OFFSET
+    from jax_codec.models.decoder import SIDE_GATE_OFFSET, SIDE_GATE_SCALE
 
     plain, plain_params = stereo_model
     codec = build_codec(runlocal(**{"model.channels": 2, "model.side_gate": True}).model)
@@ -370,17 +370,17 @@ def test_side_gate_scales_only_the_side(stereo_model):
         return np.asarray(codec.apply(params, codes, n, method=codec.decode))
 
     # A constant a = b (no weights): past the first frame's ramp (from a = 0), the side is the
-    # plain model's times sigmoid(b + 4); the mid is untouched.
-    for b in (0.0, -3.0):
+    # plain model's times sigmoid(10 b + 4); the mid is untouched.
+    for b in (0.0, -0.3):
         out = stereo.to_mid_side(decode(with_gate(0.0, b)))
         np.testing.assert_allclose(out[..., 0], ref[..., 0], atol=1e-6)
-        gain = 1.0 / (1.0 + np.exp(-(b + SIDE_GATE_OFFSET)))
+        gain = 1.0 / (1.0 + np.exp(-(SIDE_GATE_SCALE * b + SIDE_GATE_OFFSET)))
         np.testing.assert_allclose(out[:, hop:, 1], ref[:, hop:, 1] * gain, atol=1e-6)
     assert np.abs(ref[:, hop:, 1]).max() > 1e-2  # the plain side is not already silent
-    shut = decode(with_gate(0.0, -60.0))
+    shut = decode(with_gate(0.0, -6.0))
     assert np.abs(shut[:, hop:, 0] - shut[:, hop:, 1]).max() < 1e-9  # left = right
     # A gate that reads the latent (random weights) streams as it decodes offline.
-    params = with_gate(1.0, -1.0)
+    params = with_gate(0.1, -0.1)
     rng = np.random.default_rng(0)
     gate = params["params"]["decoder"]["side_gate"]
     gate["weight_v"] = jnp.asarray(rng.normal(size=shape["weight_v"].shape), jnp.float32)

@@ -29,8 +29,14 @@ from jax_codec.models.layers import (
 
 Array = jax.Array
 
-# The side gate's bias: sigmoid(4) = 0.98, so an untrained gate passes the side almost whole.
+# The side gate is sigmoid(SIDE_GATE_SCALE * a + SIDE_GATE_OFFSET). The offset: sigmoid(4) =
+# 0.98, so an untrained gate passes the side almost whole. The scale: Adam moves a parameter
+# by about the learning rate per step, so without it the gate's logit could move only a few
+# units in a run; its conv starts near zero (SIDE_GATE_INIT), so the scale does not make the
+# untrained gate random.
 SIDE_GATE_OFFSET = 4.0
+SIDE_GATE_SCALE = 10.0
+SIDE_GATE_INIT = nn.initializers.variance_scaling(1e-4, "fan_in", "truncated_normal")
 
 
 class DecoderBlock(nn.Module):
@@ -107,9 +113,10 @@ class Decoder(nn.Module):
     side_bands: int = 0
     side_taps: int = 63
     # Side gate (channels=2, mid/side output; False: off): the side output is multiplied by
-    # sigmoid(a(t) + SIDE_GATE_OFFSET), a(t) one value per frame from a causal conv over the
-    # latent, ramped over each frame's samples from the previous frame's. The log of the gain
-    # is linear in a(t) below 0 dB, so a few units of a(t) take the side 40-80 dB down: a
+    # sigmoid(SIDE_GATE_SCALE * a(t) + SIDE_GATE_OFFSET), a(t) one value per frame from a causal
+    # conv over the latent, ramped over each frame's samples from the previous frame's. The log
+    # of the gain is linear in a(t) below 0 dB, so a unit or less of a(t) takes the side 40-80 dB
+    # down: a
     # (near-)mono passage decodes with no audible side, as identical channels do in dual mono.
     side_gate: bool = False
 
@@ -181,8 +188,8 @@ class Decoder(nn.Module):
             side = jnp.sum(bank.astype(jnp.float32) * gains, -1, keepdims=True)
             x = jnp.concatenate([mid, act(x[..., 1:] + side)], axis=-1)
         elif self.side_gate:
-            a = self._frame_gains(z, 1, "side_gate", "side_gate_last")[:, : x.shape[1]]
-            gate = jax.nn.sigmoid(a + SIDE_GATE_OFFSET)
+            a = self._frame_gains(z, 1, "side_gate", "side_gate_last", SIDE_GATE_INIT)
+            gate = jax.nn.sigmoid(SIDE_GATE_SCALE * a[:, : x.shape[1]] + SIDE_GATE_OFFSET)
             x = jnp.concatenate([act(x[..., :1]), act(x[..., 1:]) * gate], axis=-1)
         else:
             x = act(x)
@@ -197,6 +204,7 @@ class Decoder(nn.Module):
         n: int | None = None,
         name: str = "side_gains",
         cache: str = "side_gain_last",
+        kernel_init: Any = None,
     ) -> Array:
         """`side_bands` gains per output sample `[B, F * hop, K]` from the latent `[B, F, D]`:
         a causal conv(k=3) over the frames gives one gain per frame and band, and each frame's
@@ -204,7 +212,9 @@ class Decoder(nn.Module):
         carried in the cache when streaming) to its own."""
         hop = math.prod(self.strides)
         n = self.side_bands if n is None else n
-        g = WNConv1d(n, 3, causal=self.causal, dtype=self.dtype, name=name)(z).astype(jnp.float32)
+        init = {} if kernel_init is None else {"kernel_init": kernel_init}
+        conv = WNConv1d(n, 3, causal=self.causal, dtype=self.dtype, name=name, **init)
+        g = conv(z).astype(jnp.float32)
         if streaming(self):
             last = self.variable(
                 "cache", cache, jnp.zeros, (g.shape[0], 1, g.shape[-1]), jnp.float32
