@@ -19,15 +19,12 @@ import json
 import numpy as np
 
 
-def _db(v: np.ndarray) -> float:
-    return float(10 * np.log10(np.mean(np.square(v)) + 1e-20))
-
-
 def probe(codec, params, x: np.ndarray) -> dict:
     """The numbers for one `[T, 2]` excerpt (T a multiple of `codec.length_multiple`)."""
     import jax.numpy as jnp
 
     from jax_codec.stereo import to_mid_side
+    from jax_codec.training.loop import mono_side_db
 
     mono = np.repeat(x.mean(axis=1, keepdims=True), 2, axis=1)
     out = {}
@@ -39,14 +36,12 @@ def probe(codec, params, x: np.ndarray) -> dict:
         a, b = out["stereo"][i], out["mono"][i]
         return float(np.linalg.norm(a - b) / (np.linalg.norm(a) + 1e-20))
 
-    ms_in = to_mid_side(x)
-    res = {"input_side_over_mid_db": _db(ms_in[:, 1]) - _db(ms_in[:, 0])}
+    res = {"input_side_over_mid_db": mono_side_db(x[None])}
     res["latent_rel_change"], res["quantized_rel_change"] = rel(0), rel(1)
     sides = {}
     for name in ("stereo", "mono"):
-        ms = to_mid_side(out[name][2])
-        res[f"decoded_side_over_mid_db_{name}"] = _db(ms[:, 1]) - _db(ms[:, 0])
-        sides[name] = ms[:, 1]
+        res[f"decoded_side_over_mid_db_{name}"] = mono_side_db(out[name][2][None])
+        sides[name] = to_mid_side(out[name][2])[:, 1]
     a, b = sides["stereo"], sides["mono"]
     res["decoded_side_corr"] = float(np.corrcoef(a, b)[0, 1]) if a.std() and b.std() else None
     return res

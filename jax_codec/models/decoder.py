@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from jax_codec.models.attention import LocalMHA
 from jax_codec.models.encoder import split_channels, unfold_channels
 from jax_codec.models.layers import (
+    SMALL_INIT,
     NoiseBlock,
     ResidualUnit,
     Snake,
@@ -115,9 +116,9 @@ class Decoder(nn.Module):
     # Side gate (channels=2, mid/side output; False: off): the side output is multiplied by
     # sigmoid(SIDE_GATE_SCALE * a(t) + SIDE_GATE_OFFSET), a(t) one value per frame from a causal
     # conv over the latent, ramped over each frame's samples from the previous frame's. The log
-    # of the gain is linear in a(t) below 0 dB, so a unit or less of a(t) takes the side 40-80 dB
-    # down: a
-    # (near-)mono passage decodes with no audible side, as identical channels do in dual mono.
+    # of the gain is about linear in a(t) below 0 dB, so a(t) = -1 takes the side 52 dB down:
+    # a (near-)mono passage can decode with no audible side, as identical channels do in dual
+    # mono.
     side_gate: bool = False
 
     @nn.compact
@@ -204,16 +205,18 @@ class Decoder(nn.Module):
         n: int | None = None,
         name: str = "side_gains",
         cache: str = "side_gain_last",
-        kernel_init: Any = None,
+        kernel_init: Any = SMALL_INIT,
     ) -> Array:
-        """`side_bands` gains per output sample `[B, F * hop, K]` from the latent `[B, F, D]`:
+        """`n` (default `side_bands`) gains per output sample `[B, F * hop, n]` from the latent
+        `[B, F, D]`, from the conv `name` (its previous frame's gains in the cache `cache`):
         a causal conv(k=3) over the frames gives one gain per frame and band, and each frame's
         samples ramp linearly from the previous frame's gain (zero before the first frame;
         carried in the cache when streaming) to its own."""
         hop = math.prod(self.strides)
         n = self.side_bands if n is None else n
-        init = {} if kernel_init is None else {"kernel_init": kernel_init}
-        conv = WNConv1d(n, 3, causal=self.causal, dtype=self.dtype, name=name, **init)
+        conv = WNConv1d(
+            n, 3, causal=self.causal, dtype=self.dtype, name=name, kernel_init=kernel_init
+        )
         g = conv(z).astype(jnp.float32)
         if streaming(self):
             last = self.variable(
