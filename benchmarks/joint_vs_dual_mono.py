@@ -249,6 +249,15 @@ MODELS["preset_mono20"] = ["--config.data.augment.mono_prob=0.2"]
 # The same with a gate per frame on the decoded side (`model.side_gate`), so that a near-mono
 # passage can decode with its side far below the mid.
 MODELS["preset_gate_mono20"] = [*MODELS["preset_mono20"], "--config.model.side_gate=True"]
+# The preset before its quiet spans (configs/music48.py has `data.augment.gap_prob=0.25`,
+# `gap_depth_db=-40` since 2026-12-07), and its dual-mono twin: the runs compared before then.
+NO_GAPS = ["--config.data.augment.gap_prob=0"]
+MODELS["preset_nogap"] = NO_GAPS
+MODELS["dual_mono_preset_nogap"] = [*MODELS["dual_mono_preset"], *NO_GAPS]
+# Every model above but the preset and its twin was measured without quiet spans: keep it so.
+for _name, _flags in MODELS.items():
+    if _name not in ("preset", "dual_mono_preset") and not any("gap_prob" in f for f in _flags):
+        MODELS[_name] = [*_flags, *NO_GAPS]
 
 
 METRICS = (

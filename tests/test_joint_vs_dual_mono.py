@@ -161,3 +161,21 @@ def test_every_model_is_a_valid_override_of_the_preset():
     )
     assert (wide.model.encoder_width, wide.model.decoder_width) == (12, 128)
     assert wide.model.quantizer == "plain" and wide.train.codebook_ema_decay == 0.9
+
+
+def test_models_before_quiet_spans_keep_their_recipe():
+    from jax_codec.config import apply_overrides, get_config
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def config_of(name):
+        config = get_config(os.path.join(root, "configs", "music48.py") + ":runlocal")
+        flags = dict(f.removeprefix("--config.").split("=", 1) for f in jvd.MODELS[name])
+        apply_overrides(config, flags)
+        return config.data.augment
+
+    assert config_of("preset").gap_prob == 0.25 and config_of("preset").gap_depth_db == -40
+    assert config_of("dual_mono_preset").gap_prob == 0.25
+    for name in ("preset_nogap", "dual_mono_preset_nogap", "preset_mono20", "joint"):
+        assert config_of(name).gap_prob == 0.0, name
+    assert config_of("joint_wide_qd25_gap40").gap_prob == 0.25

@@ -40,7 +40,8 @@ def test_preset_is_48khz_joint_stereo_causal_hierarchical_and_low_latency(spec):
 @pytest.mark.parametrize("variant", ["", ":runlocal"])
 def test_flagship_differs_from_base_only_where_stated(variant):
     """The recipe is base.py's: the rate, the channels and the hop change, and the quantizer
-    is EnCodec's with its codebook update (codes in the latent, no codebook loss)."""
+    is EnCodec's with its codebook update (codes in the latent, no codebook loss), and a
+    quarter of the crops get a quiet span."""
     base = load_config("base" + variant).to_dict()
     music = load_config("music48" + variant).to_dict()
     changed = {
@@ -61,7 +62,18 @@ def test_flagship_differs_from_base_only_where_stated(variant):
         "train.codebook_ema_decay",
         "train.dead_code_min_hits",
         "loss.codebook_weight",
+        "data.augment",
     }
+    augment = {
+        k
+        for k in base["data"]["augment"]
+        if base["data"]["augment"][k] != music["data"]["augment"][k]
+    }
+    assert augment == {"gap_prob", "gap_depth_db"}
+    assert (music["data"]["augment"]["gap_prob"], music["data"]["augment"]["gap_depth_db"]) == (
+        0.25,
+        -40.0,
+    )
     model, train = music["model"], music["train"]
     assert model["stereo"] == "ms"
     assert (model["quantizer"], model["codebook_dim"]) == ("plain", model["latent_dim"])

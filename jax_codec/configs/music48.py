@@ -51,5 +51,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # batch holds too few vectors at the coarse levels for the default 20-step window).
     model.quantizer_dropout = 0.25
     config.train.dead_code_min_hits = 8.0
+    # A quarter of the crops get a span 40 dB down (with fades): trained only on
+    # level-normalized crops, the model decoded quiet passages with a floor of its own, and a
+    # joint model's floor has a side where dual mono's is the same in both channels
+    # (docs/stereo.md, "Quiet spans in the crops").
+    config.data.augment.gap_prob = 0.25
+    config.data.augment.gap_depth_db = -40.0
     config.lock()
     return config
