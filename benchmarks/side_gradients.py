@@ -25,6 +25,7 @@ terms (which see the side too) and the adversarial ones (which see each channel,
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -64,8 +65,9 @@ def read_crop(path: str, sr: int, start_s: float, seconds: float, target_db) -> 
     return x
 
 
-def term_functions(trainer, disc_params, x):
-    """{name: (weight, f(y) -> scalar)} for every active generator term of `trainer`."""
+def term_functions(trainer):
+    """{name: (weight, f(y, x, disc_params) -> scalar)} for every active generator term of
+    `trainer`, of decoded `y` against input `x`."""
     w = trainer.weights
     index = list(trainer.stereo_index)
     sw = dict(zip(index, (float(v) for v in trainer.stereo_weights), strict=True))
@@ -75,19 +77,29 @@ def term_functions(trainer, disc_params, x):
             continue
         for i in index:
 
-            def f(y, k=k, i=i):
+            def f(y, x, dp, k=k, i=i):
                 return trainer.reconstruction_losses(stereo_signals(y)[i], stereo_signals(x)[i])[k]
 
             fns[f"{k}/{STEREO_SIGNALS[i]}"] = (float(w[k]) * sw[i], f)
     if w.get("stereo_image", 0) > 0:
         fns["stereo_image"] = (
             float(w["stereo_image"]),
-            lambda y: trainer._reconstruction(y, x)[0]["stereo_image"],
+            lambda y, x, dp: trainer._reconstruction(y, x)[0]["stereo_image"],
         )
     for k in ("adv_g", "fm"):
         if w.get(k, 0) > 0:
-            fns[k] = (float(w[k]), lambda y, k=k: trainer._adv_losses(disc_params, y, x)[k])
+            fns[k] = (float(w[k]), lambda y, x, dp, k=k: trainer._adv_losses(dp, y, x)[k])
     return fns
+
+
+@functools.cache
+def gradient_functions(trainer) -> dict:
+    """`term_functions` as jitted (value, gradient with respect to `y`), compiled once per
+    term and trainer, whatever the crop."""
+    return {
+        name: (weight, jax.jit(jax.value_and_grad(f)))
+        for name, (weight, f) in term_functions(trainer).items()
+    }
 
 
 def side_level_gradients(trainer, disc_params, x: jax.Array, y: jax.Array) -> dict:
@@ -96,8 +108,8 @@ def side_level_gradients(trainer, disc_params, x: jax.Array, y: jax.Array) -> di
     y = y.astype(jnp.float32)
     mid, side = (y[..., 0] + y[..., 1]) / 2, (y[..., 0] - y[..., 1]) / 2
     rows = {}
-    for name, (weight, f) in term_functions(trainer, disc_params, x).items():
-        value, g = jax.jit(jax.value_and_grad(f))(y)
+    for name, (weight, value_and_grad) in gradient_functions(trainer).items():
+        value, g = value_and_grad(y, x, disc_params)
         g_mid, g_side = g[..., 0] + g[..., 1], g[..., 0] - g[..., 1]  # dL/dM, dL/dS
         rows[name] = {
             "weight": weight,

@@ -42,12 +42,12 @@ def test_side_level_gradients_split_mid_and_side():
     # Against a silent side, a quieter decoded side lowers the side's mel term.
     assert rows["mel/side"]["side_gain"] > 0
     # side_gain is d(term)/d(log g) for the side scaled by g: a finite difference agrees.
-    weight, f = sg.term_functions(trainer, disc_params, x)["mel/side"]
+    weight, f = sg.term_functions(trainer)["mel/side"]
     mid, side = (y[..., :1] + y[..., 1:]) / 2, (y[..., :1] - y[..., 1:]) / 2
     eps = 1e-3
 
     def at(g):
-        return float(f(jnp.concatenate([mid + g * side, mid - g * side], axis=-1)))
+        return float(f(jnp.concatenate([mid + g * side, mid - g * side], axis=-1), x, disc_params))
 
     fd = weight * (at(1 + eps) - at(1 - eps)) / (2 * eps)
     assert rows["mel/side"]["side_gain"] == pytest.approx(fd, rel=0.05)
