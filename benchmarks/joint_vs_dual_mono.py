@@ -31,7 +31,10 @@ codebooks: compare rows at similar kbps, or the rate-distortion plots in the eva
 Writes benchmarks/results/joint_vs_dual_mono_<date>.json (the evaluation's summary, the runs'
 commands and wall times, and the paired differences) and prints a markdown table of the stereo
 metrics, then `--joint` minus each other model file by file at the nearest bitrate (`paired`):
-the mean difference with its 95% interval over files and on how many files `--joint` is better.
+the mean difference with its 95% interval over files and on how many files `--joint` is better;
+and, for each metric of `--equal_quality`, how many bits each other model needs to match
+`--joint` on each file (its rate-distortion curve on the file, interpolated in log kbps): the
+median ratio to `--joint`'s bits, on how many files it needs more, and a sign test.
 `--excerpts N` measures N excerpts of `--segment_seconds` spread over each held-out file (a file
 counts once, as their mean); `--seed` sets every run's `train.seed`;
 `--reuse` keeps runs that reached `--steps`, `--resume` continues shorter ones to it; `--joint` names the model
@@ -394,6 +397,93 @@ def pooled_rows(specs: list[str], a: str = "joint", b: str = "dual") -> list[dic
     return rows
 
 
+def bits_at_equal_quality(rows: list[dict], a: str, b: str, metric: str) -> list[dict]:
+    """How many bits `b` needs to match `a`, file by file: for each setting of `a` and each
+    file, `b`'s rate at which its rate-distortion curve on that file (its settings' mean kbps
+    and metric value, excerpts averaged first) first reaches `a`'s value, interpolated linearly
+    in log kbps between the two settings around the crossing; the ratio of that rate to `a`'s.
+    A file where `b` never reaches `a`'s value counts as its top rate (the ratio is then a lower
+    bound, `censored_above`); one where `b`'s lowest setting already does counts as its lowest
+    rate (`censored_below`, an upper bound). Per setting of `a`: the median ratio over files,
+    on how many files `b` is known to need more bits than `a` (an upper bound above 1 does not
+    count: `b` may not go as low as `a`), and the one-sided sign-test p of that count (no
+    difference: half the files either way)."""
+    import numpy as np
+    from scipy import stats
+
+    sign = 1.0 if metric in HIGHER_IS_BETTER else -1.0  # sign * value: higher is better
+    curves: dict[str, dict[str, dict[int, list]]] = {a: {}, b: {}}
+    for r in rows:
+        v = r.get(metric)
+        if r["codec"] not in curves or r.get("error") or v is None or not np.isfinite(v):
+            continue
+        per_file = curves[r["codec"]].setdefault(r["file"], {})
+        per_file.setdefault(r["n_quantizers"], []).append((r["actual_kbps"], sign * v))
+
+    def points(per_file):
+        return sorted(tuple(np.mean(np.array(m), axis=0)) for m in per_file.values())
+
+    result = []
+    settings = sorted({k for f in curves[a].values() for k in f})
+    for k in settings:
+        ratios, above, below, more = [], 0, 0, 0
+        for file, per_file in sorted(curves[a].items()):
+            if k not in per_file or file not in curves[b]:
+                continue
+            kbps_a, target = np.mean(np.array(per_file[k]), axis=0)
+            curve = points(curves[b][file])
+            hit = next((i for i, (_, v) in enumerate(curve) if v >= target), None)
+            if hit is None:
+                rate, above = curve[-1][0], above + 1
+            elif hit == 0:
+                rate, below = curve[0][0], below + 1
+            else:
+                (r0, v0), (r1, v1) = curve[hit - 1], curve[hit]
+                t = (target - v0) / (v1 - v0)
+                rate = float(np.exp(np.log(r0) + t * (np.log(r1) - np.log(r0))))
+            ratios.append(rate / kbps_a)
+            # An upper bound above 1 (b's lowest setting already matches a) decides nothing.
+            more += int(rate > kbps_a and (hit is None or hit > 0))
+        if not ratios:
+            continue
+        result.append(
+            {
+                "n_quantizers": k,
+                "kbps": float(
+                    np.mean([np.mean([p[0] for p in f[k]]) for f in curves[a].values() if k in f])
+                ),
+                "files": len(ratios),
+                "median_ratio": float(np.median(ratios)),
+                "ratios": [float(x) for x in ratios],
+                f"{b}_needs_more_on": more,
+                "sign_test_p": float(
+                    stats.binomtest(more, len(ratios), 0.5, alternative="greater").pvalue
+                ),
+                "censored_above": above,
+                "censored_below": below,
+            }
+        )
+    return result
+
+
+def equal_quality_table(entries: dict[str, list[dict]], a: str, b: str) -> str:
+    """`bits_at_equal_quality` of several metrics as one markdown table."""
+    head = f"| metric | {a} n_q | {a} kbps | {b} kbps / {a} kbps (median) | {b} needs more | p |"
+    lines = [head, "|---|---|---|---|---|---|"]
+    for metric, rows in entries.items():
+        for e in rows:
+            bound = "".join(
+                f" ({sym} on {e[key]})"
+                for sym, key in ((">=", "censored_above"), ("<=", "censored_below"))
+                if e[key]
+            )
+            lines.append(
+                f"| {metric} | {e['n_quantizers']} | {e['kbps']:.2f} | {e['median_ratio']:.2f}"
+                f"{bound} | {e[b + '_needs_more_on']}/{e['files']} | {e['sign_test_p']:.3f} |"
+            )
+    return "\n".join(lines)
+
+
 def paired_table(pairs: list[dict], a: str, b: str, metrics: tuple[str, ...] = METRICS) -> str:
     head = f"| {a} n_q | kbps | {b} n_q | kbps | " + " | ".join(metrics) + " |\n"
     head += "|---|---|---|---|" + "---|" * len(metrics) + "\n"
@@ -488,15 +578,34 @@ def main() -> None:
         "RESULTS_JSON=JOINT_LABEL,OTHER_LABEL (e.g. one per seed), and pair them track by "
         "track and evaluation by evaluation",
     )
+    p.add_argument(
+        "--equal_quality",
+        default="mel_distance_side,ild_difference,mel_distance",
+        help="metrics for which to report how many bits the other model needs to match "
+        "--joint's value on each file (`bits_at_equal_quality`); empty: none",
+    )
     args = p.parse_args()
+    eq_metrics = [m for m in args.equal_quality.split(",") if m]
     if args.pool:
         specs = args.pool.split()
-        pairs = paired(pooled_rows(specs), "joint", "dual")
+        rows = pooled_rows(specs)
+        pairs = paired(rows, "joint", "dual")
         print(paired_table(pairs, "joint", "dual"))
+        equal = {m: bits_at_equal_quality(rows, "joint", "dual", m) for m in eq_metrics}
+        if equal:
+            print("\nbits the other model needs for joint's quality, file by file:")
+            print(equal_quality_table(equal, "joint", "dual"))
         if args.output:
             with open(args.output, "w") as f:
                 json.dump(
-                    {"command": " ".join(sys.argv), "pool": specs, "paired": pairs}, f, indent=1
+                    {
+                        "command": " ".join(sys.argv),
+                        "pool": specs,
+                        "paired": pairs,
+                        "equal_quality": equal,
+                    },
+                    f,
+                    indent=1,
                 )
             print("wrote", args.output)
         return
@@ -549,6 +658,13 @@ def main() -> None:
         for name in names
         if name != args.joint
     }
+    equal = {
+        labels[name]: {
+            m: bits_at_equal_quality(rows, labels[args.joint], labels[name], m) for m in eq_metrics
+        }
+        for name in names
+        if name != args.joint
+    }
     out = args.output or os.path.join(
         os.path.dirname(os.path.abspath(__file__)),
         "results",
@@ -562,6 +678,7 @@ def main() -> None:
                 "evaluate": " ".join(cmd),
                 **summary,
                 "paired": pairs,
+                "equal_quality": equal,
             },
             f,
             indent=1,
@@ -571,6 +688,9 @@ def main() -> None:
     for name, pp in pairs.items():
         print(f"\n{a} minus {name}, file by file (95% CI; files where {a} is better / files):")
         print(paired_table(pp, a, name))
+        if equal[name]:
+            print(f"\nbits {name} needs for {a}'s quality, file by file:")
+            print(equal_quality_table(equal[name], a, name))
     print("wrote", out)
 
 

@@ -50,6 +50,37 @@ def test_paired_matches_bitrates_and_averages_excerpts():
     assert "| 1 | 1.00 | 1 | 0.90 | -1.250 ± " in table and "(2/2)" in table
 
 
+def test_bits_at_equal_quality_interpolates_each_files_curve_and_flags_bounds():
+    rows = [
+        # joint at 1 kbps; file a has two excerpts (side 1.5 and 2.5: mean 2.0).
+        row("joint", 1, 1.0, "a", mel_distance_side=1.5, visqol=3.5),
+        row("joint", 1, 1.0, "a", mel_distance_side=2.5, visqol=3.5),
+        row("joint", 1, 1.0, "b", mel_distance_side=0.5, visqol=1.0),
+        row("joint", 1, 1.0, "c", mel_distance_side=5.0, visqol=1.0),
+        # dual mono at 2 and 4 kbps on each file: side 3.0 -> 1.0, ViSQOL 3.0 -> 4.0.
+        *[
+            row("dual", k, kbps, f, mel_distance_side=side, visqol=vis)
+            for f in "abc"
+            for k, kbps, side, vis in ((1, 2.0, 3.0, 3.0), (2, 4.0, 1.0, 4.0))
+        ],
+        row("opus", 1, 1.0, "a", mel_distance_side=0.0),
+    ]
+    (side,) = jvd.bits_at_equal_quality(rows, "joint", "dual", "mel_distance_side")
+    # a: 2.0 is halfway from 3.0 to 1.0, so halfway from 2 to 4 kbps in log: sqrt(8) kbps.
+    # b: dual never reaches 0.5 (its top rate, 4 kbps, a lower bound); c: dual's lowest
+    # setting already beats 5.0 (2 kbps, an upper bound that decides nothing).
+    assert side["ratios"] == pytest.approx([math.sqrt(8), 4.0, 2.0])
+    assert side["median_ratio"] == pytest.approx(math.sqrt(8))
+    assert (side["censored_above"], side["censored_below"]) == (1, 1)
+    assert side["dual_needs_more_on"] == 2 and side["files"] == 3
+    assert side["sign_test_p"] == pytest.approx(0.5)  # P(X >= 2) for 3 fair coins
+    (vis,) = jvd.bits_at_equal_quality(rows, "joint", "dual", "visqol")  # higher is better
+    assert vis["ratios"][0] == pytest.approx(math.sqrt(8))
+    assert vis["censored_below"] == 2  # b and c: 1.0 is below dual's lowest ViSQOL
+    table = jvd.equal_quality_table({"mel_distance_side": [side]}, "joint", "dual")
+    assert "| mel_distance_side | 1 | 1.00 | 2.83 (>= on 1) (<= on 1) | 2/3 | 0.500 |" in table
+
+
 def test_pooled_rows_pair_each_track_of_each_evaluation(tmp_path):
     """Two evaluations (e.g. two seeds) with their own labels and the same track names: pooled,
     each (track, evaluation) is a unit of its own, so the same track twice counts twice."""
