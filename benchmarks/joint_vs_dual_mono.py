@@ -4,7 +4,8 @@
       --heldout_dir=/tmp/music/heldout --steps=500
 
 Trains the models of `--models` (default: `preset,dual_mono_preset`) with the real command
-(`python -m jax_codec.train`), one after the other, from scratch, on the same stereo files for
+(`python -m jax_codec.train`), one after the other (`--jobs 2`: two at a time, each on its
+own cores), from scratch, on the same stereo files for
 the same number of steps:
 
 - `preset`: `configs/music48.py:runlocal` as it is: one code stream for the stereo pair
@@ -47,12 +48,14 @@ committed.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 # The crops of the runs below (those of the preset's runlocal variant until 2026-12-05): four
@@ -281,7 +284,39 @@ def last_checkpoint(workdir: str) -> int:
     return latest_finished_step(os.path.join(workdir, "checkpoints")) or 0
 
 
-def train(name: str, args) -> dict:
+def cpu_groups(jobs: int) -> list[set[int] | None]:
+    """The CPUs this process may use, split into `jobs` disjoint groups (one per concurrent
+    training run, so that each keeps its own cores), or `[None]` for one job (no pinning)."""
+    if jobs <= 1 or not hasattr(os, "sched_getaffinity"):
+        return [None]
+    cpus = sorted(os.sched_getaffinity(0))
+    if jobs > len(cpus):
+        raise SystemExit(f"--jobs={jobs}: this machine lets this process use {len(cpus)} CPUs")
+    return [set(cpus[i::jobs]) for i in range(jobs)]
+
+
+def train_all(names: list[str], args) -> dict[str, dict]:
+    """`train` of every model, `args.jobs` at a time, each pinned to its own group of CPUs."""
+    groups = cpu_groups(getattr(args, "jobs", 1))
+    if len(groups) == 1:
+        return {name: train(name, args) for name in names}
+    free = list(range(len(groups)))  # groups not in use: taken and given back in order
+    lock = threading.Lock()
+
+    def one(name):
+        with lock:
+            g = free.pop(0)
+        try:
+            return train(name, args, cpus=groups[g])
+        finally:
+            with lock:
+                free.append(g)
+
+    with concurrent.futures.ThreadPoolExecutor(len(groups)) as pool:
+        return dict(zip(names, pool.map(one, names)))
+
+
+def train(name: str, args, cpus: set[int] | None = None) -> dict:
     workdir = os.path.join(args.workdir, name)
     if args.reuse and os.path.isdir(os.path.join(workdir, "checkpoints", str(args.steps))):
         print(f"reusing {workdir} (trained to step {args.steps})", flush=True)
@@ -308,12 +343,19 @@ def train(name: str, args) -> dict:
         f"--config.train.seed={args.seed}",
         *MODELS[name],
     ]
-    print("running:", " ".join(cmd), flush=True)
+    where = f" (CPUs {sorted(cpus)})" if cpus else ""
+    print("running" + where + ":", " ".join(cmd), flush=True)
     t0 = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=pin)
     if proc.returncode != 0:
         sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
-    return {"command": " ".join(cmd), "wall_s": time.time() - t0, "workdir": workdir}
+    return {
+        "command": " ".join(cmd),
+        "wall_s": time.time() - t0,
+        "workdir": workdir,
+        "cpus": sorted(cpus) if cpus else None,
+    }
 
 
 HIGHER_IS_BETTER = ("si_sdr", "visqol")
@@ -561,6 +603,13 @@ def main() -> None:
         "--models", default="preset,dual_mono_preset", help="which of " + ",".join(MODELS)
     )
     p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="train this many models at once, each pinned to its own share of the CPUs "
+        "(default 1: one after the other, each on every CPU)",
+    )
+    p.add_argument(
         "--reuse",
         action="store_true",
         help="keep a model's run in --workdir that has reached --steps instead of retraining it",
@@ -618,7 +667,7 @@ def main() -> None:
             f"--models: --joint ({args.joint}) and at least one of {sorted(MODELS)} "
             f"(got {args.models!r})"
         )
-    runs = {name: train(name, args) for name in names}
+    runs = train_all(names, args)
     out_dir = os.path.join(args.workdir, "eval")
     # Every model at the same budget: its last step, not its best export.
     final = {n: os.path.join(runs[n]["workdir"], "checkpoints", str(args.steps)) for n in names}

@@ -142,6 +142,34 @@ def test_resume_continues_a_shorter_run_and_retrain_starts_over(tmp_path, monkey
     assert jvd.last_checkpoint(str(tmp_path / "none")) == 0
 
 
+def test_jobs_train_models_at_once_each_on_its_own_cpus(tmp_path, monkeypatch):
+    """`--jobs 2` runs two trainings at the same time (the fake one waits for the other: one
+    after the other would time out), each pinned to its own half of the CPUs."""
+    import threading
+
+    barrier = threading.Barrier(2, timeout=10)
+    pins = []
+
+    def fake_run(cmd, preexec_fn=None, **kw):
+        pins.append(preexec_fn)
+        barrier.wait()
+        return jvd.subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(jvd.subprocess, "run", fake_run)
+    monkeypatch.setattr(jvd.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    args = jvd.argparse.Namespace(
+        workdir=str(tmp_path), steps=10, reuse=False, resume=False, config="c",
+        train_dir="t", heldout_dir="h", seed=0, jobs=2,
+    )  # fmt: skip
+    runs = jvd.train_all(["preset", "dual_mono_preset"], args)
+    assert sorted(runs) == ["dual_mono_preset", "preset"]
+    assert sorted(r["cpus"] for r in runs.values()) == [[0, 2], [1, 3]]
+    assert all(callable(p) for p in pins) and len(pins) == 2
+    assert jvd.cpu_groups(1) == [None]
+    with pytest.raises(SystemExit, match="--jobs=5: .* 4 CPUs"):
+        jvd.cpu_groups(5)
+
+
 def test_run_label_is_the_evaluated_checkpoints_name(tmp_path):
     """A resumed run keeps its first name in config.json; its new checkpoint has the new one,
     which is the evaluation's row label."""
