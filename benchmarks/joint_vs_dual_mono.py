@@ -52,10 +52,10 @@ import concurrent.futures
 import datetime
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
-import threading
 import time
 
 # The crops of the runs below (those of the preset's runlocal variant until 2026-12-05): four
@@ -300,17 +300,16 @@ def train_all(names: list[str], args) -> dict[str, dict]:
     groups = cpu_groups(getattr(args, "jobs", 1))
     if len(groups) == 1:
         return {name: train(name, args) for name in names}
-    free = list(range(len(groups)))  # groups not in use: taken and given back in order
-    lock = threading.Lock()
+    free: queue.SimpleQueue = queue.SimpleQueue()  # the groups not in use
+    for g in groups:
+        free.put(g)
 
     def one(name):
-        with lock:
-            g = free.pop(0)
+        cpus = free.get()
         try:
-            return train(name, args, cpus=groups[g])
+            return train(name, args, cpus=cpus)
         finally:
-            with lock:
-                free.append(g)
+            free.put(cpus)
 
     with concurrent.futures.ThreadPoolExecutor(len(groups)) as pool:
         return dict(zip(names, pool.map(one, names)))
