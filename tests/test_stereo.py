@@ -616,6 +616,13 @@ def test_discriminators_see_the_stereo_pair():
     rows = Trainer(tiny_stereo_config())
     assert rows.config.discriminator.stereo == "rows"
     assert rows.disc_input(x).shape == (4, 1024, 1)
+    # "ms": each example's mid, then its side, as mono rows (the mono tree's input).
+    ms = Trainer(tiny_stereo_config(**{"discriminator.stereo": "ms"}))
+    folded = np.asarray(ms.disc_input(x))
+    assert folded.shape == (4, 1024, 1)
+    left, right = np.asarray(x[..., 0]), np.asarray(x[..., 1])
+    np.testing.assert_allclose(folded[0::2, :, 0], (left + right) / 2, atol=1e-7)
+    np.testing.assert_allclose(folded[1::2, :, 0], (left - right) / 2, atol=1e-7)
     with pytest.raises(ConfigError, match="discriminator.stereo='both'.*channels"):
         Trainer(tiny_stereo_config(**{"discriminator.stereo": "both"}))
 

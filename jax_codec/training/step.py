@@ -10,7 +10,8 @@ for a joint-stereo model (`model.channels = 2`). A stereo model's reconstruction
 weighted mean (`loss.stereo_weights`) of each loss on the left, right, mid and side signals, as
 stable-audio-tools trains its stereo autoencoders (L/R plus sum-and-difference STFT losses), so
 the stereo image is trained, not only each channel; its discriminators see each channel as its
-own example, or the pair as two input channels (`discriminator.stereo`; docs/stereo.md).
+own example, its mid and side as two examples, or the pair as two input channels
+(`discriminator.stereo`; docs/stereo.md).
 """
 
 from __future__ import annotations
@@ -105,6 +106,15 @@ def fold_channels(audio: Array) -> Array:
     return jnp.swapaxes(audio, 1, 2).reshape(b * c, t, 1)
 
 
+def fold_mid_side(audio: Array) -> Array:
+    """`[B, T, 2]` left/right -> `[2 B, T, 1]`: each example's mid (L + R) / 2, then its side
+    (L - R) / 2, each its own row (`discriminator.stereo = "ms"`). Mono passes through."""
+    if audio.shape[-1] == 1:
+        return audio
+    left, right = audio[..., :1], audio[..., 1:]
+    return fold_channels(jnp.concatenate([(left + right) / 2, (left - right) / 2], axis=-1))
+
+
 class Trainer:
     """Builds models, optimizers and the (un-jitted) step functions from a config."""
 
@@ -117,7 +127,11 @@ class Trainer:
         if stereo_input not in STEREO_INPUTS:
             raise ConfigError(f"discriminator.stereo={stereo_input!r}; use one of {STEREO_INPUTS}")
         # What the discriminators see of a `[B, T, C]` batch (`discriminator.stereo`).
-        self.disc_input = fold_channels if stereo_input == "rows" else lambda a: a
+        self.disc_input = {
+            "rows": fold_channels,
+            "ms": fold_mid_side,
+            "channels": lambda a: a,
+        }[stereo_input]
         optim = config.optim
         self.gen_schedule = make_schedule(optim.learning_rate, optim.warmup_steps, optim.decay_rate)
         disc_schedule = make_schedule(
