@@ -31,7 +31,7 @@ from jax_codec import losses as L
 from jax_codec.config import ConfigError
 from jax_codec.models.codec import Codec, build_codec, resolve_dtype
 from jax_codec.models.discriminators import STEREO_INPUTS, build_discriminators
-from jax_codec.stereo import STEREO_SIGNALS, stereo_signals
+from jax_codec.stereo import STEREO_SIGNALS, stereo_signals, to_mid_side
 from jax_codec.training import sharding as sh
 from jax_codec.training.codebooks import codebook_ema, restart_dead_levels
 from jax_codec.training.state import TrainState
@@ -109,10 +109,7 @@ def fold_channels(audio: Array) -> Array:
 def fold_mid_side(audio: Array) -> Array:
     """`[B, T, 2]` left/right -> `[2 B, T, 1]`: each example's mid (L + R) / 2, then its side
     (L - R) / 2, each its own row (`discriminator.stereo = "ms"`). Mono passes through."""
-    if audio.shape[-1] == 1:
-        return audio
-    left, right = audio[..., :1], audio[..., 1:]
-    return fold_channels(jnp.concatenate([(left + right) / 2, (left - right) / 2], axis=-1))
+    return audio if audio.shape[-1] == 1 else fold_channels(to_mid_side(audio))
 
 
 class Trainer:
