@@ -33,6 +33,8 @@ Writes benchmarks/results/joint_vs_dual_mono_<date>.json (the evaluation's summa
 commands and wall times, and the paired differences) and prints a markdown table of the stereo
 metrics, then `--joint` minus each other model file by file at the nearest bitrate (`paired`):
 the mean difference with its 95% interval over files and on how many files `--joint` is better;
+the same at exactly `--joint`'s bitrate (`paired_at_equal_rate`: the other model's curve on
+each file interpolated in log kbps, files outside its range of rates left out);
 and, for each metric of `--equal_quality`, how many bits each other model needs to match
 `--joint` on each file (its rate-distortion curve on the file, interpolated in log kbps): the
 median ratio to `--joint`'s bits, on how many files it needs more, and a sign test.
@@ -418,6 +420,82 @@ def paired(rows: list[dict], a: str, b: str, metrics: tuple[str, ...] = METRICS)
     return result
 
 
+def paired_at_equal_rate(
+    rows: list[dict], a: str, b: str, metrics: tuple[str, ...] = METRICS
+) -> list[dict]:
+    """`a` against `b` at exactly `a`'s bitrate, file by file: `b`'s value on each file is
+    read off its rate-distortion curve on that file (its settings' mean kbps and metric value,
+    excerpts averaged first), interpolated linearly in log kbps at `a`'s kbps on the file.
+    `paired` matches the nearest setting, which can give `b` a quarter more bits than `a` or
+    fewer; this removes that. A file where `a`'s rate lies outside `b`'s range is left out
+    (no extrapolation), counted in `out_of_range`. Same entries as `paired`, with `b`'s
+    n_quantizers "interp" and its kbps `a`'s."""
+    import numpy as np
+
+    values: dict[str, dict[str, dict[int, list]]] = {a: {}, b: {}}
+    for r in rows:
+        if r["codec"] in values and not r.get("error"):
+            per_file = values[r["codec"]].setdefault(r["file"], {})
+            per_file.setdefault(r["n_quantizers"], []).append(r)
+
+    def mean_of(members, m):
+        v = [r[m] for r in members if r.get(m) is not None and np.isfinite(r[m])]
+        return float(np.mean(v)) if v else None
+
+    result = []
+    for k in sorted({k for f in values[a].values() for k in f}):
+        diffs: dict[str, list[float]] = {m: [] for m in metrics}
+        rates, out_of_range = [], 0
+        for file, per_file in sorted(values[a].items()):
+            if k not in per_file or file not in values[b]:
+                continue
+            rate = mean_of(per_file[k], "actual_kbps")
+            curve = sorted(
+                (mean_of(members, "actual_kbps"), members) for members in values[b][file].values()
+            )
+            if not curve[0][0] <= rate <= curve[-1][0]:
+                out_of_range += 1
+                continue
+            rates.append(rate)
+            i = next(i for i, (r, _) in enumerate(curve) if r >= rate)
+            for m in metrics:
+                va = mean_of(per_file[k], m)
+                hi = mean_of(curve[i][1], m)
+                if va is None or hi is None:
+                    continue
+                if curve[i][0] == rate or i == 0:
+                    vb = hi
+                else:
+                    (r0, lo_members), r1 = curve[i - 1], curve[i][0]
+                    lo = mean_of(lo_members, m)
+                    if lo is None:
+                        continue
+                    t = (np.log(rate) - np.log(r0)) / (np.log(r1) - np.log(r0))
+                    vb = lo + t * (hi - lo)
+                diffs[m].append(va - vb)
+        entry = {
+            a: {"n_quantizers": k, "kbps": float(np.mean(rates)) if rates else float("nan")},
+            b: {"n_quantizers": "interp", "kbps": float(np.mean(rates)) if rates else float("nan")},
+            "out_of_range": out_of_range,
+            "metrics": {},
+        }
+        for m, d in diffs.items():
+            if not d:
+                continue
+            d = np.array(d)
+            half = _t95(len(d)) * float(d.std(ddof=1)) / np.sqrt(len(d)) if len(d) > 1 else None
+            better = -1.0 if m not in HIGHER_IS_BETTER else 1.0
+            entry["metrics"][m] = {
+                "files": len(d),
+                "mean_diff": float(d.mean()),
+                "ci95": half,
+                f"{a}_better_on": int(np.sum(better * d > 0)),
+            }
+        if entry["metrics"] or out_of_range:
+            result.append(entry)
+    return result
+
+
 def pooled_rows(specs: list[str], a: str = "joint", b: str = "dual") -> list[dict]:
     """The rows of several evaluations (e.g. one per training seed) as one: each spec is
     `RESULTS_JSON=JOINT_LABEL,OTHER_LABEL` (an evaluation's results.json and the two codecs'
@@ -545,6 +623,17 @@ def paired_table(pairs: list[dict], a: str, b: str, metrics: tuple[str, ...] = M
     return head + "\n".join(lines)
 
 
+def equal_rate_table(pairs: list[dict], a: str, b: str) -> str:
+    """`paired_at_equal_rate` as a markdown table, with the files left out (outside `b`'s
+    range of rates) per row."""
+    table = paired_table(pairs, a, b).split("\n")
+    table[0] += " files outside " + b + "'s rates |"
+    table[1] += "---|"
+    return "\n".join(
+        [*table[:2], *(line + f" {p['out_of_range']} |" for line, p in zip(table[2:], pairs))]
+    )
+
+
 def run_label(workdir: str, name: str, step: int | None = None) -> str:
     """The rows' codec label of a run: the name in the config of its checkpoint `step` (the
     one evaluated), else in its config.json, else `name`. A reused or resumed run may have
@@ -639,6 +728,9 @@ def main() -> None:
         rows = pooled_rows(specs)
         pairs = paired(rows, "joint", "dual")
         print(paired_table(pairs, "joint", "dual"))
+        at_rate = paired_at_equal_rate(rows, "joint", "dual")
+        print("\nat joint's own bitrate (dual's curve interpolated on each file):")
+        print(equal_rate_table(at_rate, "joint", "dual"))
         equal = {m: bits_at_equal_quality(rows, "joint", "dual", m) for m in eq_metrics}
         if equal:
             print("\nbits the other model needs for joint's quality, file by file:")
@@ -650,6 +742,7 @@ def main() -> None:
                         "command": " ".join(sys.argv),
                         "pool": specs,
                         "paired": pairs,
+                        "paired_equal_rate": at_rate,
                         "equal_quality": equal,
                     },
                     f,
@@ -706,6 +799,11 @@ def main() -> None:
         for name in names
         if name != args.joint
     }
+    at_rate = {
+        labels[name]: paired_at_equal_rate(rows, labels[args.joint], labels[name])
+        for name in names
+        if name != args.joint
+    }
     equal = {
         labels[name]: {
             m: bits_at_equal_quality(rows, labels[args.joint], labels[name], m) for m in eq_metrics
@@ -726,6 +824,7 @@ def main() -> None:
                 "evaluate": " ".join(cmd),
                 **summary,
                 "paired": pairs,
+                "paired_equal_rate": at_rate,
                 "equal_quality": equal,
             },
             f,
@@ -736,6 +835,8 @@ def main() -> None:
     for name, pp in pairs.items():
         print(f"\n{a} minus {name}, file by file (95% CI; files where {a} is better / files):")
         print(paired_table(pp, a, name))
+        print(f"\n{a} minus {name} at {a}'s own bitrate ({name}'s curve interpolated per file):")
+        print(equal_rate_table(at_rate[name], a, name))
         if equal[name]:
             print(f"\nbits {name} needs for {a}'s quality, file by file:")
             print(equal_quality_table(equal[name], a, name))

@@ -81,6 +81,37 @@ def test_bits_at_equal_quality_interpolates_each_files_curve_and_flags_bounds():
     assert "| mel_distance_side | 1 | 1.00 | 2.83 (>= on 1) (<= on 1) | 2/3 | 0.500 |" in table
 
 
+def test_paired_at_equal_rate_reads_the_other_curve_at_the_same_bits():
+    rows = [
+        # dual mono on each file: 1 kbps (two excerpts: side 2.5 and 3.5) and 4 kbps (side 1).
+        *[
+            row("dual", k, kbps, f, mel_distance_side=side, visqol=vis)
+            for f in "ab"
+            for k, kbps, side, vis in ((1, 1.0, 2.5, 2.0), (1, 1.0, 3.5, 2.0), (2, 4.0, 1.0, 4.0))
+        ],
+        # joint at 0.5 kbps (below dual's lowest rate: left out), 2 kbps and 4 kbps.
+        row("joint", 1, 0.5, "a", mel_distance_side=9.0),
+        row("joint", 2, 2.0, "a", mel_distance_side=1.5, visqol=3.5),
+        row("joint", 2, 2.0, "b", mel_distance_side=2.5, visqol=2.5),
+        row("joint", 3, 4.0, "a", mel_distance_side=0.5),
+        row("opus", 2, 2.0, "a", mel_distance_side=0.0),
+    ]
+    low, mid, top = jvd.paired_at_equal_rate(rows, "joint", "dual")
+    assert low["out_of_range"] == 1 and not low["metrics"]
+    # 2 kbps is halfway from 1 to 4 kbps in log: dual's side there is (3.0 + 1.0) / 2 = 2.0
+    # and its ViSQOL 3.0; a paired by nearest rate would have met 1 kbps (side 3.0) instead.
+    side = mid["metrics"]["mel_distance_side"]
+    assert mid["dual"] == {"n_quantizers": "interp", "kbps": 2.0} and mid["out_of_range"] == 0
+    assert side["mean_diff"] == pytest.approx(0.0) and side["joint_better_on"] == 1
+    assert side["ci95"] == pytest.approx(12.706204736 * math.sqrt(0.5) / math.sqrt(2))
+    vis = mid["metrics"]["visqol"]
+    assert vis["mean_diff"] == pytest.approx(0.0) and vis["joint_better_on"] == 1  # a: 3.5 > 3
+    assert top["metrics"]["mel_distance_side"]["mean_diff"] == pytest.approx(-0.5)  # at 4 kbps
+    table = jvd.equal_rate_table([low, mid, top], "joint", "dual")
+    assert "| 1 | nan | interp | nan |" in table and table.splitlines()[2].endswith(" 1 |")
+    assert "| 2 | 2.00 | interp | 2.00 | " in table
+
+
 def test_pooled_rows_pair_each_track_of_each_evaluation(tmp_path):
     """Two evaluations (e.g. two seeds) with their own labels and the same track names: pooled,
     each (track, evaluation) is a unit of its own, so the same track twice counts twice."""
