@@ -368,6 +368,22 @@ def _t95(n: int) -> float:
     return float(stats.t.ppf(0.975, n - 1)) if n > 1 else float("nan")
 
 
+def _diff_stats(diffs, metric: str, a: str) -> dict:
+    """Per-file differences `a - b` of one metric: how many files, their mean, the 95%
+    interval of the mean (None for one file) and on how many files `a` is better."""
+    import numpy as np
+
+    d = np.asarray(diffs, dtype=float)
+    half = _t95(len(d)) * float(d.std(ddof=1)) / np.sqrt(len(d)) if len(d) > 1 else None
+    better = 1.0 if metric in HIGHER_IS_BETTER else -1.0
+    return {
+        "files": len(d),
+        "mean_diff": float(d.mean()),
+        "ci95": half,
+        f"{a}_better_on": int(np.sum(better * d > 0)),
+    }
+
+
 def paired(rows: list[dict], a: str, b: str, metrics: tuple[str, ...] = METRICS) -> list[dict]:
     """`a` against `b` at similar bitrates, file by file: each setting of `a` is paired with
     the setting of `b` whose mean actual kbps is closest; per metric, the mean over files of
@@ -404,18 +420,9 @@ def paired(rows: list[dict], a: str, b: str, metrics: tuple[str, ...] = METRICS)
                     if v is not None and np.isfinite(v):
                         dst.setdefault(r["file"], []).append(v)
             files = sorted(set(fa) & set(fb))
-            d = np.array([np.mean(fa[f]) - np.mean(fb[f]) for f in files])
-            if not len(d):
-                continue
-            half = _t95(len(d)) * float(d.std(ddof=1)) / np.sqrt(len(d)) if len(d) > 1 else None
-            better = -1.0 if m not in HIGHER_IS_BETTER else 1.0
-            wins = int(np.sum(better * d > 0))
-            entry["metrics"][m] = {
-                "files": len(d),
-                "mean_diff": float(d.mean()),
-                "ci95": half,
-                f"{a}_better_on": wins,
-            }
+            d = [np.mean(fa[f]) - np.mean(fb[f]) for f in files]
+            if d:
+                entry["metrics"][m] = _diff_stats(d, m, a)
         result.append(entry)
     return result
 
@@ -479,18 +486,7 @@ def paired_at_equal_rate(
             "out_of_range": out_of_range,
             "metrics": {},
         }
-        for m, d in diffs.items():
-            if not d:
-                continue
-            d = np.array(d)
-            half = _t95(len(d)) * float(d.std(ddof=1)) / np.sqrt(len(d)) if len(d) > 1 else None
-            better = -1.0 if m not in HIGHER_IS_BETTER else 1.0
-            entry["metrics"][m] = {
-                "files": len(d),
-                "mean_diff": float(d.mean()),
-                "ci95": half,
-                f"{a}_better_on": int(np.sum(better * d > 0)),
-            }
+        entry["metrics"] = {m: _diff_stats(d, m, a) for m, d in diffs.items() if d}
         if entry["metrics"] or out_of_range:
             result.append(entry)
     return result
