@@ -627,6 +627,49 @@ def test_discriminators_see_the_stereo_pair():
         Trainer(tiny_stereo_config(**{"discriminator.stereo": "both"}))
 
 
+def test_ms_level_discriminators_keep_the_side_level_against_the_mid():
+    """`discriminator.stereo="ms_level"`: mid and side rows normalised by one peak per example,
+    so a quiet side reaches the discriminators quiet (with "ms" each row has its own peak)."""
+    rng = np.random.default_rng(1)
+    mid = 0.5 * rng.standard_normal((2, 1024))
+    side = 0.05 * rng.standard_normal((2, 1024))
+    x = stereo.from_mid_side(jnp.asarray(np.stack([mid, side], -1), jnp.float32))
+    level = Trainer(tiny_stereo_config(**{"discriminator.stereo": "ms_level"}))
+    ms = Trainer(tiny_stereo_config(**{"discriminator.stereo": "ms"}))
+    assert not level.disc.normalize_input  # the rows are normalised before folding
+    folded = np.asarray(level.disc_input(x))
+    assert folded.shape == (4, 1024, 1)
+    peaks = np.abs(folded).max(axis=1)[:, 0]
+    np.testing.assert_allclose(peaks[0::2], 0.8, rtol=1e-5)  # the mid reaches the peak
+    assert (peaks[1::2] < 0.2).all()  # its side stays about 20 dB down
+    ref = np.asarray(stereo.to_mid_side(x))
+    ref = ref - ref.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(
+        folded[1::2, :, 0] / folded[0::2, :, 0], ref[..., 1] / ref[..., 0], rtol=1e-4
+    )
+    # A common gain is normalised away; a louder side is not (with "ms" it would be).
+    np.testing.assert_allclose(level.disc_input(3.0 * x), folded, rtol=1e-5, atol=1e-7)
+    wider = stereo.from_mid_side(stereo.to_mid_side(x) * jnp.asarray([1.0, 2.0]))
+    params = jax.jit(level.disc.init)(jax.random.key(0), folded[:1])
+    apply, ms_apply = jax.jit(level.disc.apply), jax.jit(ms.disc.apply)  # one compile each
+    out = apply(params, level.disc_input(x))
+    out_wider = apply(params, level.disc_input(wider))
+    assert not np.allclose(out[0][0][1::2], out_wider[0][0][1::2])  # the side rows differ
+    np.testing.assert_allclose(out[0][0][0::2], out_wider[0][0][0::2], rtol=1e-5)  # the mid's not
+    assert ms.disc.normalize_input
+    ms_out = ms_apply(params, ms.disc_input(x))
+    ms_wider = ms_apply(params, ms.disc_input(wider))
+    np.testing.assert_allclose(ms_out[0][0], ms_wider[0][0], rtol=1e-4, atol=1e-6)
+    # Mono input is normalised as the discriminators would normalise it themselves.
+    mono = jnp.concatenate([x, -x])[..., :1]  # as many rows as the pairs fold into
+    np.testing.assert_allclose(
+        apply(params, level.disc_input(mono))[0][0],
+        ms_apply(params, ms.disc_input(mono))[0][0],
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
 def test_init_from_takes_discriminators_only_with_their_input_channels():
     from jax_codec.convert.finetune import _disc_architecture
 

@@ -32,7 +32,7 @@ Dtype = Any
 
 DEFAULT_BANDS = ((0.0, 0.1), (0.1, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
 KINDS = ("mpd", "msd", "mrd")
-STEREO_INPUTS = ("channels", "rows", "ms")
+STEREO_INPUTS = ("channels", "rows", "ms", "ms_level")
 MPD_PADS = ("minimal", "dac")
 _LEAK = 0.1
 
@@ -64,7 +64,9 @@ def default_discriminator_config() -> ml_collections.ConfigDict:
     # as two input channels of one example (they see the stereo image; only each first conv
     # differs from the mono tree; half the discriminator compute), "ms" the mid (L + R) / 2 and
     # the side (L - R) / 2 each as its own mono example (the mono tree; each is peak-normalised
-    # on its own, so the side's texture is judged at full scale however quiet it is).
+    # on its own, so the side's texture is judged at full scale however quiet it is),
+    # "ms_level" the same two rows peak-normalised together (each example's mid and side by
+    # one factor, so a quiet side is judged as quiet and a mono passage's side as silence).
     # docs/stereo.md has the ablations behind the default. Mono models are unaffected.
     cfg.stereo = "rows"
     return cfg

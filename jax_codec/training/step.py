@@ -30,7 +30,11 @@ from jax.flatten_util import ravel_pytree
 from jax_codec import losses as L
 from jax_codec.config import ConfigError
 from jax_codec.models.codec import Codec, build_codec, resolve_dtype
-from jax_codec.models.discriminators import STEREO_INPUTS, build_discriminators
+from jax_codec.models.discriminators import (
+    STEREO_INPUTS,
+    build_discriminators,
+    normalize_audio,
+)
 from jax_codec.stereo import STEREO_SIGNALS, stereo_signals, to_mid_side
 from jax_codec.training import sharding as sh
 from jax_codec.training.codebooks import codebook_ema, restart_dead_levels
@@ -112,6 +116,16 @@ def fold_mid_side(audio: Array) -> Array:
     return audio if audio.shape[-1] == 1 else fold_channels(to_mid_side(audio))
 
 
+def fold_mid_side_level(audio: Array) -> Array:
+    """`fold_mid_side` after the discriminators' input normalisation (`normalize_audio`: DC
+    removed per channel, one peak normalisation over mid and side together), for
+    discriminators built without their own (`discriminator.stereo = "ms_level"`): the side row
+    keeps its level against the mid's. Mono is normalised as the discriminators would."""
+    if audio.shape[-1] == 1:
+        return normalize_audio(audio)
+    return fold_channels(normalize_audio(to_mid_side(audio)))
+
+
 class Trainer:
     """Builds models, optimizers and the (un-jitted) step functions from a config."""
 
@@ -119,14 +133,23 @@ class Trainer:
         self.config = config
         dtype = resolve_dtype(config.model.dtype)
         self.codec = build_codec(config.model, dtype=config.model.dtype)
-        self.disc = build_discriminators(config.discriminator, dtype=dtype)
         stereo_input = config.discriminator.get("stereo", "rows")
         if stereo_input not in STEREO_INPUTS:
             raise ConfigError(f"discriminator.stereo={stereo_input!r}; use one of {STEREO_INPUTS}")
+        disc_config = config.discriminator
+        # "ms_level" normalises mid and side together before folding them into rows, so the
+        # discriminators must not normalise each row again (the normalisation has no weights:
+        # the parameter tree is the mono one either way).
+        level = stereo_input == "ms_level" and bool(disc_config.normalize_input)
+        if level:
+            disc_config = ml_collections.ConfigDict(disc_config.to_dict())
+            disc_config.normalize_input = False
+        self.disc = build_discriminators(disc_config, dtype=dtype)
         # What the discriminators see of a `[B, T, C]` batch (`discriminator.stereo`).
         self.disc_input = {
             "rows": fold_channels,
             "ms": fold_mid_side,
+            "ms_level": fold_mid_side_level if level else fold_mid_side,
             "channels": lambda a: a,
         }[stereo_input]
         optim = config.optim
