@@ -21,8 +21,9 @@ from jax_codec.data.synthetic import SyntheticMusic
 from jax_codec.inference import chunked
 from jax_codec.inference import streaming as st
 from jax_codec.models.codec import Codec, build_codec
+from jax_codec.models.discriminators import fold_channels
 from jax_codec.training.loop import listener_metrics
-from jax_codec.training.step import Trainer, fold_channels
+from jax_codec.training.step import Trainer
 
 SR = 44100
 

@@ -15,7 +15,7 @@ counts match DAC's discriminator: MPD 41.1M, MSD 16.9M, MRD 1.41M.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -26,6 +26,7 @@ import numpy as np
 
 from jax_codec.models.kernels import grouped_conv1d, period_conv2d, weight_norm
 from jax_codec.models.layers import add_bias
+from jax_codec.stereo import to_mid_side
 
 Array = jax.Array
 Dtype = Any
@@ -84,7 +85,8 @@ def build_discriminators(
         mrd_hop_factor=float(cfg.mrd_hop_factor),
         mrd_bands=tuple(tuple(b) for b in cfg.mrd_bands),
         channels=int(cfg.channels),
-        normalize_input=bool(cfg.normalize_input),
+        # "ms_level" input arrives normalised already (`discriminator_input`).
+        normalize_input=bool(cfg.normalize_input) and cfg.get("stereo", "rows") != "ms_level",
         mpd_pad=str(cfg.get("mpd_pad", "minimal")),
         dtype=dtype,
     )
@@ -96,6 +98,43 @@ def normalize_audio(x: Array) -> Array:
     C = 1)."""
     x = x - jnp.mean(x, axis=1, keepdims=True)
     return 0.8 * x / (jnp.max(jnp.abs(x), axis=(1, 2), keepdims=True) + 1e-9)
+
+
+def fold_channels(audio: Array) -> Array:
+    """`[B, T, C]` -> `[B * C, T, 1]`, example-major (each channel its own row)."""
+    b, t, c = audio.shape
+    if c == 1:
+        return audio
+    return jnp.swapaxes(audio, 1, 2).reshape(b * c, t, 1)
+
+
+def fold_mid_side(audio: Array) -> Array:
+    """`[B, T, 2]` left/right -> `[2 B, T, 1]`: each example's mid (L + R) / 2, then its side
+    (L - R) / 2, each its own row (`discriminator.stereo = "ms"`). Mono passes through."""
+    return audio if audio.shape[-1] == 1 else fold_channels(to_mid_side(audio))
+
+
+def fold_mid_side_level(audio: Array) -> Array:
+    """`fold_mid_side` after `normalize_audio` (DC removed per channel, one peak normalisation
+    over mid and side together), for discriminators built without their own
+    (`discriminator.stereo = "ms_level"`): the side row keeps its level against the mid's.
+    Mono is normalised as the discriminators would normalise it."""
+    if audio.shape[-1] == 1:
+        return normalize_audio(audio)
+    return fold_channels(normalize_audio(to_mid_side(audio)))
+
+
+def discriminator_input(cfg: ml_collections.ConfigDict) -> Callable[[Array], Array]:
+    """What the discriminators built from `cfg` see of a `[B, T, C]` batch
+    (`cfg.stereo`, one of `STEREO_INPUTS`; see `default_discriminator_config`)."""
+    stereo = cfg.get("stereo", "rows")
+    if stereo not in STEREO_INPUTS:
+        raise ValueError(f"discriminator.stereo={stereo!r}; use one of {STEREO_INPUTS}")
+    if stereo == "ms_level":
+        # Normalised here, not by the discriminators (`build_discriminators`), so that mid and
+        # side share one peak; with normalisation off there is none to share.
+        return fold_mid_side_level if cfg.normalize_input else fold_mid_side
+    return {"rows": fold_channels, "ms": fold_mid_side, "channels": lambda a: a}[stereo]
 
 
 class _WNConv(nn.Module):

@@ -31,11 +31,11 @@ from jax_codec import losses as L
 from jax_codec.config import ConfigError
 from jax_codec.models.codec import Codec, build_codec, resolve_dtype
 from jax_codec.models.discriminators import (
-    STEREO_INPUTS,
     build_discriminators,
-    normalize_audio,
+    discriminator_input,
+    fold_channels,
 )
-from jax_codec.stereo import STEREO_SIGNALS, stereo_signals, to_mid_side
+from jax_codec.stereo import STEREO_SIGNALS, stereo_signals
 from jax_codec.training import sharding as sh
 from jax_codec.training.codebooks import codebook_ema, restart_dead_levels
 from jax_codec.training.state import TrainState
@@ -102,30 +102,6 @@ def _where(cond: Array, new: Any, old: Any) -> Any:
     return jax.tree.map(lambda n, o: jnp.where(cond, n, o), new, old)
 
 
-def fold_channels(audio: Array) -> Array:
-    """`[B, T, C]` -> `[B * C, T, 1]`, example-major (each channel its own row)."""
-    b, t, c = audio.shape
-    if c == 1:
-        return audio
-    return jnp.swapaxes(audio, 1, 2).reshape(b * c, t, 1)
-
-
-def fold_mid_side(audio: Array) -> Array:
-    """`[B, T, 2]` left/right -> `[2 B, T, 1]`: each example's mid (L + R) / 2, then its side
-    (L - R) / 2, each its own row (`discriminator.stereo = "ms"`). Mono passes through."""
-    return audio if audio.shape[-1] == 1 else fold_channels(to_mid_side(audio))
-
-
-def fold_mid_side_level(audio: Array) -> Array:
-    """`fold_mid_side` after the discriminators' input normalisation (`normalize_audio`: DC
-    removed per channel, one peak normalisation over mid and side together), for
-    discriminators built without their own (`discriminator.stereo = "ms_level"`): the side row
-    keeps its level against the mid's. Mono is normalised as the discriminators would."""
-    if audio.shape[-1] == 1:
-        return normalize_audio(audio)
-    return fold_channels(normalize_audio(to_mid_side(audio)))
-
-
 class Trainer:
     """Builds models, optimizers and the (un-jitted) step functions from a config."""
 
@@ -133,25 +109,12 @@ class Trainer:
         self.config = config
         dtype = resolve_dtype(config.model.dtype)
         self.codec = build_codec(config.model, dtype=config.model.dtype)
-        stereo_input = config.discriminator.get("stereo", "rows")
-        if stereo_input not in STEREO_INPUTS:
-            raise ConfigError(f"discriminator.stereo={stereo_input!r}; use one of {STEREO_INPUTS}")
-        disc_config = config.discriminator
-        # "ms_level" normalises mid and side together before folding them into rows, so the
-        # discriminators must not normalise each row again (the normalisation has no weights:
-        # the parameter tree is the mono one either way).
-        level = stereo_input == "ms_level" and bool(disc_config.normalize_input)
-        if level:
-            disc_config = ml_collections.ConfigDict(disc_config.to_dict())
-            disc_config.normalize_input = False
-        self.disc = build_discriminators(disc_config, dtype=dtype)
         # What the discriminators see of a `[B, T, C]` batch (`discriminator.stereo`).
-        self.disc_input = {
-            "rows": fold_channels,
-            "ms": fold_mid_side,
-            "ms_level": fold_mid_side_level if level else fold_mid_side,
-            "channels": lambda a: a,
-        }[stereo_input]
+        try:
+            self.disc_input = discriminator_input(config.discriminator)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        self.disc = build_discriminators(config.discriminator, dtype=dtype)
         optim = config.optim
         self.gen_schedule = make_schedule(optim.learning_rate, optim.warmup_steps, optim.decay_rate)
         disc_schedule = make_schedule(
