@@ -202,6 +202,28 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "model.stereo='ms', arch 'dac' or 'snac', model.stereo_split_blocks=0, "
         "model.side_from_mid=0); set it to 0",
     )
+    side_dim = int(m.get("side_latent_dim", 0))
+    side_levels = tuple(int(i) for i in m.get("side_levels", ()))
+    need(
+        (side_dim == 0 and not side_levels) or (side_dim > 0 and side_levels and side_width > 0),
+        f"model.side_latent_dim={side_dim}, model.side_levels={side_levels}: side bits need "
+        "a positive side_latent_dim, a list of side_levels and a side decoder "
+        "(model.side_decoder_width > 0); or set side_latent_dim=0 and side_levels=()",
+    )
+    need(
+        all(1 <= i < len(m.vq_strides) for i in side_levels)
+        and len(set(side_levels)) == len(side_levels),
+        f"model.side_levels={side_levels}: distinct levels among 1..{len(m.vq_strides) - 1} "
+        "(level 0 is always joint: every bitrate carries the mid)",
+    )
+    need(
+        not side_dim
+        or m.get("quantizer", "factorized") == "factorized"
+        or int(m.codebook_dim) == side_dim == int(m.latent_dim),
+        f"model.side_latent_dim={side_dim}: a {m.get('quantizer')!r} quantizer has its codes "
+        f"in the latent, so the side latent must be as wide as the joint one "
+        f"(model.side_latent_dim={m.latent_dim})",
+    )
     side_gate = bool(m.get("side_gate", False))
     need(
         not side_gate or (joint_ms and side_bands == 0 and side_width == 0),

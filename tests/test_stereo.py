@@ -22,6 +22,7 @@ from jax_codec.inference import chunked
 from jax_codec.inference import streaming as st
 from jax_codec.models.codec import Codec, build_codec
 from jax_codec.models.discriminators import fold_channels
+from jax_codec.models.quantizer import HierarchicalRVQ
 from jax_codec.training.loop import listener_metrics
 from jax_codec.training.step import Trainer
 
@@ -338,6 +339,113 @@ def test_side_decoder_decodes_the_side_apart():
     ):
         with pytest.raises(ConfigError, match=match):
             runlocal(**bad)
+
+
+def test_side_levels_quantize_a_side_latent_of_their_own():
+    """`HierarchicalRVQ(side_levels, side_dim)`: the side levels are a residual VQ of the side
+    latent `[..., D:]`, the others one of the joint latent `[..., :D]`, each exactly as a
+    quantizer of that part alone with those levels' weights; training output equals decode."""
+    d, ds, strides = 6, 3, (2, 1, 1, 1)
+    q = HierarchicalRVQ(d, strides, 16, 4, 0.0, side_levels=(1, 3), side_dim=ds)
+    z = jax.random.normal(jax.random.key(1), (2, 8, d + ds))
+    params = q.init(jax.random.key(0), z)
+    assert params["params"]["level1"]["in_proj"]["weight_v"].shape[1] == ds
+    assert params["params"]["level2"]["in_proj"]["weight_v"].shape[1] == d
+    codes = q.apply(params, z, 4, method=q.encode)
+
+    def alone(levels, dim, part):
+        sub = HierarchicalRVQ(dim, tuple(strides[i] for i in levels), 16, 4, 0.0)
+        p = {"params": {f"level{j}": params["params"][f"level{i}"] for j, i in enumerate(levels)}}
+        return sub, p, sub.apply(p, part, len(levels), method=sub.encode)
+
+    joint, pj, joint_codes = alone((0, 2), d, z[..., :d])
+    side, ps, side_codes = alone((1, 3), ds, z[..., d:])
+    for have, want in zip(codes, (joint_codes[0], side_codes[0], joint_codes[1], side_codes[1])):
+        np.testing.assert_array_equal(np.asarray(have), np.asarray(want))
+    latent = np.asarray(q.apply(params, codes, method=q.decode))
+    np.testing.assert_allclose(latent[..., :d], joint.apply(pj, joint_codes, method=joint.decode))
+    np.testing.assert_allclose(latent[..., d:], side.apply(ps, side_codes, method=side.decode))
+    # Two levels: the side latent has one level, the joint one.
+    two = np.asarray(q.apply(params, codes[:2], method=q.decode))
+    np.testing.assert_allclose(two[..., :d], joint.apply(pj, joint_codes[:1], method=joint.decode))
+    out = q.apply(params, z, 3)
+    np.testing.assert_allclose(
+        np.asarray(out.quantized), q.apply(params, codes[:3], method=q.decode), atol=1e-6
+    )
+    for kwargs, match in (
+        ({"side_levels": (0,), "side_dim": ds}, "levels 1..3"),
+        ({"side_levels": (1,), "side_dim": 0}, "side_dim >= 1"),
+        ({"side_dim": ds}, "without side_levels"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            HierarchicalRVQ(d, strides, 16, 4, **kwargs).init(jax.random.key(0), z)
+
+
+SIDE_BITS = {
+    "model.channels": 2,
+    "model.side_decoder_width": 16,
+    "model.side_latent_dim": 8,
+    "model.side_levels": "(2,)",
+}
+
+
+def test_side_levels_are_read_by_the_side_decoder_only():
+    """`model.side_latent_dim` / `model.side_levels`: the encoder adds a side latent, a side
+    level's codes change the decoded side and leave the mid bit for bit as it was; the level
+    rates (so the bitrate), the code shapes and streaming are as for any model."""
+    config = runlocal(**SIDE_BITS)
+    codec = build_codec(config.model)
+    plain = build_codec(runlocal(**{"model.channels": 2}).model)
+    assert codec.side_levels == (2,) and codec.latent_channels == config.model.latent_dim + 8
+    assert codec.bitrate_kbps() == plain.bitrate_kbps()
+    audio = jnp.asarray(music(1, 0.41, seed=2))
+    params = louder(jax.jit(codec.init)({"params": jax.random.key(0)}, audio))
+    decoder = params["params"]["decoder"]
+    assert decoder["mid"]["WNConv1d_0"]["weight_v"].shape[1] == config.model.latent_dim
+    assert decoder["side"]["WNConv1d_0"]["weight_v"].shape[1] == config.model.latent_dim + 8
+    n = audio.shape[1]
+    encode = jax.jit(lambda p, a, k: codec.apply(p, a, k, method=codec.encode), static_argnums=2)
+    decode = jax.jit(lambda p, c: codec.apply(p, c, n, method=codec.decode))
+    codes = {k: encode(params, audio, k) for k in (2, 3, 4)}
+    for a, b in zip(codes[3], codes[4][:3], strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    ms = {  # the decoders' own mid and side
+        k: np.asarray(codec.apply(params, c, method=lambda m, c: m.decoder(m.quantizer.decode(c))))
+        for k, c in codes.items()
+    }
+    np.testing.assert_array_equal(ms[3][..., 0], ms[2][..., 0])  # the side level: side only
+    assert np.abs(ms[3][..., 1] - ms[2][..., 1]).max() > 1e-4
+    assert np.abs(ms[4][..., 0] - ms[3][..., 0]).max() > 1e-4  # the next joint level: mid too
+    ref = np.asarray(decode(params, codes[3]))
+    np.testing.assert_allclose(ref, stereo.from_mid_side(ms[3])[:, :n], atol=1e-6)
+    out = codec.apply(params, audio, 3)
+    np.testing.assert_allclose(np.asarray(out.audio), ref, atol=1e-5)
+    y, _ = st.stream_roundtrip(codec, params, np.asarray(audio), 4, 3)
+    assert np.abs(y - ref).max() <= 1e-5
+    for bad, match in (
+        ({"model.side_latent_dim": 8}, "side bits need"),
+        ({"model.side_latent_dim": 8, "model.side_levels": "(2,)"}, "side bits need"),
+        (
+            {
+                "model.side_latent_dim": 8,
+                "model.side_levels": "(0,)",
+                "model.side_decoder_width": 16,
+            },
+            "level 0 is always joint",
+        ),
+        (
+            {
+                "model.side_latent_dim": 8,
+                "model.side_levels": "(2,)",
+                "model.side_decoder_width": 16,
+                "model.quantizer": "plain",
+                "model.codebook_dim": 64,
+            },
+            "as wide as the joint one",
+        ),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            runlocal(**{"model.channels": 2, **bad})
 
 
 def test_side_gate_scales_only_the_side(stereo_model):
@@ -741,6 +849,40 @@ def test_stereo_train_and_eval_step():
     long = music(2, 0.5)
     m = listener_metrics(long, 0.5 * long, SR, 2)
     assert abs(m["eval/level_error_db/2q"] + 6.02) < 0.1 and m["eval/si_sdr/2q"] > 90
+
+
+@pytest.mark.slow
+def test_side_levels_train_with_the_presets_codebook_update():
+    """Side bits under the preset's quantizer (EnCodec's, codebook update by EMA, dead-code
+    restarts): the side level's codebook, of the side latent's width, is updated from the
+    side latent's vectors, and the steps stay finite."""
+    config = tiny_stereo_config(
+        **{
+            "model.vq_strides": "(2, 1, 1)",
+            "model.quantizer": "plain",
+            "model.codebook_dim": 16,
+            "model.quantizer_dropout": 0.0,
+            "model.side_decoder_width": 32,
+            "model.side_latent_dim": 16,
+            "model.side_levels": "(1,)",
+            "train.codebook_ema_decay": 0.9,
+            "loss.codebook_weight": 0.0,
+        }
+    )
+    trainer = Trainer(config)
+    state = jax.jit(trainer.init_state)(jax.random.key(0))
+    before = jax.device_get(state.gen_params["params"]["quantizer"])
+    assert before["level1"]["codebook"].shape == (16, 16)
+    batch = jnp.asarray(music(2, trainer.segment / SR))[:, : trainer.segment]
+    step = jax.jit(trainer.train_step)
+    for _ in range(2):
+        state, metrics = step(state, batch, jax.random.key(1))
+    assert int(state.nonfinite_steps) == 0
+    assert np.isfinite(jax.device_get(metrics["loss/mel/side"]))
+    after = jax.device_get(state.gen_params["params"]["quantizer"])
+    for level in ("level0", "level1", "level2"):
+        assert np.abs(after[level]["codebook"] - before[level]["codebook"]).max() > 1e-4, level
+    assert all(np.isfinite(v).all() for v in jax.tree.leaves(after))
 
 
 @pytest.mark.slow

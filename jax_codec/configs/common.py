@@ -164,6 +164,11 @@ def default_config() -> ml_collections.ConfigDict:
     # Joint mid/side models (arch "dac" / "snac"): decode the side with a second decoder this
     # wide, over the same latent (0: one decoder makes mid and side; docs/stereo.md).
     model.side_decoder_width = 0
+    # With a side decoder: bits only it reads. The encoder adds a side latent of this many
+    # dims; the quantizer levels listed (indices into vq_strides, never 0) quantize it instead
+    # of the joint latent, at the same bitrate per level (() and 0: none; docs/stereo.md).
+    model.side_latent_dim = 0
+    model.side_levels = ()
     # Joint mid/side models (arch "dac" / "snac"): the decoded side is scaled by a gate per
     # frame, sigmoid of a value the decoder reads from the latent, so a (near-)mono passage
     # can decode with a side far below the mid, as dual mono does (docs/stereo.md).

@@ -46,7 +46,7 @@ def _decode_masked(module, frame_codes, mask):
     """
     z = None
     for i in range(frame_codes.shape[-1]):
-        q = module.quantizer.levels[i].decode_codes(frame_codes[..., i]) * mask[i]
+        q = module.quantizer.decode_level(i, frame_codes[..., i]) * mask[i]
         z = q if z is None else z + q
     return module.from_model_channels(module.decoder(z))
 

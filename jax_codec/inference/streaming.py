@@ -168,7 +168,7 @@ def _decode_frame_codes(module: Codec, codes: Array) -> Array:
     """Frame-rate codes ``[B, F, k]`` -> audio ``[B, F * hop, C]`` (decoder caches in stream)."""
     z = None
     for i in range(codes.shape[-1]):
-        q = module.quantizer.levels[i].decode_codes(codes[..., i])
+        q = module.quantizer.decode_level(i, codes[..., i])
         z = q if z is None else z + q
     return module.from_model_channels(module.decoder(z))
 
@@ -275,7 +275,7 @@ class StreamingEncoder:
         example = jnp.zeros((self.batch, self.chunk_samples, self.codec.channels), jnp.float32)
         return {
             "cache": _cache_zeros(self.codec, self.variables, _encode_latents, example),
-            "latents": jnp.zeros((self.batch, self.R, self.codec.latent_dim), jnp.float32),
+            "latents": jnp.zeros((self.batch, self.R, self.codec.latent_channels), jnp.float32),
             "t": jnp.zeros((), jnp.int32),
         }
 

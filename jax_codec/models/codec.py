@@ -37,7 +37,8 @@ class CodecOutput:
     audio: `[B, T, C]` reconstruction, same length and channels as the input.
     codes: one int32 `[B, F / strides[i]]` per level (levels beyond `n_quantizers` included).
     n_quantizers: `[B]` levels used per example.
-    latents: `[B, F, D]` encoder output; quantized: `[B, F, D]` sum of the used levels.
+    latents: `[B, F, D]` encoder output; quantized: `[B, F, D]` sum of the used levels (D:
+      `Codec.latent_channels`, the side latent's dims included).
     losses: `{'commitment', 'codebook', 'residual'}` scalars. stats: per-level codebook usage.
     projected: per level, the encoder output in code space (dead-code restart candidates).
     """
@@ -57,15 +58,20 @@ class MidSideDecoders(nn.Module):
     the side; `[B, F, D] -> [B, T, 2]` (mid, side), as a joint mid/side `Decoder` outputs.
 
     The side shares the code stream and the encoder with the mid, but none of the decoder's
-    layers, so its decoder capacity is its own, as in dual mono (docs/stereo.md)."""
+    layers, so its decoder capacity is its own, as in dual mono (docs/stereo.md).
+    `mid_dims` (`Codec.side_latent_dim`): the mid decoder reads only the first this many latent
+    dims (the joint latent), the side decoder all of them (joint and side latent); 0: both read
+    all."""
 
     mid: nn.Module
     side: nn.Module
+    mid_dims: int = 0
 
     def __call__(self, z: Array, noise_key: Array | None = None) -> Array:
         # Noise blocks (arch "snac", noise=True): each decoder draws its own noise.
         keys = (None, None) if noise_key is None else tuple(jax.random.split(noise_key))
-        return jnp.concatenate([self.mid(z, keys[0]), self.side(z, keys[1])], axis=-1)
+        z_mid = z[..., : self.mid_dims] if self.mid_dims else z
+        return jnp.concatenate([self.mid(z_mid, keys[0]), self.side(z, keys[1])], axis=-1)
 
 
 class Codec(nn.Module):
@@ -144,6 +150,12 @@ class Codec(nn.Module):
     # stream, its bitrate and the encoder are unchanged; the side no longer shares the mid's
     # decoder layers (`MidSideDecoders`).
     side_decoder_width: int = 0
+    # With `side_decoder_width`: bits only the side decoder reads. The encoder outputs a side
+    # latent of this many dims after the `latent_dim` joint ones; the quantizer levels listed in
+    # `side_levels` (never level 0) quantize it, the others the joint latent; the mid decoder
+    # reads the joint latent, the side decoder both (HierarchicalRVQ's side levels).
+    side_latent_dim: int = 0
+    side_levels: Sequence[int] = ()
     # arch "dac" / "snac", channels=2, stereo="ms": scale the decoded side by a gate per frame
     # read from the latent (Decoder.side_gate), so a near-mono passage can decode near-mono.
     side_gate: bool = False
@@ -190,6 +202,14 @@ class Codec(nn.Module):
                 f"side_decoder_width={self.side_decoder_width} needs a joint mid/side model "
                 "(channels=2, stereo='ms', arch 'dac' or 'snac', stereo_split_blocks=0, "
                 "side_from_mid=0); set side_decoder_width=0"
+            )
+        if (self.side_latent_dim or self.side_levels) and not (
+            self.side_decoder_width and self.side_latent_dim > 0 and self.side_levels
+        ):
+            raise ValueError(
+                f"side_latent_dim={self.side_latent_dim}, side_levels={tuple(self.side_levels)}:"
+                " side bits need both (a positive dim, a level list) and a side decoder "
+                "(side_decoder_width > 0); set side_latent_dim=0 and side_levels=()"
             )
         if self.side_gate and (not joint_ms or self.side_from_mid or self.side_decoder_width):
             raise ValueError(
@@ -241,7 +261,7 @@ class Codec(nn.Module):
             self.encoder = Encoder(
                 self.encoder_width,
                 tuple(self.encoder_strides),
-                self.latent_dim,
+                self.latent_channels,
                 tuple(self.dilations),
                 self.causal,
                 self.dtype,
@@ -270,6 +290,7 @@ class Codec(nn.Module):
                 self.decoder = MidSideDecoders(
                     decoder(self.decoder_width, strides, 1),
                     decoder(self.side_decoder_width, strides, 1),
+                    mid_dims=self.latent_dim if self.side_latent_dim else 0,
                 )
             else:
                 self.decoder = decoder(
@@ -291,6 +312,8 @@ class Codec(nn.Module):
             self.codebook_dim,
             self.quantizer_dropout,
             kind=self.vq_kind,
+            side_levels=tuple(self.side_levels),
+            side_dim=self.side_latent_dim,
         )
 
     def _setup_spectrostream(self) -> None:
@@ -328,6 +351,12 @@ class Codec(nn.Module):
     def hop_length(self) -> int:
         """Samples per full-rate latent frame."""
         return math.prod(self.encoder_strides)
+
+    @property
+    def latent_channels(self) -> int:
+        """Dims of the encoder's output and the quantizer's: the joint latent, then the side
+        latent of a model with side bits."""
+        return self.latent_dim + self.side_latent_dim
 
     @property
     def num_quantizers(self) -> int:
@@ -557,5 +586,7 @@ def build_codec(model_config: ml_collections.ConfigDict, dtype: Any = None) -> C
         side_from_mid=int(c.get("side_from_mid", 0)),
         side_decoder_width=int(c.get("side_decoder_width", 0)),
         side_gate=bool(c.get("side_gate", False)),
+        side_latent_dim=int(c.get("side_latent_dim", 0)),
+        side_levels=tuple(int(i) for i in c.get("side_levels", ())),
         **arch_options(c),
     )

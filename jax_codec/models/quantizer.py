@@ -9,6 +9,12 @@ Causality: a pooled frame covers `[k s, (k+1) s)` and is used for exactly those 
 level of stride `s` adds a wait of `s` frames, the "coarse-level wait" counted in
 `Codec.latency_samples`. Neither pooling nor upsampling reads past its own block.
 
+Side levels (`side_levels`, joint-stereo models, docs/stereo.md): the latent is the joint
+latent `[..., :D]` followed by a side latent `[..., D:]` of `side_dim` dims; the listed levels
+quantize the side latent (a residual chain of their own), every other level the joint one, and
+each level's output fills only its own part of the latent, the rest zero. A side level's bits
+are then read only by what reads the side part (the side decoder, `MidSideDecoders`).
+
 Shapes: B batch, F frames at the full latent rate, D latent dims, d codebook dims, N codes.
 """
 
@@ -190,7 +196,11 @@ class HierarchicalRVQ(nn.Module):
     `dropout_prob`: in training, that fraction of examples uses a random number of levels
     in [1, K] (DAC's quantizer dropout), so one model serves every bitrate.
     `kind`: "factorized" (`FactorizedVQ`, DAC), "plain" (`PlainVQ`, EnCodec) or "euclidean"
-    (`EuclideanVQ`, SpectroStream); with no projection, `codebook_dim` must equal `input_dim`.
+    (`EuclideanVQ`, SpectroStream); with no projection, `codebook_dim` must equal `input_dim`
+    (a side level's, `side_dim`).
+    `side_levels`, `side_dim`: the levels that quantize the side latent `[..., input_dim:]`
+    (see the module doc); level 0 is always joint. The latent is then `input_dim + side_dim`
+    wide, in and out.
     """
 
     input_dim: int
@@ -199,26 +209,33 @@ class HierarchicalRVQ(nn.Module):
     codebook_dim: int = 8
     dropout_prob: float = 0.5
     kind: str = "factorized"
+    side_levels: Sequence[int] = ()
+    side_dim: int = 0
 
     def setup(self):
+        side = set(self.side_levels)
+        if side and (self.side_dim < 1 or not side <= set(range(1, len(self.strides)))):
+            raise ValueError(
+                f"side_levels={tuple(self.side_levels)} with side_dim={self.side_dim}: side "
+                f"levels are among levels 1..{len(self.strides) - 1} and need side_dim >= 1"
+            )
+        if self.side_dim and not side:
+            raise ValueError(f"side_dim={self.side_dim} without side_levels: set side_dim=0")
+        dims = [self.side_dim if i in side else self.input_dim for i in range(self.num_levels)]
         if self.kind == "factorized":
             self.levels = [
-                FactorizedVQ(
-                    self.input_dim, self.codebook_size, self.codebook_dim, name=f"level{i}"
-                )
-                for i in range(len(self.strides))
+                FactorizedVQ(d, self.codebook_size, self.codebook_dim, name=f"level{i}")
+                for i, d in enumerate(dims)
             ]
         elif self.kind in ("plain", "euclidean"):
-            if self.codebook_dim != self.input_dim:
-                raise ValueError(
-                    f"a plain VQ has no projection: codebook_dim={self.codebook_dim} must "
-                    f"equal the latent dim {self.input_dim}"
-                )
+            for d in set(dims):
+                if self.codebook_dim != d:
+                    raise ValueError(
+                        f"a plain VQ has no projection: codebook_dim={self.codebook_dim} must "
+                        f"equal the latent dim {d} of the levels that quantize it"
+                    )
             vq = PlainVQ if self.kind == "plain" else EuclideanVQ
-            self.levels = [
-                vq(self.input_dim, self.codebook_size, name=f"level{i}")
-                for i in range(len(self.strides))
-            ]
+            self.levels = [vq(d, self.codebook_size, name=f"level{i}") for i, d in enumerate(dims)]
         else:
             raise ValueError(
                 f"quantizer kind {self.kind!r}: use 'factorized', 'plain' or 'euclidean'"
@@ -227,6 +244,29 @@ class HierarchicalRVQ(nn.Module):
     @property
     def num_levels(self) -> int:
         return len(self.strides)
+
+    def is_side(self, i: int) -> bool:
+        return i in tuple(self.side_levels)
+
+    def _split(self, z: Array) -> list[Array]:
+        """`[B, F, input_dim (+ side_dim)]` -> [joint part, side part] (float32)."""
+        z = z.astype(jnp.float32)
+        want = self.input_dim + self.side_dim
+        if z.shape[-1] != want:
+            raise ValueError(f"latent has {z.shape[-1]} dims, this quantizer reads {want}")
+        return [z[..., : self.input_dim], z[..., self.input_dim :]]
+
+    def _place(self, i: int, q: Array) -> Array:
+        """Level i's output in its own part of the whole latent (zeros in the other part)."""
+        if not self.side_dim:
+            return q
+        before, after = (self.input_dim, 0) if self.is_side(i) else (0, self.side_dim)
+        return jnp.pad(q, ((0, 0), (0, 0), (before, after)))
+
+    def decode_level(self, i: int, codes: Array) -> Array:
+        """Level i's codes `[B, F']` -> its output in the whole latent `[B, F', D (+ side)]`,
+        at the codes' own rate (not upsampled)."""
+        return self._place(i, self.levels[i].decode_codes(codes))
 
     def _level_counts(self, n_quantizers: int | None) -> int:
         n = self.num_levels if n_quantizers is None else int(n_quantizers)
@@ -259,13 +299,15 @@ class HierarchicalRVQ(nn.Module):
         else:
             n_used = jnp.full((b,), self._level_counts(n_quantizers), jnp.int32)
 
-        residual = z.astype(jnp.float32)
-        quantized = jnp.zeros_like(residual)
+        residuals = self._split(z)  # the joint latent's residual chain, the side latent's
+        quantized = jnp.zeros(z.shape, jnp.float32)
         codes, stats, projected = [], {}, []
         commitment = codebook = residual_loss = jnp.zeros((), jnp.float32)
-        energy = jnp.sum(jnp.square(residual), axis=(1, 2))  # [B]
+        energy = sum(jnp.sum(jnp.square(r), axis=(1, 2)) for r in residuals)  # [B]
         for i, (vq, s) in enumerate(zip(self.levels, self.strides, strict=True)):
             mask = (i < n_used).astype(jnp.float32)  # [B]
+            part = int(self.is_side(i))
+            residual = residuals[part]
             pooled = pool(residual, s)
             q, c, commit_i, cb_i, z_e = vq(pooled)
             projected.append(z_e)
@@ -273,8 +315,8 @@ class HierarchicalRVQ(nn.Module):
             left = jax.lax.stop_gradient(pooled) - vq.decode_codes(c)
             residual_loss = residual_loss + jnp.mean(jnp.mean(jnp.square(left), (1, 2)) * mask)
             q = upsample(q, s) * mask[:, None, None]
-            residual = residual - q
-            quantized = quantized + q
+            residuals[part] = residual - q
+            quantized = quantized + self._place(i, q)
             codes.append(c)
             # DAC's reduction: per level the batch mean (unused examples count as 0), summed
             # over levels, so its loss weights (commitment 0.25, codebook 1) mean the same here.
@@ -292,7 +334,9 @@ class HierarchicalRVQ(nn.Module):
             stats[f"level{i}/counts"] = counts
             # Over the examples that use level i (all of them when none does: then each
             # example's own levels, rather than a meaningless 0).
-            rest = jax.lax.stop_gradient(jnp.sum(jnp.square(residual), axis=(1, 2)))
+            rest = jax.lax.stop_gradient(
+                sum(jnp.sum(jnp.square(r), axis=(1, 2)) for r in residuals)
+            )
             w = jnp.where(jnp.sum(mask) > 0, mask, 1.0)
             stats[f"level{i}/latent_error"] = jnp.sum(rest * w) / jnp.maximum(
                 jnp.sum(jax.lax.stop_gradient(energy) * w), 1e-12
@@ -311,11 +355,12 @@ class HierarchicalRVQ(nn.Module):
     def encode(self, z: Array, n_quantizers: int | None = None) -> tuple[Array, ...]:
         """`z [B, F, D]` -> codes of the first `n_quantizers` levels, each `[B, F / s_i]`."""
         n = self._level_counts(n_quantizers)
-        residual = z.astype(jnp.float32)
+        residuals = self._split(z)
         codes = []
-        for vq, s in zip(self.levels[:n], self.strides[:n], strict=True):
-            q, c, _, _, _ = vq(pool(residual, s))
-            residual = residual - upsample(q, s)
+        for i, (vq, s) in enumerate(zip(self.levels[:n], self.strides[:n], strict=True)):
+            part = int(self.is_side(i))
+            q, c, _, _, _ = vq(pool(residuals[part], s))
+            residuals[part] = residuals[part] - upsample(q, s)
             codes.append(c)
         return tuple(codes)
 
@@ -323,8 +368,8 @@ class HierarchicalRVQ(nn.Module):
         """Codes of the first `len(codes)` levels -> quantized latents `[B, F, D]`."""
         n = self._level_counts(len(codes))
         out = None
-        for vq, s, c in zip(self.levels[:n], self.strides[:n], codes, strict=True):
-            q = upsample(vq.decode_codes(c), s)
+        for i, (s, c) in enumerate(zip(self.strides[:n], codes, strict=True)):
+            q = upsample(self.decode_level(i, c), s)
             out = q if out is None else out + q
         return out
 

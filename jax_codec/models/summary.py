@@ -60,6 +60,8 @@ def codec_summary(config: ml_collections.ConfigDict, seconds: float = 1.0) -> di
         "hop_length": codec.hop_length,
         "num_quantizers": k,
         "vq_strides": list(codec.vq_strides),
+        # Levels whose bits only the side decoder reads (docs/stereo.md, "Side bits"); [] none.
+        "side_levels": list(codec.side_levels),
         "codebook_size": codec.codebook_size,
         "frame_rates_hz": [round(r, 4) for r in codec.frame_rates],
         "bitrate_kbps": round(codec.bitrate_kbps(k), 4),
@@ -84,7 +86,8 @@ def format_summary(s: dict) -> str:
         "parameters        "
         + ", ".join(f"{k} {v / 1e6:.3f}M" for k, v in p.items() if k != "total")
         + f"  (total {p['total'] / 1e6:.3f}M)",
-        f"levels            {s['num_quantizers']} codebooks of {s['codebook_size']}, strides {s['vq_strides']}",
+        f"levels            {s['num_quantizers']} codebooks of {s['codebook_size']}, strides {s['vq_strides']}"
+        + (f", side-only levels {s['side_levels']}" if s.get("side_levels") else ""),
         "frame rates       " + ", ".join(f"{r:g} Hz" for r in s["frame_rates_hz"]),
         "bitrate (kbps)    "
         + ", ".join(f"{n}q {b:.3f}" for n, b in s["bitrate_kbps_per_n_quantizers"].items()),
