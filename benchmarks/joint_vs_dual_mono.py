@@ -266,6 +266,15 @@ MODELS["dual_mono_preset_nogap"] = [*MODELS["dual_mono_preset"], *NO_GAPS]
 for _name, _flags in MODELS.items():
     if _name not in ("preset", "dual_mono_preset") and not any("gap_prob" in f for f in _flags):
         MODELS[_name] = [*_flags, *NO_GAPS]
+# The preset (its quiet spans included) with bits only the side reads: a second decoder as wide
+# as its own makes the side from the joint latent and a side latent of its own; the third of
+# the four levels quantizes that side latent instead of the joint one (same rates, same code
+# stream shape), so from 1.23 kbps up the side has codes of its own, as dual mono's does.
+MODELS["preset_side_bits"] = [
+    "--config.model.side_decoder_width=96",
+    "--config.model.side_latent_dim=64",
+    "--config.model.side_levels=(2,)",
+]
 
 
 METRICS = (
